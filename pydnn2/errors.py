@@ -1,0 +1,41 @@
+"""The exception types pydnn2 raises for problems the user can fix.
+
+Every error names what was expected and what was received, in the user's
+terms (the builder call, the channel, the file), so that it can be acted on
+without reading pydnn2's source. All of them derive from :class:`Pydnn2Error`,
+and each also derives from the built-in type a caller would naturally catch
+(``ValueError`` for bad arguments and data, ``FloatingPointError`` for a
+diverging loss).
+"""
+
+
+class Pydnn2Error(Exception):
+    """Base class of every error pydnn2 raises on purpose."""
+
+
+class NetBuildError(Pydnn2Error, ValueError):
+    """A builder call (``add_*``, pathways, merges) that cannot fit the net.
+
+    Raised at the line of the call, naming the call, the incoming shape and
+    what would fit.
+    """
+
+
+class DataError(Pydnn2Error, ValueError):
+    """Data that cannot be used: unknown channel, wrong shape or dtype,
+    NaN/inf values, labels outside ``num_classes``, empty or too small sets."""
+
+
+class FileFormatError(Pydnn2Error, ValueError):
+    """A file that is not a readable pydnn2 file: missing, truncated,
+    corrupted, written by a newer format version, or foreign."""
+
+
+class TrainingDivergedError(Pydnn2Error, FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch
+    and the batch."""
+
+
+class ConfigError(Pydnn2Error, ValueError):
+    """An argument outside its allowed range: a negative size or rate, an
+    unknown activation, an annealer shared by two learning rules."""
