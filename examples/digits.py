@@ -1,0 +1,61 @@
+"""The pydnn2 walk-through on scikit-learn's digits (no download needed).
+
+Builds a small convolutional net one call at a time, prints its size,
+trains it, prints the test accuracy and confusion matrix, saves it, loads it
+back and checks that the loaded net predicts the same.
+
+Run it with ``python3 dev.py demo`` (which sets up .venv first).
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from pydnn2 import data, preprocess
+from pydnn2 import neuralnet as nn
+
+
+def main(output_dir=None, epochs=30):
+    started = time.perf_counter()
+    output_dir = output_dir or tempfile.mkdtemp(prefix='pydnn2-digits-')
+    rng = np.random.RandomState(1234)
+
+    images, classes, files = data.load_digits()              # (1797, 1, 8, 8)
+    sets = preprocess.split_training_data((images, classes, files), 64, 70, 10, 20, rng=rng)
+    pre = preprocess.ArrayPreprocessor(sets)
+
+    net = nn.NN(pre, 'images', 10, 64, rng, nn.relu, name='digits', output_dir=output_dir)
+    net.add_convolution(32, (3, 3), (1, 1))                  # (32, 6, 6)
+    net.add_convolution(64, (3, 3), (2, 2))                  # (64, 2, 2)
+    net.add_dropout(0.25)
+    net.add_hidden(256)
+    net.add_dropout()
+    net.add_logistic()
+    print(net)
+    net.net_size()
+
+    net.train(nn.Adam(learning_rate=nn.LearningRateDecay(0.003, 0.05)), epochs=epochs)
+
+    test_x, test_y, test_files = [part[2] for part in (pre.get_raw_x(), pre.get_raw_y(),
+                                                      pre.get_files())]
+    predicted, _ = net.predict(test_x)
+    accuracy = float(np.mean(predicted == test_y))
+    print(f'\ntest accuracy: {100 * accuracy:.2f}% on {len(test_y)} digits')
+    matrix, mistakes = net.make_confusion_matrix(test_x, test_y, test_files)
+    print('confusion matrix (rows: actual digit, columns: predicted):')
+    print(matrix)
+    print('mistakes (file index, actual, predicted):', mistakes)
+
+    path = nn.save(net, os.path.join(output_dir, 'digits.pt'))
+    loaded = nn.load(path)
+    again, _ = loaded.predict(test_x)
+    print(f'saved to {path}; the loaded net predicts the same: {bool(np.all(again == predicted))}')
+    print(f'done in {time.perf_counter() - started:.1f} s')
+    return accuracy
+
+
+if __name__ == '__main__':
+    sys.exit(0 if main() >= 0.98 else 1)

@@ -1,0 +1,167 @@
+"""Saving and loading nets in one safe file format (DESIGN decision 8).
+
+A file is a dict of plain data and tensors: the recorded builder calls, the
+weights and buffers, and the preprocessor's class name and state. Loading
+uses ``torch.load(weights_only=True)``, which refuses anything that would
+run code, and rebuilds the net by replaying its calls. Writes are atomic: a
+temporary file in the same folder, flushed and synced, then renamed over the
+target, so a crash never leaves a half-written file in its place.
+"""
+
+import os
+import pickle
+import tempfile
+import zipfile
+
+import numpy as np
+import torch
+
+from .errors import FileFormatError
+
+FORMAT = 'pydnn2'
+FORMAT_VERSION = 1
+EXTENSION = '.pt'
+
+
+def _plain_tree(value):
+    """Numpy values as tensors or Python scalars, so ``weights_only`` accepts them."""
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_tree(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return value
+
+
+def atomic_save(obj, path):
+    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                               dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def net_state(net):
+    """The plain-data description of a net that :func:`load` rebuilds."""
+    import pydnn2
+
+    pre = net.preprocessor
+    return {
+        'format': FORMAT, 'format_version': FORMAT_VERSION, 'kind': 'net',
+        'pydnn2_version': pydnn2.__version__, 'torch_version': str(torch.__version__),
+        'config': {'channel': net.channel, 'num_classes': net.num_classes,
+                   'batch_size': net.batch_size, 'activation': net.activation_name,
+                   'name': net.name, 'output_dir': net.output_dir, 'seed': net.seed},
+        'calls': _plain_tree(net.calls),
+        'weights': {k: v.detach().cpu() for k, v in net.module.state_dict().items()},
+        'preprocessor': {'class': type(pre).__name__,
+                         'state': _plain_tree(pre.state_dict())},
+    }
+
+
+def save(nn, filename=None):
+    """Save a net to one file; returns the file name.
+
+    Parameters
+    ----------
+    nn : NN
+        The net to save (its preprocessing statistics come along; its data
+        sets do not).
+    filename : str, optional
+        Defaults to ``<output_dir>/<name>.pt``.
+    """
+    if filename is None:
+        filename = os.path.join(nn.output_dir or '.', nn.name + EXTENSION)
+    return atomic_save(net_state(nn), os.fspath(filename))
+
+
+def _unpickler_reason(exc):
+    lines = [line.strip() for line in str(exc).splitlines()]
+    found = [line for line in lines if 'Unsupported' in line or 'WeightsUnpickler' in line]
+    return (found or lines or ['refused'])[0]
+
+
+def read_file(filename, kind='net'):
+    """Load a pydnn2 file's dict safely, with clear errors for bad files."""
+    filename = os.fspath(filename)
+    if not os.path.isfile(filename):
+        raise FileFormatError(f'{filename!r} does not exist (or is not a file)')
+    try:
+        state = torch.load(filename, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise FileFormatError(
+            f'{filename!r} is not a safe pydnn2 file: it holds objects that would run code '
+            f'when loaded, and pydnn2 refuses to load them ({_unpickler_reason(exc)})'
+        ) from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise FileFormatError(f'{filename!r} is truncated or corrupted, or not a pydnn2 file '
+                              f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})'
+                              ) from None
+    if not isinstance(state, dict) or state.get('format') != FORMAT:
+        raise FileFormatError(f'{filename!r} is not a pydnn2 file (no pydnn2 format marker)')
+    version = state.get('format_version')
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FileFormatError(
+            f'{filename!r} was written in pydnn2 file format {version!r} by pydnn2 '
+            f'{state.get("pydnn2_version")}; this pydnn2 reads format {FORMAT_VERSION} and '
+            'older: upgrade pydnn2 to load it')
+    if state.get('kind') != kind:
+        raise FileFormatError(f'{filename!r} holds a pydnn2 {state.get("kind")!r}, '
+                              f'not a {kind!r}')
+    return state
+
+
+def net_from_state(state, device=None, filename='<state>'):
+    """Rebuild a net (module, weights, preprocessor statistics) from :func:`net_state`."""
+    from .net import NN
+    from .preprocess import preprocessor_class
+
+    try:
+        config = state['config']
+        pre = preprocessor_class(state['preprocessor']['class']).from_state(
+            state['preprocessor']['state'])
+        net = NN(pre, config['channel'], config['num_classes'], config['batch_size'],
+                 config['seed'], config['activation'], config['name'], config['output_dir'],
+                 device=device, verbose=False)
+        net._replay(state['calls'])
+        net.module.load_state_dict(state['weights'])
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise FileFormatError(f'{filename!r} has a pydnn2 marker but its contents are '
+                              f'damaged: {type(exc).__name__}: {exc}') from None
+    return net
+
+
+def load(filename, device=None):
+    """Load a net saved by :func:`save` (or a best/final net written by ``train``).
+
+    Never executes code from the file. Raises
+    :class:`~pydnn2.errors.FileFormatError` for missing, truncated, corrupted,
+    foreign or too-new files.
+    """
+    return net_from_state(read_file(filename, 'net'), device, os.fspath(filename))
