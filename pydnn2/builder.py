@@ -10,17 +10,12 @@ import functools
 import inspect
 import math
 import numbers
-import os
 import sys
-import warnings
 
-import numpy as np
-import torch
 from torch import nn
 
 from . import layers as L
-from .errors import ConfigError, DataError, NetBuildError
-from .preprocess import check_batch_size
+from .errors import ConfigError, NetBuildError
 
 
 @dataclasses.dataclass

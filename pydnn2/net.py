@@ -119,7 +119,7 @@ class NN(_Builder):
         self._generator = torch.Generator().manual_seed(self.seed)
         self._net, self._pid = self, 0
         self.module = L.GraphModule().to(self.device)
-        self._calls, self._sites = [], {}
+        self._calls, self._sites, self._reusable = [], {}, {}
         self._reset_graph()
         preprocessor.to(self.device)
         self._check_data()
@@ -157,7 +157,8 @@ class NN(_Builder):
     def _new_pathway(self, tip, origin):
         pid = len(self._pathways)
         self._pathways[pid] = {'tip': tip, 'merged_into': None, 'origin': origin}
-        self._handles[pid] = self if pid == 0 else Pathway(self, pid)
+        reused = self._reusable.get(pid)
+        self._handles[pid] = self if pid == 0 else reused or Pathway(self, pid)
         return pid
 
     def _append(self, builder, op, args, module, out_shape, inputs=None):
@@ -222,6 +223,7 @@ class NN(_Builder):
     def _replay(self, calls):
         """Rebuild the graph from recorded calls (used by undo and load)."""
         verbose, self.verbose = self.verbose, False
+        self._reusable = dict(self._handles)     # surviving pathways keep their handles
         self._reset_graph()
         self._calls = []
         try:
@@ -230,6 +232,7 @@ class NN(_Builder):
                 getattr(self._handles[call['pathway']], call['method'])(**args)
         finally:
             self.verbose = verbose
+            self._reusable = {}
 
     def _unplain(self, value):
         if isinstance(value, dict) and set(value) == {'pathway'}:
