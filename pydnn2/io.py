@@ -67,14 +67,19 @@ def atomic_save(obj, path):
     return path
 
 
-def net_state(net):
-    """The plain-data description of a net that :func:`load` rebuilds."""
+def header(kind):
+    """The fields every pydnn2 file starts with: marker, versions, kind."""
     import pydnn2
 
+    return {'format': FORMAT, 'format_version': FORMAT_VERSION, 'kind': kind,
+            'pydnn2_version': pydnn2.__version__, 'torch_version': str(torch.__version__)}
+
+
+def net_state(net):
+    """The plain-data description of a net that :func:`load` rebuilds."""
     pre = net.preprocessor
     return {
-        'format': FORMAT, 'format_version': FORMAT_VERSION, 'kind': 'net',
-        'pydnn2_version': pydnn2.__version__, 'torch_version': str(torch.__version__),
+        **header('net'),
         'config': {'channel': net.channel, 'num_classes': net.num_classes,
                    'batch_size': net.batch_size, 'activation': net.activation_name,
                    'name': net.name, 'output_dir': net.output_dir, 'seed': net.seed},

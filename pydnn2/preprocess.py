@@ -130,6 +130,14 @@ class Preprocessor:
         """Rebuild a preprocessor (without data) from :meth:`state_dict`."""
         raise NotImplementedError(f'{cls.__name__}.from_state')
 
+    def get_state(self):
+        """The mutable training-time state (random generators, augmentation
+        schedule) as plain data, for checkpoints; none by default."""
+        return {}
+
+    def set_state(self, state):
+        """Restore :meth:`get_state`'s state, so training resumes exactly."""
+
     def has_data(self):
         """Whether sets are attached (a loaded net's preprocessor has none)."""
         return getattr(self, '_sets', None) is not None
@@ -454,3 +462,25 @@ class ArrayPreprocessor(Preprocessor):
                        for n in self._shapes}
         self._sets, self._cache = None, {}
         return self
+
+
+# Re-exports, so that every preprocessing name is found under pydnn2.preprocess.
+# pydnn2.augment imports this module: when it is the one being imported first,
+# its names are served on demand by __getattr__ below instead.
+import sys as _sys  # noqa: E402
+
+from .resize import *  # noqa: E402,F401,F403
+
+_AUGMENT_NAMES = ('Augmentation', 'ImagePreprocessor', 'Canonicalizer', 'Rotator360',
+                  'Rotator360PlusGeometry')
+if 'pydnn2.augment' not in _sys.modules:
+    from .augment import (Augmentation, Canonicalizer, ImagePreprocessor,  # noqa: E402,F401
+                          Rotator360, Rotator360PlusGeometry)
+
+
+def __getattr__(name):
+    """Serve the image preprocessors of :mod:`pydnn2.augment` when imported from there."""
+    if name in _AUGMENT_NAMES:
+        from . import augment
+        return getattr(augment, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

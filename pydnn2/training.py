@@ -1,25 +1,29 @@
-"""The training loop: epochs, evaluation, best-net saving and the epoch table.
+"""The training loop: epochs, evaluation, best-net saving, checkpoints, the epoch table.
 
 The loop is lean (DESIGN decision 5): batches are sliced from tensors that
 already sit on the training device, losses and error counts accumulate on
 the device and are read once per epoch, and the progress bar reads nothing
-from the device. It is split into small functions: :func:`train_epoch` runs
-one pass over a set, :func:`run_phase` runs the epochs of one phase
-(main or final), :func:`train` checks the arguments and runs both phases.
+from the device. It is split into small functions: :func:`train_batches`
+runs the batches of one epoch, :func:`run_epoch` one epoch with its
+evaluation, :func:`run_phase` the epochs of one phase (main or final), and
+:func:`train` checks the arguments and runs both phases.
 """
 
+import dataclasses
 import math
 import numbers
 import os
+import signal
 import tempfile
+import threading
 import time
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import io
-from .errors import ConfigError, DataError, TrainingDivergedError
+from . import checkpoint, io
+from .errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
 from .evaluate import evaluate_set
 from .learning import LearningRule, set_learning_rate
 from .net import seed_from
@@ -28,13 +32,33 @@ HISTORY_KEYS = ('epoch', 'phase', 'train_loss', 'train_error', 'valid_loss', 'va
                 'test_loss', 'test_error', 'learning_rate', 'seconds')
 
 
+@dataclasses.dataclass
+class EpochState:
+    """Where an unfinished epoch stands: enough to rebuild it and continue."""
+
+    phase: str                  # 'main' or 'final'
+    preprocessor: dict          # the preprocessor's state before it made the epoch's set
+    shuffle: torch.Tensor       # the shuffle generator's state before the epoch's order
+    step: int = 0               # batches done
+    losses: torch.Tensor = None  # their losses
+    errors: int = 0             # their misclassified rows
+
+    def as_dict(self):
+        """Plain data for a checkpoint."""
+        return {k: (v.cpu() if isinstance(v, torch.Tensor) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
 class Session:
     """What one call of :func:`train` works with: the net, its optimizer, options."""
 
-    def __init__(self, net, rule, l1_reg, l2_reg, verbose, progress):
+    def __init__(self, net, rule, l1_reg=0, l2_reg=0, verbose=False, progress=False,
+                 checkpoint_every=None, keep_checkpoints=3, patience=None):
         self.net, self.rule = net, rule
         self.l1_reg, self.l2_reg = float(l1_reg), float(l2_reg)
         self.verbose, self.progress = verbose, progress
+        self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
+        self.patience = patience
         decayed, plain = weight_groups(net.module)
         self.penalised = decayed
         self.optimizer = rule.make_optimizer(
@@ -42,11 +66,12 @@ class Session:
         self.shuffle = torch.Generator().manual_seed(seed_from(net.rng))
         torch.manual_seed(seed_from(net.rng))   # dropout masks follow the net's rng
         self.history = {key: [] for key in HISTORY_KEYS}
-        self.best_valid = math.inf
-        self.best_params = None
-        self.best_file = os.path.join(net.output_dir or '.', f'{net.name}_best_net{io.EXTENSION}')
-        self.final_file = os.path.join(net.output_dir or '.', f'{net.name}_final_net{io.EXTENSION}')
-        self.epoch = 0
+        self.best_valid, self.best_params, self.since_best = math.inf, None, 0
+        self.epoch, self.main_done = 0, False
+        self.stop_requested = False
+        folder = net.output_dir or '.'
+        self.best_file = os.path.join(folder, f'{net.name}_best_net{io.EXTENSION}')
+        self.final_file = os.path.join(folder, f'{net.name}_final_net{io.EXTENSION}')
 
     def penalty(self):
         """l1 * sum|W| + l2 * sum W^2 over weights (not biases, norms or PReLU slopes)."""
@@ -73,35 +98,40 @@ def weight_groups(module):
     return decayed, plain
 
 
-def train_epoch(session, x, y, desc):
-    """One pass over ``(x, y)`` in shuffled full batches; returns (loss, error rate).
+def train_batches(session, x, y, order, state):
+    """Train on the epoch's full batches from ``state.step`` on, in ``order``.
 
-    Rows left over after the last full batch wait for another epoch's shuffle.
+    Stops early (leaving ``state.step`` at the batches done) when a Ctrl-C
+    was requested. Rows after the last full batch wait for another shuffle.
     """
     net, optimizer = session.net, session.optimizer
     module, size = net.module, net.batch_size
-    steps = len(y) // size
-    module.train()
-    order = torch.randperm(len(y), generator=session.shuffle).to(net.device)
-    losses = torch.zeros(steps, device=net.device)
+    steps = len(order) // size
+    if state.losses is None:
+        state.losses = torch.zeros(steps, device=net.device)
     errors = torch.zeros((), device=net.device, dtype=torch.long)
     penalise = session.l1_reg or session.l2_reg
-    bar = tqdm(total=steps, desc=desc, leave=False, delay=2.0, disable=not session.progress)
-    for step in range(steps):
+    module.train()
+    bar = tqdm(total=steps, initial=state.step, desc=f'epoch {session.epoch + 1}', leave=False,
+               delay=2.0, disable=not session.progress)
+    step = state.step
+    while step < steps and not session.stop_requested:
         index = order[step * size:(step + 1) * size]
         target = y[index]
         logits = module({k: v[index] for k, v in x.items()})
         loss = F.cross_entropy(logits, target)
-        losses[step] = loss.detach()
+        state.losses[step] = loss.detach()
         if penalise:
             loss = loss + session.penalty()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         errors += (logits.argmax(1) != target).sum()
+        step += 1
         bar.update()
     bar.close()
-    return check_losses(losses, session.epoch), errors.item() / (steps * size)
+    state.step, state.errors = step, state.errors + errors.item()
+    return step == steps
 
 
 def check_losses(losses, epoch):
@@ -121,27 +151,53 @@ def _device_set(net, pair):
             torch.as_tensor(y).to(net.device))
 
 
-def run_epoch(session, phase):
-    """Train one epoch of ``phase`` ('main' or 'final'), evaluate, record; returns a row."""
+def start_epoch(session, phase, resumed=None):
+    """The epoch's training set and order, rebuilt exactly when ``resumed``."""
+    pre = session.net.preprocessor
+    if resumed is not None:
+        state = EpochState(**resumed)
+        pre.set_state(state.preprocessor)
+        session.shuffle.set_state(state.shuffle)
+        state.losses = state.losses.to(session.net.device)
+    else:
+        state = EpochState(phase, io._plain_tree(pre.get_state()), session.shuffle.get_state())
+    x, y = _device_set(session.net, pre.get_train() if phase == 'main' else pre.get_all_train())
+    order = torch.randperm(len(y), generator=session.shuffle).to(session.net.device)
+    return state, x, y, order
+
+
+def run_epoch(session, phase, resumed=None):
+    """Train one epoch of ``phase``, evaluate, record; returns the table row,
+    or the unfinished :class:`EpochState` when Ctrl-C stopped it."""
     net, started = session.net, time.perf_counter()
-    pre = net.preprocessor
     rate = session.rule.annealer.learning_rate
-    x, y = _device_set(net, pre.get_train() if phase == 'main' else pre.get_all_train())
-    train_loss, train_error = train_epoch(session, x, y, f'epoch {session.epoch + 1}')
-    row = dict(epoch=session.epoch + 1, phase=phase, train_loss=train_loss,
-               train_error=train_error, valid_loss=None, valid_error=None, test_loss=None,
-               test_error=None, learning_rate=rate)
+    state, x, y, order = start_epoch(session, phase, resumed)
+    if not train_batches(session, x, y, order, state):
+        return state
+    steps = len(state.losses)
+    row = dict(epoch=session.epoch + 1, phase=phase,
+               train_loss=check_losses(state.losses, session.epoch),
+               train_error=state.errors / (steps * net.batch_size), valid_loss=None,
+               valid_error=None, test_loss=None, test_error=None, learning_rate=rate)
     if phase == 'main':
-        row['valid_loss'], row['valid_error'] = evaluate_set(net, *_device_set(net, pre.get_valid()))
-        if row['valid_loss'] < session.best_valid:
-            session.best_valid = row['valid_loss']
-            session.best_params = net.get_params()
-            row['test_loss'], row['test_error'] = evaluate_set(net, *_device_set(net, pre.get_test()))
-            io.save(net, session.best_file)
+        evaluate_main(session, row)
     row['seconds'] = time.perf_counter() - started
     for key in HISTORY_KEYS:
         session.history[key].append(row[key])
     return row
+
+
+def evaluate_main(session, row):
+    """Validation every epoch; test set and best-net file when validation improves."""
+    net, pre = session.net, session.net.preprocessor
+    row['valid_loss'], row['valid_error'] = evaluate_set(net, *_device_set(net, pre.get_valid()))
+    if row['valid_loss'] < session.best_valid:
+        session.best_valid, session.since_best = row['valid_loss'], 0
+        session.best_params = net.get_params()
+        row['test_loss'], row['test_error'] = evaluate_set(net, *_device_set(net, pre.get_test()))
+        io.save(net, session.best_file)
+    else:
+        session.since_best += 1
 
 
 def _fmt(value, percent=False):
@@ -163,29 +219,72 @@ TABLE_HEADER = (f'{"epoch":>5} {"phase":>5} {"train loss":>10} {"err":>8} {"vali
                 f'{"err":>8} {"test loss":>10} {"err":>8} {"rate":>10} {"time":>8}')
 
 
-def run_phase(session, phase, epochs):
-    """Run up to ``epochs`` epochs of ``phase``; stops early when the annealer says so.
+def end_of_epoch(session, row):
+    """Annealer, learning rule, patience and checkpoint after a finished epoch;
+    returns True when the phase should stop."""
+    rule = session.rule
+    stop, message = rule.annealer.epoch_done(session.epoch, row['train_loss'],
+                                             row['valid_loss'], session.net)
+    rule.epoch_done(session.epoch, row['train_loss'], session.optimizer)
+    session.epoch += 1
+    if message:
+        session.log(f'      {message}')
+    if session.patience and row['phase'] == 'main' and session.since_best >= session.patience:
+        session.log(f'      no validation improvement in {session.patience} epochs: stopping')
+        stop = True
+    if session.checkpoint_every and session.epoch % session.checkpoint_every == 0:
+        checkpoint.write(session)
+    return stop
 
-    Ctrl-C ends the phase after saying so; what was saved stays saved.
-    """
-    rule, net = session.rule, session.net
+
+def run_phase(session, phase, epochs, resumed=None):
+    """Run ``phase`` until ``epochs`` epochs of it are done (counting resumed ones),
+    or the annealer or patience stops it, or Ctrl-C; returns False on Ctrl-C."""
+    done = sum(1 for p in session.history['phase'] if p == phase)
     try:
-        for _ in range(epochs):
-            set_learning_rate(session.optimizer, rule.annealer.learning_rate)
-            row = run_epoch(session, phase)
+        while done < epochs:
+            set_learning_rate(session.optimizer, session.rule.annealer.learning_rate)
+            row = run_epoch(session, phase, resumed)
+            resumed = None
+            if isinstance(row, EpochState):
+                path = checkpoint.write(session, row.as_dict())
+                session.log(f'interrupted: ending the {phase} phase; resume from {path}')
+                return False
             session.log(format_row(row))
-            valid = row['valid_loss']
-            stop, message = rule.annealer.epoch_done(session.epoch, row['train_loss'], valid, net)
-            rule.epoch_done(session.epoch, row['train_loss'], session.optimizer)
-            session.epoch += 1
-            if message:
-                session.log(f'      {message}')
-            if stop:
+            done += 1
+            if end_of_epoch(session, row):
                 break
     except KeyboardInterrupt:
         session.log(f'interrupted: ending the {phase} phase after epoch {session.epoch}')
         return False
     return True
+
+
+class CtrlC:
+    """First Ctrl-C: finish the current batch, save an 'interrupted' checkpoint
+    and end the phase. A second Ctrl-C interrupts at once."""
+
+    def __init__(self, session):
+        self.session, self.previous = session, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.session.stop_requested:
+            raise KeyboardInterrupt
+        self.session.stop_requested = True
+        self.session.log('Ctrl-C: stopping after this batch (press again to stop at once)')
+
+    def reset(self):
+        self.session.stop_requested = False
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def check_output_dir(path):
@@ -200,25 +299,40 @@ def check_output_dir(path):
                           'another folder before training') from None
 
 
-def _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg):
+def _check_count(name, value, minimum=0, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        kind = 'a positive' if minimum else 'a non-negative'
+        raise ConfigError(f'{name} must be {kind} integer{" or None" if allow_none else ""}; '
+                          f'received {value!r}')
+
+
+def _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg, options):
     if not isinstance(updater, LearningRule):
         raise ConfigError('updater must be a learning rule (StochasticGradientDescent, '
                           f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
-    for name, value in (('epochs', epochs), ('final_epochs', final_epochs)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ConfigError(f'{name} must be a non-negative integer; received {value!r}')
+    _check_count('epochs', epochs)
+    _check_count('final_epochs', final_epochs)
+    _check_count('checkpoint_every', options['checkpoint_every'], 1, allow_none=True)
+    _check_count('keep_checkpoints', options['keep_checkpoints'], 1)
+    _check_count('patience', options['patience'], 1, allow_none=True)
     for name, value in (('l1_reg', l1_reg), ('l2_reg', l2_reg)):
-        if not isinstance(value, numbers.Real) or not value >= 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
             raise ConfigError(f'{name} must be a number >= 0; received {value!r}')
     net.check_complete()
     if hasattr(net.preprocessor, 'has_data') and not net.preprocessor.has_data():
         raise DataError('the preprocessor holds no data to train on (a loaded net keeps only '
                         'its statistics); attach sets with preprocessor.set_data(...)')
     check_output_dir(net.output_dir)
+    resume = options['resume']
+    if resume not in (None, False, True) and not os.path.isfile(os.fspath(resume)):
+        raise FileFormatError(f'resume: checkpoint {os.fspath(resume)!r} does not exist')
 
 
 def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbose=None,
-          progress=None, restore_best=True):
+          progress=None, restore_best=True, checkpoint_every=None, keep_checkpoints=3,
+          resume=None, patience=None):
     """Train ``net`` with the learning rule ``updater``.
 
     Each main epoch trains on a fresh (possibly augmented) training set,
@@ -227,7 +341,7 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     ``<output_dir>/<name>_best_net.pt``. After the main epochs the net gets
     the best validation weights back (unless ``restore_best=False``); then
     ``final_epochs`` train on train + valid + test and the result is saved to
-    ``<name>_final_net.pt``. Ctrl-C ends the current phase; saved files stay.
+    ``<name>_final_net.pt``.
 
     Parameters
     ----------
@@ -235,6 +349,7 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     updater : LearningRule
         StochasticGradientDescent, Momentum, Adam or AdaDelta.
     epochs, final_epochs : int
+        Epochs of each phase, counting those done before a resumed checkpoint.
     l1_reg, l2_reg : float
         Penalties on the weights (not on biases, batch norm or PReLU slopes).
     verbose : bool, optional
@@ -243,28 +358,63 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
         Show a progress bar within epochs longer than two seconds.
     restore_best : bool
         Put the best validation weights back after the main phase.
+    checkpoint_every : int, optional
+        Write ``<name>_checkpoint_<epoch>.pt`` every this many epochs.
+    keep_checkpoints : int
+        How many of the newest checkpoints to keep (the best net is apart).
+    resume : str or True, optional
+        Continue from this checkpoint (True: the newest in ``output_dir``).
+        The net must be built by the same calls and the rule be of the same
+        kind; everything else comes from the file.
+    patience : int, optional
+        Stop the main phase after this many epochs without a better
+        validation loss (early stopping; the best weights are restored).
 
     Returns
     -------
     dict of lists
         One entry per epoch for each of ``HISTORY_KEYS``.
+
+    Ctrl-C finishes the current batch, writes
+    ``<name>_checkpoint_<epoch>_interrupted.pt`` and ends the phase; a second
+    Ctrl-C stops at once. Files already saved always stay.
     """
-    _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg)
+    options = dict(checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+                   resume=resume, patience=patience)
+    _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg, options)
     verbose = net.verbose if verbose is None else verbose
     session = Session(net, updater, l1_reg, l2_reg, verbose,
-                      verbose if progress is None else progress)
+                      verbose if progress is None else progress, checkpoint_every,
+                      keep_checkpoints, patience)
+    resumed = None
+    if resume:
+        path = checkpoint.newest(net) if resume is True else os.fspath(resume)
+        resumed = checkpoint.restore(session, path)
+        session.log(f'resuming from {path} after {session.epoch} epochs')
     net.history = session.history
     session.log(TABLE_HEADER)
-    try:
-        run_phase(session, 'main', epochs)
-    finally:
-        if restore_best and session.best_params is not None:
-            net.set_params(session.best_params)
-    if final_epochs:
-        run_phase(session, 'final', final_epochs)
-        io.save(net, session.final_file)
-        session.log(f'final net saved to {session.final_file}')
+    with CtrlC(session) as ctrl_c:
+        run_phases(session, epochs, final_epochs, resumed, restore_best, ctrl_c)
+    return session.history
+
+
+def run_phases(session, epochs, final_epochs, resumed, restore_best, ctrl_c):
+    """The main phase, the return to the best weights, then the final phase."""
+    net = session.net
+    in_final = resumed is not None and resumed['phase'] == 'final'
+    if not session.main_done and not in_final:
+        try:
+            run_phase(session, 'main', epochs, resumed)
+        finally:
+            if restore_best and session.best_params is not None:
+                net.set_params(session.best_params)
+        session.main_done = True
+        resumed = None
+        ctrl_c.reset()
     if session.best_params is not None:
         session.log(f'best validation loss {session.best_valid:.4f}; best net saved to '
                     f'{session.best_file}')
-    return session.history
+    if final_epochs:
+        run_phase(session, 'final', final_epochs, resumed)
+        io.save(net, session.final_file)
+        session.log(f'final net saved to {session.final_file}')
