@@ -354,6 +354,26 @@ class NN(_Builder):
         from .evaluate import predict
         return predict(self, data, **options)
 
+    def eval(self, data, metric, **options):
+        """Evaluate a metric, or a list of them, on labelled data (neon's ``eval``).
+
+        ``data`` is 'train', 'valid' or 'test' (the preprocessor's sets) or an
+        ``(x, classes)`` pair of raw input and true classes; metrics come from
+        :mod:`pydnn2.metrics` (``Accuracy()``, ``LogLoss()``,
+        ``PrecisionRecall(num_classes)``, ...). Returns the metric's result, or
+        a list of results for a list; see :func:`pydnn2.evaluate.eval_metric`.
+        """
+        from .evaluate import eval_metric
+        return eval_metric(self, data, metric, **options)
+
+    def get_outputs(self, data, **options):
+        """The final layer's output for every row: the softmax probabilities as a
+        float32 numpy array ``(N, num_classes)``. ``data`` is 'train', 'valid',
+        'test' or raw input as for :meth:`predict`; see
+        :func:`pydnn2.evaluate.get_outputs`."""
+        from .evaluate import get_outputs
+        return get_outputs(self, data, **options)
+
     def make_confusion_matrix(self, data, classes, files):
         """Return ``(matrix, mistakes)``: rows are actual classes, columns
         predicted; mistakes are ``(file_index, actual, predicted)``."""

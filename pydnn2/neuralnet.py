@@ -7,12 +7,15 @@ Everything pydnn's ``neuralnet`` module offered, under the same names:
 
 from .errors import (ConfigError, DataError, FileFormatError, NetBuildError, Pydnn2Error,
                      TrainingDivergedError)
+from .checkpoint import load_checkpoint
 from .io import load, save
 from .layers import prelu, relu, sigmoid, tanh
 from .learning import (AdaDelta, Adam, ConstantLearningRate, LearningRateAdjuster,
                        LearningRateDecay, LearningRateSchedule, LearningRule, Momentum,
                        StochasticGradientDescent, WackyLearningRateAnnealer)
 from .builder import Pathway, RerunWarning
+from .metrics import (Accuracy, LogLoss, Misclassification, PrecisionRecall,
+                      TopKMisclassification)
 from .net import NN
 from .size import SizeReport, net_size
 
@@ -21,4 +24,5 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'LearningRateDecay', 'LearningRateSchedule', 'WackyLearningRateAnnealer', 'relu',
            'prelu', 'tanh', 'sigmoid', 'save', 'load', 'net_size', 'SizeReport', 'Pydnn2Error',
            'NetBuildError', 'DataError', 'ConfigError', 'FileFormatError',
-           'TrainingDivergedError']
+           'TrainingDivergedError', 'Accuracy', 'LogLoss', 'Misclassification',
+           'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint']

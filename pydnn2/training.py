@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, io
 from .errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
-from .evaluate import evaluate_set
+from .evaluate import evaluate_set, metric_values
 from .learning import LearningRule, set_learning_rate
+from .metrics import as_metrics
 from .net import seed_from
 
 HISTORY_KEYS = ('epoch', 'phase', 'train_loss', 'train_error', 'valid_loss', 'valid_error',
@@ -53,8 +54,9 @@ class Session:
     """What one call of :func:`train` works with: the net, its optimizer, options."""
 
     def __init__(self, net, rule, l1_reg=0, l2_reg=0, verbose=False, progress=False,
-                 checkpoint_every=None, keep_checkpoints=3, patience=None):
+                 checkpoint_every=None, keep_checkpoints=3, patience=None, eval_metric=None):
         self.net, self.rule = net, rule
+        self.metrics = as_metrics(eval_metric) if eval_metric is not None else []
         self.l1_reg, self.l2_reg = float(l1_reg), float(l2_reg)
         self.verbose, self.progress = verbose, progress
         self.checkpoint_every, self.keep_checkpoints = checkpoint_every, keep_checkpoints
@@ -66,6 +68,7 @@ class Session:
         self.shuffle = torch.Generator().manual_seed(seed_from(net.rng))
         torch.manual_seed(seed_from(net.rng))   # dropout masks follow the net's rng
         self.history = {key: [] for key in HISTORY_KEYS}
+        self.history.update({f'valid_{m.name}': [] for m in self.metrics})
         self.best_valid, self.best_params, self.since_best = math.inf, None, 0
         self.epoch, self.main_done = 0, False
         self.stop_requested = False
@@ -182,15 +185,18 @@ def run_epoch(session, phase, resumed=None):
     if phase == 'main':
         evaluate_main(session, row)
     row['seconds'] = time.perf_counter() - started
-    for key in HISTORY_KEYS:
-        session.history[key].append(row[key])
+    for key, values in session.history.items():
+        values.append(row.get(key))
     return row
 
 
 def evaluate_main(session, row):
     """Validation every epoch; test set and best-net file when validation improves."""
     net, pre = session.net, session.net.preprocessor
-    row['valid_loss'], row['valid_error'] = evaluate_set(net, *_device_set(net, pre.get_valid()))
+    valid = _device_set(net, pre.get_valid())
+    row['valid_loss'], row['valid_error'] = evaluate_set(net, *valid)
+    if session.metrics:
+        row.update({f'valid_{k}': v for k, v in metric_values(net, *valid, session.metrics).items()})
     if row['valid_loss'] < session.best_valid:
         session.best_valid, session.since_best = row['valid_loss'], 0
         session.best_params = net.get_params()
@@ -332,7 +338,7 @@ def _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg, options):
 
 def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbose=None,
           progress=None, restore_best=True, checkpoint_every=None, keep_checkpoints=3,
-          resume=None, patience=None):
+          resume=None, patience=None, eval_metric=None):
     """Train ``net`` with the learning rule ``updater``.
 
     Each main epoch trains on a fresh (possibly augmented) training set,
@@ -369,11 +375,14 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     patience : int, optional
         Stop the main phase after this many epochs without a better
         validation loss (early stopping; the best weights are restored).
+    eval_metric : metric or list of metrics, optional
+        Also evaluated on the validation set each main epoch (see
+        :mod:`pydnn2.metrics`); recorded in the history as ``valid_<name>``.
 
     Returns
     -------
     dict of lists
-        One entry per epoch for each of ``HISTORY_KEYS``.
+        One entry per epoch for each of ``HISTORY_KEYS`` (and each metric).
 
     Ctrl-C finishes the current batch, writes
     ``<name>_checkpoint_<epoch>_interrupted.pt`` and ends the phase; a second
@@ -385,7 +394,7 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     verbose = net.verbose if verbose is None else verbose
     session = Session(net, updater, l1_reg, l2_reg, verbose,
                       verbose if progress is None else progress, checkpoint_every,
-                      keep_checkpoints, patience)
+                      keep_checkpoints, patience, eval_metric)
     resumed = None
     if resume:
         path = checkpoint.newest(net) if resume is True else os.fspath(resume)
