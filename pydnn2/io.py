@@ -38,15 +38,15 @@ def _plain_tree(value):
     return value
 
 
-def atomic_save(obj, path):
-    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, rename)."""
+def _atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
                                dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -54,17 +54,31 @@ def atomic_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    _sync_folder(folder)
+    return path
+
+
+def _sync_folder(folder):
     try:
-        dir_fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        return path
+        return
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     except OSError:
         pass
     finally:
-        os.close(dir_fd)
-    return path
+        os.close(fd)
+
+
+def atomic_save(obj, path):
+    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, rename)."""
+    return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return _atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def header(kind):

@@ -7,6 +7,8 @@ Everything pydnn's ``neuralnet`` module offered, under the same names:
 
 from .errors import (ConfigError, DataError, FileFormatError, NetBuildError, Pydnn2Error,
                      TrainingDivergedError)
+from .callbacks import (Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining,
+                        StopWhen)
 from .checkpoint import load_checkpoint
 from .io import load, save
 from .layers import prelu, relu, sigmoid, tanh
@@ -25,4 +27,5 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'prelu', 'tanh', 'sigmoid', 'save', 'load', 'net_size', 'SizeReport', 'Pydnn2Error',
            'NetBuildError', 'DataError', 'ConfigError', 'FileFormatError',
            'TrainingDivergedError', 'Accuracy', 'LogLoss', 'Misclassification',
-           'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint']
+           'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint', 'Callback',
+           'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen']

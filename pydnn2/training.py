@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint, io
+from .callbacks import CallbackList, EpochTable, StopTraining
 from .errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
 from .evaluate import evaluate_set, metric_values
 from .learning import LearningRule, set_learning_rate
@@ -54,8 +55,11 @@ class Session:
     """What one call of :func:`train` works with: the net, its optimizer, options."""
 
     def __init__(self, net, rule, l1_reg=0, l2_reg=0, verbose=False, progress=False,
-                 checkpoint_every=None, keep_checkpoints=3, patience=None, eval_metric=None):
+                 checkpoint_every=None, keep_checkpoints=3, patience=None, eval_metric=None,
+                 callbacks=None):
         self.net, self.rule = net, rule
+        table = [EpochTable(self.log)] if verbose else []
+        self.callbacks = CallbackList(table + list(callbacks or []))
         self.metrics = as_metrics(eval_metric) if eval_metric is not None else []
         self.l1_reg, self.l2_reg = float(l1_reg), float(l2_reg)
         self.verbose, self.progress = verbose, progress
@@ -118,7 +122,10 @@ def train_batches(session, x, y, order, state):
     bar = tqdm(total=steps, initial=state.step, desc=f'epoch {session.epoch + 1}', leave=False,
                delay=2.0, disable=not session.progress)
     step = state.step
+    hooks = session.callbacks if session.callbacks.batch_hooks else None
     while step < steps and not session.stop_requested:
+        if hooks:
+            hooks('on_minibatch_begin', net, {'epoch': session.epoch + 1, 'batch': step + 1})
         index = order[step * size:(step + 1) * size]
         target = y[index]
         logits = module({k: v[index] for k, v in x.items()})
@@ -132,6 +139,9 @@ def train_batches(session, x, y, order, state):
         errors += (logits.argmax(1) != target).sum()
         step += 1
         bar.update()
+        if hooks:
+            hooks('on_minibatch_end', net, {'epoch': session.epoch + 1, 'batch': step,
+                                            'loss': state.losses[step - 1]})
     bar.close()
     state.step, state.errors = step, state.errors + errors.item()
     return step == steps
@@ -225,6 +235,16 @@ TABLE_HEADER = (f'{"epoch":>5} {"phase":>5} {"train loss":>10} {"err":>8} {"vali
                 f'{"err":>8} {"test loss":>10} {"err":>8} {"rate":>10} {"time":>8}')
 
 
+def notify_epoch_end(session, row):
+    """The epoch-end callbacks; returns True when one asked to stop."""
+    try:
+        session.callbacks('on_epoch_end', session.net, dict(row))
+    except StopTraining as stop:
+        session.log(f'      stopped by a callback: {stop}')
+        return True
+    return False
+
+
 def end_of_epoch(session, row):
     """Annealer, learning rule, patience and checkpoint after a finished epoch;
     returns True when the phase should stop."""
@@ -247,19 +267,25 @@ def run_phase(session, phase, epochs, resumed=None):
     """Run ``phase`` until ``epochs`` epochs of it are done (counting resumed ones),
     or the annealer or patience stops it, or Ctrl-C; returns False on Ctrl-C."""
     done = sum(1 for p in session.history['phase'] if p == phase)
+    net = session.net
     try:
         while done < epochs:
-            set_learning_rate(session.optimizer, session.rule.annealer.learning_rate)
+            rate = session.rule.annealer.learning_rate
+            set_learning_rate(session.optimizer, rate)
+            session.callbacks('on_epoch_begin', net, {'epoch': session.epoch + 1,
+                                                      'phase': phase, 'learning_rate': rate})
             row = run_epoch(session, phase, resumed)
             resumed = None
             if isinstance(row, EpochState):
                 path = checkpoint.write(session, row.as_dict())
                 session.log(f'interrupted: ending the {phase} phase; resume from {path}')
                 return False
-            session.log(format_row(row))
             done += 1
-            if end_of_epoch(session, row):
+            stopped = notify_epoch_end(session, row)
+            if end_of_epoch(session, row) or stopped:
                 break
+    except StopTraining as stop:
+        session.log(f'      stopped by a callback: {stop}')
     except KeyboardInterrupt:
         session.log(f'interrupted: ending the {phase} phase after epoch {session.epoch}')
         return False
@@ -338,7 +364,7 @@ def _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg, options):
 
 def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbose=None,
           progress=None, restore_best=True, checkpoint_every=None, keep_checkpoints=3,
-          resume=None, patience=None, eval_metric=None):
+          resume=None, patience=None, eval_metric=None, callbacks=None):
     """Train ``net`` with the learning rule ``updater``.
 
     Each main epoch trains on a fresh (possibly augmented) training set,
@@ -378,6 +404,8 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     eval_metric : metric or list of metrics, optional
         Also evaluated on the validation set each main epoch (see
         :mod:`pydnn2.metrics`); recorded in the history as ``valid_<name>``.
+    callbacks : list of pydnn2.callbacks.Callback, optional
+        Hooks at the start/end of training, epochs and batches.
 
     Returns
     -------
@@ -394,16 +422,18 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     verbose = net.verbose if verbose is None else verbose
     session = Session(net, updater, l1_reg, l2_reg, verbose,
                       verbose if progress is None else progress, checkpoint_every,
-                      keep_checkpoints, patience, eval_metric)
+                      keep_checkpoints, patience, eval_metric, callbacks)
     resumed = None
     if resume:
         path = checkpoint.newest(net) if resume is True else os.fspath(resume)
         resumed = checkpoint.restore(session, path)
         session.log(f'resuming from {path} after {session.epoch} epochs')
     net.history = session.history
-    session.log(TABLE_HEADER)
+    session.callbacks('on_train_begin', net, {'epochs': epochs, 'final_epochs': final_epochs,
+                                              'epochs_done': session.epoch})
     with CtrlC(session) as ctrl_c:
         run_phases(session, epochs, final_epochs, resumed, restore_best, ctrl_c)
+    session.callbacks('on_train_end', net, {'history': session.history})
     return session.history
 
 
