@@ -11,7 +11,6 @@ target, so a crash never leaves a half-written file in its place.
 import os
 import pickle
 import tempfile
-import zipfile
 
 import numpy as np
 import torch
@@ -122,8 +121,14 @@ def save(nn, filename=None):
 
 def _unpickler_reason(exc):
     lines = [line.strip() for line in str(exc).splitlines()]
-    found = [line for line in lines if 'Unsupported' in line or 'WeightsUnpickler' in line]
+    found = [line for line in lines if 'GLOBAL' in line]
     return (found or lines or ['refused'])[0]
+
+
+def _corrupted(filename, exc):
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ''
+    return FileFormatError(f'{filename!r} is truncated or corrupted, or not a pydnn2 file '
+                           f'({type(exc).__name__}: {first[:200]})')
 
 
 def read_file(filename, kind='net'):
@@ -134,14 +139,14 @@ def read_file(filename, kind='net'):
     try:
         state = torch.load(filename, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise FileFormatError(
-            f'{filename!r} is not a safe pydnn2 file: it holds objects that would run code '
-            f'when loaded, and pydnn2 refuses to load them ({_unpickler_reason(exc)})'
-        ) from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise FileFormatError(f'{filename!r} is truncated or corrupted, or not a pydnn2 file '
-                              f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})'
-                              ) from None
+        if 'GLOBAL' in str(exc):
+            raise FileFormatError(
+                f'{filename!r} is not a safe pydnn2 file: it names Python objects that would '
+                f'run code when loaded, and pydnn2 refuses to load them ({_unpickler_reason(exc)})'
+            ) from None
+        raise _corrupted(filename, exc) from None
+    except Exception as exc:  # torch's readers raise many types on damaged bytes
+        raise _corrupted(filename, exc) from None
     if not isinstance(state, dict) or state.get('format') != FORMAT:
         raise FileFormatError(f'{filename!r} is not a pydnn2 file (no pydnn2 format marker)')
     version = state.get('format_version')

@@ -244,6 +244,19 @@ def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=No
     return tuple(sets)
 
 
+def _stack_rows(rows, where, row_shape=()):
+    """Stack a list of equally shaped rows into one array, or explain why not."""
+    if len(rows) == 0:
+        return np.zeros((0,) + tuple(row_shape))
+    arrays = [np.asarray(r) for r in rows]
+    for i, a in enumerate(arrays):
+        if a.shape != arrays[0].shape:
+            raise DataError(f'{where}: row {i} has shape {a.shape} but row 0 has '
+                            f'{arrays[0].shape}; ArrayPreprocessor needs rows of one shape '
+                            '(for images of different sizes use Canonicalizer or Rotator360)')
+    return np.stack(arrays)
+
+
 def check_batch_size(batch_size):
     """Raise :class:`DataError` unless ``batch_size`` is a positive integer."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
@@ -314,14 +327,15 @@ class ArrayPreprocessor(Preprocessor):
         self._stats = None
         self.set_data(sets, refit=True)
 
-    def _as_dict(self, x, where):
+    def _as_dict(self, x, where, shapes=None):
         if isinstance(x, dict):
             out = dict(x)
         else:
             out = {self.channel: x}
         for name, value in out.items():
             if isinstance(value, (list, tuple)):
-                value = np.stack([np.asarray(v) for v in value]) if len(value) else np.zeros((0,))
+                value = _stack_rows(value, f'channel {name!r} of the {where}',
+                                    (shapes or {}).get(name, ()))
             value = np.asarray(value)
             check_finite(f'channel {name!r} of the {where}', value)
             out[name] = value
@@ -337,11 +351,13 @@ class ArrayPreprocessor(Preprocessor):
         if not isinstance(data, (tuple, list)) or len(data) != 3:
             raise DataError('ArrayPreprocessor needs the three sets returned by '
                             'split_training_data: (train, valid, test)')
-        sets = []
+        sets, shapes = [], None if refit or self._stats is None else self._shapes
         for name, part in zip(SET_NAMES, data):
             if not isinstance(part, (tuple, list)) or len(part) not in (2, 3):
                 raise DataError(f'the {name} set must be (x, y) or (x, y, files)')
-            x = self._as_dict(part[0], f'{name} set')
+            x = self._as_dict(part[0], f'{name} set', shapes)
+            if shapes is None:
+                shapes = {c: tuple(v.shape[1:]) for c, v in x.items()}
             y = as_labels(part[1], f'{name} labels')
             n = num_rows(x)
             files = np.asarray(part[2]) if len(part) == 3 else np.arange(n)
@@ -350,10 +366,10 @@ class ArrayPreprocessor(Preprocessor):
             if n == 0 and name != 'test':
                 raise DataError(f'the {name} set is empty; it needs at least one row')
             sets.append((x, y, files))
+        for name, (x, _, _) in zip(SET_NAMES, sets):
+            self._check_channels(x, f'{name} set', shapes)
         if refit or self._stats is None:
             self._fit(sets[0][0])
-        for name, (x, _, _) in zip(SET_NAMES, sets):
-            self._check_channels(x, f'{name} set')
         self._sets = sets
         self._cache = {}
 
@@ -363,19 +379,20 @@ class ArrayPreprocessor(Preprocessor):
         for name, v in x.items():
             v = v.astype(np.float64)
             mean = v.mean(axis=0) if self.normalize else np.zeros(v.shape[1:])
-            std = float(v.std()) if self.normalize else 1.0
+            std = float((v - mean).std()) if self.normalize else 1.0
             self._stats[name] = (mean.astype(np.float32), std if std > 0 else 1.0)
 
-    def _check_channels(self, x, where):
-        missing = set(self._shapes) - set(x)
-        extra = set(x) - set(self._shapes)
+    def _check_channels(self, x, where, shapes=None):
+        shapes = self._shapes if shapes is None else shapes
+        missing = set(shapes) - set(x)
+        extra = set(x) - set(shapes)
         if missing or extra:
             raise DataError(f'the {where} has channels {sorted(x)}; expected '
-                            f'{sorted(self._shapes)}')
+                            f'{sorted(shapes)}')
         for name, v in x.items():
-            if tuple(v.shape[1:]) != self._shapes[name]:
+            if tuple(v.shape[1:]) != shapes[name]:
                 raise DataError(f'channel {name!r} of the {where} has rows of shape '
-                                f'{tuple(v.shape[1:])}; expected {self._shapes[name]}')
+                                f'{tuple(v.shape[1:])}; expected {shapes[name]}')
 
     def _transform(self, x):
         out = {}

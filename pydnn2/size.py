@@ -9,6 +9,7 @@ training steps (pydnn guessed from a fixed "ec2 g2" speed instead).
 import copy
 import dataclasses
 import math
+import numbers
 import time
 
 import torch
@@ -80,6 +81,28 @@ def full_row(shape, num, name='full'):
     n_in = math.prod(shape)
     return dict(layer=name, output_shape=(num,), mults=n_in * num, adds=n_in * num,
                 params=n_in * num + num, pool_loss=None), (num,)
+
+
+def _spec_entry(i, entry):
+    """Check one pydnn spec tuple; returns (kind, spec)."""
+    needs = {'conv': ('filter', 'pool'), 'full': ('num',)}
+    if (not isinstance(entry, (tuple, list)) or len(entry) != 2 or entry[0] not in needs
+            or not isinstance(entry[1], dict) or any(k not in entry[1] for k in needs[entry[0]])):
+        raise ConfigError(f"net_size: layer {i} must be ('conv', {{'filter': (num, h, w), "
+                          f"'pool': (h, w)[, 'pool_stride': (h, w)]}}) or ('full', {{'num': n}}); "
+                          f'received {entry!r}')
+    return entry
+
+
+def _ints(i, name, value, length):
+    """A tuple of ``length`` positive ints, or a ConfigError naming the layer."""
+    ok = (isinstance(value, (tuple, list)) and len(value) == length
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+                  for v in value))
+    if not ok:
+        raise ConfigError(f'net_size: layer {i} {name} must be {length} positive integer(s); '
+                          f'received {value!r}')
+    return tuple(int(v) for v in value)
 
 
 def _spec_module(root, layers):
@@ -168,15 +191,17 @@ def net_size(root, layers, batch_size=128, epoch_size=None, calibrate=True, devi
         raise ConfigError(f'net_size: root must be (channels, height, width); received {root!r}')
     rows, shape, activations = [], tuple(root), 0
     for i, entry in enumerate(layers):
-        kind, spec = entry
+        kind, spec = _spec_entry(i, entry)
         if kind == 'conv':
-            row, shape = conv_row(shape, spec['filter'][0], spec['filter'][1:], spec['pool'],
-                                  spec.get('pool_stride'), f'conv {i}')
-        elif kind == 'full':
-            row, shape = full_row(shape, spec['num'], f'full {i}')
+            if len(shape) != 3:
+                raise ConfigError(f'net_size: layer {i} (conv) needs a (C, H, W) input; got '
+                                  f'{shape} from the layer before')
+            filters = _ints(i, 'filter', spec['filter'], 3)
+            pool = _ints(i, 'pool', spec['pool'], 2)
+            stride = _ints(i, 'pool_stride', spec.get('pool_stride') or pool, 2)
+            row, shape = conv_row(shape, filters[0], filters[1:], pool, stride, f'conv {i}')
         else:
-            raise ConfigError(f"net_size: layer {i} must be ('conv', {{...}}) or "
-                              f"('full', {{...}}); received {entry!r}")
+            row, shape = full_row(shape, _ints(i, 'num', (spec['num'],), 1)[0], f'full {i}')
         rows.append(row)
         activations += math.prod(shape)
     report = _report(rows, activations=activations, batch_size=batch_size)
