@@ -1,0 +1,167 @@
+"""Reading image folders: formats, colour, sampling, hidden files and bad files."""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn import datasets
+
+from pydnn2.data import DirectoryLabeledImageSet, UnlabeledImageSet, parallel_map, read_image
+from pydnn2.errors import ConfigError, DataError
+
+
+@functools.lru_cache(maxsize=None)
+def load_digits():
+    return datasets.load_digits()
+
+
+def digit_image(index, size):
+    """Digit ``index`` of scikit-learn's digits, dark on white, at ``size`` (h, w)."""
+    grey = 255 - load_digits().images[index] * 255 / 16  # 0..16 ink -> 255..0 grey
+    return np.asarray(Image.fromarray(grey.astype(np.uint8)).resize(size[::-1]))
+
+
+@pytest.fixture
+def labelled_dir(tmp_path):
+    """Three class folders of PNG, JPEG and RGB PNG digits of varied sizes, plus
+    hidden files and folders that must be ignored."""
+    digits = load_digits()
+    for label in ('0', '1', '2'):
+        folder = tmp_path / label
+        folder.mkdir()
+        indices = np.flatnonzero(digits.target == int(label))[:4]
+        for k, index in enumerate(indices):
+            image = digit_image(index, (10 + 3 * k, 12 + 2 * k))
+            if k == 0:
+                Image.fromarray(image).save(folder / f'{k}.png')
+            elif k == 1:
+                Image.fromarray(image).save(folder / f'{k}.jpg', quality=95)
+            else:
+                rgb = np.stack([image, image, np.full_like(image, 255)], axis=-1)
+                Image.fromarray(rgb).save(folder / f'{k}.png')
+        (folder / '.DS_Store').write_bytes(b'not an image')
+    (tmp_path / '.cache').mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / '.cache' / 'x.png')
+    return tmp_path
+
+
+def test_build_reads_mixed_formats_as_grey_arrays_of_their_own_sizes(labelled_dir):
+    image_set = DirectoryLabeledImageSet(labelled_dir)
+    images, classes, files = image_set.build()
+    assert image_set.get_labels() == ['0', '1', '2']
+    assert classes.dtype == np.int64 and classes.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert files.dtype == np.int64 and files.tolist() == list(range(12))
+    assert {im.shape for im in images} == {(10, 12), (13, 14), (16, 16), (19, 18)}
+    assert all(im.ndim == 2 and im.dtype == np.uint8 for im in images)
+    for image, cls, index in zip(images, classes, files):
+        path = image_set.file_name(index)
+        assert os.path.basename(os.path.dirname(path)) == image_set.get_labels()[cls]
+        assert image.max() > 200 and image.min() < 80  # white background, dark digit
+
+
+def test_png_images_are_read_exactly_and_jpeg_closely(labelled_dir):
+    digits = load_digits()
+    index = np.flatnonzero(digits.target == 1)[0]
+    expected = digit_image(index, (10, 12)).astype(int)
+    assert np.array_equal(read_image(labelled_dir / '1' / '0.png'), expected)
+    index = np.flatnonzero(digits.target == 1)[1]
+    jpeg = read_image(labelled_dir / '1' / '1.jpg').astype(int)
+    assert np.abs(jpeg - digit_image(index, (13, 14))).mean() < 6
+
+
+def test_color_keeps_rgb_channels_first(labelled_dir):
+    images, _, _ = DirectoryLabeledImageSet(labelled_dir, color=True).build()
+    assert all(im.ndim == 3 and im.shape[0] == 3 for im in images)
+    rgb = images[2]  # written as (grey, grey, 255)
+    assert (rgb[2] == 255).all() and np.array_equal(rgb[0], rgb[1])
+
+
+def test_dtype_sets_the_image_type_and_classes_stay_int64(labelled_dir):
+    images, classes, _ = DirectoryLabeledImageSet(labelled_dir, dtype=np.float32).build()
+    assert images[0].dtype == np.float32 and images[0].max() <= 255
+    assert classes.dtype == np.int64
+
+
+def test_get_files_samples_reproducibly(labelled_dir):
+    image_set = DirectoryLabeledImageSet(labelled_dir)
+    assert len(image_set.get_files()) == 12
+    sample = image_set.get_files(5)
+    assert sample == image_set.get_files(5) and len(set(sample)) == 5
+    assert set(sample) <= set(image_set.get_files())
+    images, classes, files = image_set.build(5)
+    assert len(images) == len(classes) == 5 and len(image_set.files) == 5
+    with pytest.raises(ConfigError, match='num_files.*1 to the 12 files.*received 13'):
+        image_set.get_files(13)
+
+
+def test_a_text_file_named_png_is_an_error_naming_the_file(labelled_dir):
+    (labelled_dir / '2' / 'broken.png').write_text('this is not a picture')
+    with pytest.raises(DataError, match=r"broken\.png.*on_error='skip'"):
+        DirectoryLabeledImageSet(labelled_dir).build()
+
+
+def test_skip_mode_warns_and_leaves_bad_files_out(labelled_dir):
+    (labelled_dir / '2' / 'broken.png').write_text('this is not a picture')
+    (labelled_dir / '0' / 'truncated.png').write_bytes(
+        (labelled_dir / '0' / '0.png').read_bytes()[:60])
+    image_set = DirectoryLabeledImageSet(labelled_dir, on_error='skip')
+    with pytest.warns(UserWarning, match=r'skipped 2 unreadable.*truncated\.png.*broken\.png'):
+        images, classes, files = image_set.build()
+    assert len(images) == 12 and len(image_set.skipped) == 2
+    assert not any('broken' in image_set.file_name(i) for i in files)
+
+
+def test_extensions_limit_the_files_read(labelled_dir):
+    (labelled_dir / '0' / 'notes.txt').write_text('labelled by hand')
+    images, _, _ = DirectoryLabeledImageSet(labelled_dir, extensions=['png', '.JPG']).build()
+    assert len(images) == 12
+
+
+def test_empty_class_folders_are_left_out_with_a_warning(labelled_dir):
+    (labelled_dir / 'empty').mkdir()
+    (labelled_dir / 'empty' / '.hidden.png').write_bytes(b'')
+    image_set = DirectoryLabeledImageSet(labelled_dir)
+    with pytest.warns(UserWarning, match=r"hold no image files.*\['empty'\]"):
+        assert image_set.get_labels() == ['0', '1', '2']
+
+
+def test_folders_without_classes_are_errors(tmp_path):
+    with pytest.raises(DataError, match='is not a folder'):
+        DirectoryLabeledImageSet(tmp_path / 'missing')
+    Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / 'loose.png')
+    with pytest.raises(DataError, match='one subfolder of images per class'):
+        DirectoryLabeledImageSet(tmp_path).build()
+    with pytest.raises(ConfigError, match="on_error.*received 'ignore'"):
+        DirectoryLabeledImageSet(tmp_path, on_error='ignore')
+
+
+def test_unlabeled_set_builds_slices_in_sorted_order(labelled_dir):
+    test_set = UnlabeledImageSet(labelled_dir / '1')
+    assert test_set.get_files() == ['0.png', '1.jpg', '2.png', '3.png']
+    names, images = test_set.build(1, 3)
+    assert names == ['1.jpg', '2.png'] and [im.shape for im in images] == [(13, 14), (16, 16)]
+    assert test_set.file_name(0).endswith('1.jpg')
+
+
+def test_transparent_and_16_bit_images_are_shown_on_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[0, 0] = (0, 0, 0, 255)  # one opaque black pixel; the rest transparent black
+    Image.fromarray(rgba).save(tmp_path / 'a.png')
+    image = read_image(tmp_path / 'a.png')
+    assert image[0, 0] == 0 and (image.ravel()[1:] == 255).all()
+    Image.fromarray(np.full((2, 2), 65535, np.uint16)).save(tmp_path / 'b.png')
+    assert (read_image(tmp_path / 'b.png') == 255).all()
+
+
+def test_parallel_map_keeps_order_and_raises_the_first_error():
+    assert parallel_map(lambda v: v * v, range(50), workers=2) == [v * v for v in range(50)]
+
+    def fail_on_7(v):
+        if v == 7:
+            raise DataError('seven')
+        return v
+
+    with pytest.raises(DataError, match='seven'):
+        parallel_map(fail_on_7, range(2000), workers=2, progress=False)
