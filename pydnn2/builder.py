@@ -4,147 +4,31 @@ Every ``add_*`` call computes its output shape at once and records itself;
 the recorded calls are plain data, so a saved net is rebuilt by replaying
 them. Pathways are branches of one graph that compiles into a single
 ``torch.nn.Module``.
+
+This module holds pydnn's own layers and the pathway calls; neon's wider
+set lives in :mod:`pydnn2.builder_maps` (pooling, deconvolution, LRN, bias,
+skip) and :mod:`pydnn2.builder_sequences` (lookup tables, recurrent and
+summary layers), and what they share in :mod:`pydnn2.recording`.
 """
-import dataclasses
-import functools
-import inspect
 import math
 import numbers
-import sys
 
 from torch import nn
 
 from . import layers as L
+from .builder_maps import MapLayers
+from .builder_sequences import SequenceLayers
 from .errors import ConfigError, NetBuildError
+from .recording import (TOKENS, BuilderBase, Node, RerunWarning, _pair,  # noqa: F401
+                        _plain, _positive_int, _user_site, recorded)
 
 
-@dataclasses.dataclass
-class Node:
-    """One vertex of the graph: a channel input, a layer or a merge."""
-
-    id: int
-    op: str                # 'input', 'conv_pool', 'fc', 'bn', 'act', 'dropout', 'logistic', 'merge'
-    args: dict             # what the layer was built from (plain data)
-    inputs: tuple          # ids of the nodes feeding it
-    out_shape: tuple       # one row's shape, without the batch axis
-    call: str              # the builder call that added it, e.g. 'add_convolution'
-    pathway: int
-
-    @property
-    def key(self):
-        """The node's name in ``module.layers``."""
-        return f'n{self.id}'
-
-
-class RerunWarning(UserWarning):
-    """A source line added layers to the same net twice from different runs
-    (usually a re-run notebook cell)."""
-
-
-def _user_site():
-    """The (filename, line, code object) of the first caller outside pydnn2."""
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_globals.get('__name__', '').startswith('pydnn2'):
-        frame = frame.f_back
-    if frame is None:
-        return None
-    return frame.f_code.co_filename, frame.f_lineno, frame.f_code
-
-
-def _plain(value):
-    """Builder arguments as plain data: activations by name, pathways by id."""
-    if callable(value) and not isinstance(value, Pathway):
-        return L.activation_name(value)
-    if isinstance(value, Pathway):
-        return {'pathway': value._pid}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def recorded(method):
-    """Record a top-level builder call, roll it back whole if it fails."""
-    signature = inspect.signature(method)
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        net = self._net
-        if net._depth:
-            return method(self, *args, **kwargs)
-        self._check_open(method.__name__)
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        call = {'pathway': self._pid, 'method': method.__name__,
-                'args': {k: _plain(v) for k, v in list(bound.arguments.items())[1:]}}
-        snapshot = net._snapshot()
-        net._depth, net._call_name = 1, method.__name__
-        try:
-            result = method(self, *args, **kwargs)
-        except BaseException:
-            net._restore(snapshot)
-            raise
-        finally:
-            net._depth = 0
-        net._record(call, snapshot)
-        return result
-
-    return wrapper
-
-
-def _positive_int(call, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise NetBuildError(f'{call}: {name} must be a positive integer; received {value!r}')
-    return int(value)
-
-
-def _pair(call, name, value):
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value, value)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise NetBuildError(f'{call}: {name} must be a pair (height, width) of positive '
-                            f'integers; received {value!r}')
-    return tuple(_positive_int(call, name, v) for v in value)
-
-
-class _Builder:
+class _Builder(MapLayers, SequenceLayers, BuilderBase):
     """The ``add_*`` methods, shared by the main net and its pathways."""
-
-    _net = None
-    _pid = 0
-
-    def _check_open(self, method):
-        state = self._net._pathways.get(self._pid)
-        if state is None or self._net._handles.get(self._pid) is not self:
-            raise NetBuildError(f'{method}: this pathway no longer exists (its creating call '
-                                'was undone); split or create a new one')
-        if state['merged_into'] is not None:
-            raise NetBuildError(f'{method}: pathway {self._pid} was already merged into '
-                                f'pathway {state["merged_into"]}; add layers before merging')
-        tip = self._net._nodes[state['tip']]
-        if tip.op == 'logistic':
-            raise NetBuildError(f'{method}: the net already ends in add_logistic; '
-                                'call net.undo() first to add layers before it')
-
-    def _tip(self):
-        return self._net._nodes[self._net._pathways[self._pid]['tip']]
-
-    def _in_shape(self, ndim=None, form=None):
-        tip = self._tip()
-        shape = tip.out_shape
-        if ndim is not None and len(shape) != ndim:
-            source = f"channel {tip.args['channel']!r}" if tip.op == 'input' else tip.call
-            raise NetBuildError(f'{self._net._call_name} needs a {form} input; got {shape} '
-                                f'from {source}')
-        return shape
-
-    def _activation(self, activation, what='activation'):
-        if activation is None:
-            return self._net.activation_name
-        return L.activation_name(activation, what)
 
     @recorded
     def add_conv_pool(self, num_filters, filter_shape, pool_shape, pool_stride=None,
-                      weight_init=None, use_bias=True):
+                      weight_init=None, use_bias=True, init=None, bias=None):
         """Add a convolution followed by max pooling (no nonlinearity, no batch norm).
 
         The convolution is 'valid' with stride 1; pooling drops the rows and
@@ -165,6 +49,10 @@ class _Builder:
             choosing the initialisation; defaults to the net's activation.
         use_bias : bool
             False when batch normalisation follows.
+        init : pydnn2.initializers.Initializer, optional
+            Initialises the filters instead (e.g. ``Gaussian(scale=0.01)``).
+        bias : pydnn2.initializers.Initializer, optional
+            Initialises the biases (default: zeros).
         """
         call = self._net._call_name
         c, h, w = self._in_shape(3, '(C, H, W)')
@@ -180,30 +68,41 @@ class _Builder:
             raise NetBuildError(f'{call}: a {ph}x{pw} pool does not fit the {ch}x{cw} maps '
                                 f'the {fh}x{fw} filter leaves of input {(c, h, w)}')
         out = (num_filters, (ch - ph) // sh + 1, (cw - pw) // sw + 1)
+        default = self._activation(weight_init, 'weight_init')
+        init, bias = self._initializer(init, 'init'), self._bias_init(bias, use_bias)
         module = L.ConvPool(c, num_filters, (fh, fw), (ph, pw), (sh, sw), bool(use_bias))
-        L.init_weight(module.conv.weight, self._activation(weight_init, 'weight_init'),
-                      self._net._generator)
-        if module.conv.bias is not None:
-            nn.init.zeros_(module.conv.bias)
+        fans = c * fh * fw, num_filters * fh * fw
+        plan = [L.ParamInit('conv.weight', init, *fans, default)]
+        if use_bias:
+            plan.append(L.ParamInit('conv.bias', bias, *fans, role='bias'))
+        self._initialise(module, plan)
         args = dict(num_filters=num_filters, filter_shape=(fh, fw), pool_shape=(ph, pw),
-                    pool_stride=(sh, sw), use_bias=bool(use_bias))
+                    pool_stride=(sh, sw), use_bias=bool(use_bias), init=_plain(init),
+                    bias=_plain(bias))
         self._net._append(self, 'conv_pool', args, module, out)
 
     @recorded
     def add_convolution(self, num_filters, filter_shape, pool_shape, pool_stride=None,
-                        activation=None, batch_normalize=True):
+                        activation=None, batch_normalize=True, init=None, bias=None):
         """Add convolution + pooling, optional batch normalisation, and a nonlinearity.
+
+        ``init`` / ``bias`` (initialisers) go to the convolution; a bias exists
+        only with ``batch_normalize=False`` (batch norm's shift replaces it).
 
         >>> net.add_convolution(32, (3, 3), (2, 2))          # doctest: +SKIP
         """
+        activation = self._activation(activation)
+        self._bias_init(bias, not batch_normalize, 'batch_normalize=True')
         self.add_conv_pool(num_filters, filter_shape, pool_shape, pool_stride,
-                           weight_init=activation, use_bias=not batch_normalize)
+                           weight_init=activation, use_bias=not batch_normalize, init=init,
+                           bias=bias)
         if batch_normalize:
             self.add_batch_normalization()
-        self.add_nonlinearity(self._activation(activation))
+        self.add_nonlinearity(activation)
 
     @recorded
-    def add_fully_connected(self, num_units, weight_init=None, use_bias=True):
+    def add_fully_connected(self, num_units, weight_init=None, use_bias=True, init=None,
+                            bias=None):
         """Add a dense layer (matrix multiply plus bias) over the flattened input.
 
         Parameters
@@ -214,33 +113,56 @@ class _Builder:
             The activation that will follow, choosing the initialisation.
         use_bias : bool
             False when batch normalisation follows.
+        init, bias : pydnn2.initializers.Initializer, optional
+            Initialise the weights and the biases instead of the defaults
+            (by ``weight_init``; zeros).
+
+        After a sequence layer ``(T, F)`` without a summary layer, every unit
+        connects to every time step (the input is flattened to ``T * F``).
         """
         call = self._net._call_name
         num_units = _positive_int(call, 'num_units', num_units)
         n_in = math.prod(self._in_shape())
+        default = self._activation(weight_init, 'weight_init')
+        init, bias = self._initializer(init, 'init'), self._bias_init(bias, use_bias)
         module = L.FullyConnected(n_in, num_units, bias=bool(use_bias))
-        L.init_weight(module.weight, self._activation(weight_init, 'weight_init'),
-                      self._net._generator)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-        self._net._append(self, 'fc', dict(num_units=num_units, use_bias=bool(use_bias)),
+        self._initialise(module, self._dense_plan(n_in, num_units, init, bias, default,
+                                                  use_bias))
+        self._net._append(self, 'fc', dict(num_units=num_units, use_bias=bool(use_bias),
+                                           init=_plain(init), bias=_plain(bias)),
                           module, (num_units,))
 
+    @staticmethod
+    def _dense_plan(n_in, n_out, init, bias, default, use_bias=True):
+        plan = [L.ParamInit('weight', init, n_in, n_out, default)]
+        if use_bias:
+            plan.append(L.ParamInit('bias', bias, n_in, n_out, role='bias'))
+        return plan
+
     @recorded
-    def add_hidden(self, num_units, activation=None, batch_normalize=True):
-        """Add a dense layer, optional batch normalisation, and a nonlinearity."""
+    def add_hidden(self, num_units, activation=None, batch_normalize=True, init=None,
+                   bias=None):
+        """Add a dense layer, optional batch normalisation, and a nonlinearity.
+
+        ``init`` / ``bias`` (initialisers) go to the dense layer; a bias exists
+        only with ``batch_normalize=False``.
+        """
+        activation = self._activation(activation)
+        self._bias_init(bias, not batch_normalize, 'batch_normalize=True')
         self.add_fully_connected(num_units, weight_init=activation,
-                                 use_bias=not batch_normalize)
+                                 use_bias=not batch_normalize, init=init, bias=bias)
         if batch_normalize:
             self.add_batch_normalization()
-        self.add_nonlinearity(self._activation(activation))
+        self.add_nonlinearity(activation)
 
     @recorded
     def add_nonlinearity(self, nonlinearity):
         """Add an activation layer: relu, tanh, sigmoid, or prelu (learned slopes)."""
         name = L.activation_name(nonlinearity, 'nonlinearity')
         shape = self._in_shape()
-        if name == 'prelu':
+        if name == 'prelu' and len(shape) == 2:
+            module = L.SequencePReLU(num_parameters=shape[1], init=0.25)
+        elif name == 'prelu':
             module = L.PReLU(num_parameters=shape[0], init=0.25)
         else:
             module = L.Nonlinearity(name)
@@ -262,7 +184,8 @@ class _Builder:
 
     @recorded
     def add_batch_normalization(self, epsilon=1e-6):
-        """Add batch normalisation (per channel for maps, per feature for vectors).
+        """Add batch normalisation (per channel for maps, per feature for vectors
+        and for sequences ``(T, F)``, whose statistics span batch and time).
 
         In training it uses the batch's statistics; outside training the
         running averages, so a row's prediction never depends on the rest of
@@ -276,24 +199,30 @@ class _Builder:
             module = nn.BatchNorm2d(shape[0], eps=float(epsilon))
         elif len(shape) == 1:
             module = nn.BatchNorm1d(shape[0], eps=float(epsilon))
+        elif len(shape) == 2:
+            module = L.SequenceBatchNorm(shape[1], eps=float(epsilon))
         else:
-            raise NetBuildError(f'{self._net._call_name} needs a (C, H, W) or (N,) input; '
-                                f'got {shape} from {self._tip().call}')
+            raise NetBuildError(f'{self._net._call_name} needs a (C, H, W), (T, F) or (N,) '
+                                f'input; got {shape} from {self._tip().call}')
         self._net._append(self, 'bn', dict(epsilon=float(epsilon)), module, shape)
 
     @recorded
-    def add_logistic(self):
-        """Add the softmax classifier over ``num_classes``: the final layer."""
+    def add_logistic(self, init=None, bias=None):
+        """Add the softmax classifier over ``num_classes``: the final layer.
+
+        ``init`` / ``bias`` (initialisers) replace the defaults (Glorot
+        uniform weights, zero biases).
+        """
         net = self._net
         if self._pid != 0:
             raise NetBuildError('add_logistic belongs on the main pathway; merge this '
                                 'pathway into the net first')
         n_in = math.prod(self._in_shape())
+        init, bias = self._initializer(init, 'init'), self._initializer(bias, 'bias')
         module = L.FullyConnected(n_in, net.num_classes)
-        L.init_weight(module.weight, 'linear', net._generator)
-        nn.init.zeros_(module.bias)
-        net._append(self, 'logistic', dict(num_classes=net.num_classes), module,
-                    (net.num_classes,))
+        self._initialise(module, self._dense_plan(n_in, net.num_classes, init, bias, 'linear'))
+        net._append(self, 'logistic', dict(num_classes=net.num_classes, init=_plain(init),
+                                           bias=_plain(bias)), module, (net.num_classes,))
 
     @recorded
     def add_mlp(self, num_hidden_units, activation=None):
@@ -353,6 +282,11 @@ class _Builder:
         if len({o._pid for o in others}) != len(others):
             raise NetBuildError(f'{call}: the same pathway was given twice')
         tips = [self._tip()] + [o._tip() for o in others]
+        for tip in tips:
+            if tip.dtype == TOKENS:
+                raise NetBuildError(f'{call}: {self._source(tip)} holds integer tokens '
+                                    f'{tip.out_shape}; embed them with add_lookup_table '
+                                    'before merging')
         shapes = [t.out_shape for t in tips]
         if all(len(s) == 3 for s in shapes) and len({s[1:] for s in shapes}) == 1:
             mode, out = 'channels', (sum(s[0] for s in shapes),) + shapes[0][1:]

@@ -15,7 +15,7 @@ import tempfile
 import numpy as np
 import torch
 
-from .errors import FileFormatError
+from .errors import ConfigError, FileFormatError
 
 FORMAT = 'pydnn2'
 FORMAT_VERSION = 1
@@ -40,9 +40,12 @@ def _plain_tree(value):
 def _atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                               dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
+                                   dir=folder)
+    except OSError as exc:
+        raise ConfigError(f'cannot write {path!r}: {exc.strerror or exc}') from None
     try:
         with os.fdopen(fd, 'wb') as f:
             write(f)

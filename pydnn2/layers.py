@@ -7,7 +7,7 @@ which also picks the weight initialisation of the layer feeding it (He for
 relu/prelu, Glorot for tanh/sigmoid).
 """
 
-import math
+import dataclasses
 
 import numpy as np
 import torch
@@ -77,20 +77,69 @@ def activation_name(activation, what='activation'):
                       f'(the functions or their names); received {activation!r}')
 
 
-def init_weight(weight, nonlinearity, generator):
+@dataclasses.dataclass
+class ParamInit:
+    """How one parameter of a layer is initialised (kept as ``module.init_plan``)."""
+
+    name: str              # the parameter's name in the module, e.g. 'conv.weight'
+    init: object           # an Initializer, or None for the default below
+    fan_in: int            # inputs feeding one unit
+    fan_out: int           # units one input feeds
+    default: str = 'zeros'  # without init: 'zeros', an activation name (He/Glorot), or an
+    #                         Initializer class name such as 'Orthogonal'
+    role: str = 'weight'   # 'weight', 'inner' (recurrent weights) or 'bias'
+    chunks: int = 1        # gates stacked along dim 0, each filled on its own
+
+
+def _default_initializer(default):
+    from . import initializers as I
+
+    if default in ('relu', 'prelu'):
+        return I.Kaiming()
+    if default in ACTIVATIONS or default == 'linear':
+        return I.GlorotUniform()
+    if default == 'zeros':
+        return I.Constant(0.0)
+    return getattr(I, default)()
+
+
+def initialize(module, generator, override=None):
+    """Fill the parameters named in ``module.init_plan`` from ``generator``.
+
+    ``override`` (an Initializer) replaces the layer's own initialiser of its
+    weights (``role`` 'weight' and 'inner'); biases keep their own.
+    """
+    for item in getattr(module, 'init_plan', ()):
+        init = item.init
+        if override is not None and item.role != 'bias':
+            init = override
+        init = init if init is not None else _default_initializer(item.default)
+        tensor = module.get_parameter(item.name)
+        for block in tensor.data.chunk(item.chunks, 0):
+            init.fill(block, item.fan_in, item.fan_out, generator)
+
+
+def reset(module, generator, override=None):
+    """Initialise a layer's module again: by its ``init_plan`` (see
+    :func:`initialize`), else by torch's ``reset_parameters`` (batch norm,
+    PReLU); layers without parameters are left alone."""
+    if hasattr(module, 'init_plan'):
+        initialize(module, generator, override)
+    elif hasattr(module, 'reset_parameters'):
+        module.reset_parameters()
+
+
+def init_weight(weight, nonlinearity, generator, fans=None):
     """Fill ``weight`` in place for the ``nonlinearity`` that follows it.
 
     He (normal, fan-in) for relu/prelu; Glorot (uniform) for tanh, sigmoid and
-    the logistic output ('linear').
+    the logistic output ('linear'). ``fans`` defaults to ``(in * receptive
+    field, out * receptive field)`` of a dense or convolution weight.
     """
-    fan_out, fan_in = weight.shape[0], weight[0].numel()
-    receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
-    with torch.no_grad():
-        if nonlinearity in ('relu', 'prelu'):
-            weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
-        else:
-            bound = math.sqrt(6.0 / (fan_in + fan_out * receptive))
-            weight.uniform_(-bound, bound, generator=generator)
+    if fans is None:
+        receptive = weight[0, 0].numel() if weight.dim() > 2 else 1
+        fans = weight[0].numel(), weight.shape[0] * receptive
+    _default_initializer(nonlinearity).fill(weight.data, *fans, generator)
 
 
 class ConvPool(nn.Module):
@@ -140,6 +189,39 @@ class PReLU(nn.PReLU):
     """Parametric ReLU with one learned slope per channel (or per feature)."""
 
 
+class SequencePReLU(PReLU):
+    """PReLU over sequences ``(B, T, F)``: one learned slope per feature."""
+
+    def forward(self, x):
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)  # slopes along F
+
+
+class SequenceBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation of sequences ``(B, T, F)`` per feature, over batch and time."""
+
+    def forward(self, x):
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)  # (B, F, T) inside
+
+
+class Bias(nn.Module):
+    """A learned bias: one per channel of maps ``(B, C, H, W)``, one per feature
+    of vectors ``(B, F)`` and of sequences ``(B, T, F)``."""
+
+    def __init__(self, num, maps):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num))
+        self.maps = maps
+
+    def forward(self, x):
+        if self.maps:
+            return x + self.bias.view(-1, 1, 1)  # (B, C, H, W) + (C, 1, 1)
+        return x + self.bias  # (B, ..., F) + (F,)
+
+
+class Deconvolution(nn.ConvTranspose2d):
+    """Transposed convolution: ``(B, C, H, W) -> (B, F, (H-1)*s - 2p + k, ...)``."""
+
+
 class Merge(nn.Module):
     """Concatenate pathways (DESIGN decision 4).
 
@@ -171,6 +253,14 @@ class GraphModule(nn.Module):
         self.layers = nn.ModuleDict()
         self._plan = []        # [(key, channel or None, input keys)] in execution order
         self._output = None
+        self.weights_loaded = False
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """``nn.Module.load_state_dict``, noting that the weights now come from
+        elsewhere (a file, a checkpoint, ``set_params``): see ``NN.initialized``."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.weights_loaded = True
+        return result
 
     def set_plan(self, plan, output):
         """Set the execution order (called by the builder after each change)."""

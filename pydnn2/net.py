@@ -14,9 +14,12 @@ import warnings
 import numpy as np
 import torch
 
+from . import description
+from . import initializers as I
 from . import layers as L
-from .builder import Node, Pathway, RerunWarning, _Builder, _user_site
-from .errors import ConfigError, DataError, NetBuildError
+from .builder import Pathway, _Builder
+from .errors import ConfigError, DataError, FileFormatError, NetBuildError
+from .recording import FLOAT, Node, RerunWarning, _user_site  # noqa: F401
 from .preprocess import check_batch_size
 
 
@@ -45,10 +48,22 @@ def _describe(node):
         pool = '' if a['pool_shape'] == (1, 1) else \
             ', max-pool {}x{}/{}x{}'.format(*a['pool_shape'], *a['pool_stride'])
         return 'conv {}x{} x{}{}'.format(*a['filter_shape'], a['num_filters'], pool)
+    if node.op in ('recurrent', 'lstm', 'gru'):
+        return f"{node.op} {a['output_size']}" + (
+            f" {a['activation']}" if node.op == 'recurrent' else '')
     return {'fc': lambda: f"dense {a['num_units']}", 'bn': lambda: 'batch norm',
             'act': lambda: a['nonlinearity'], 'dropout': lambda: f"dropout {a['rate']}",
             'logistic': lambda: f"logistic {a['num_classes']}",
-            'merge': lambda: f"merge ({a['mode']})"}[node.op]()
+            'merge': lambda: f"merge ({a['mode']})",
+            'pooling': lambda: '{}-pool {}x{}/{}x{}'.format(a['op'], *a['fshape'],
+                                                           *a['strides']),
+            'deconvolution': lambda: 'deconv {}x{} x{} /{}x{}'.format(
+                *a['filter_shape'], a['num_filters'], *a['strides']),
+            'lrn': lambda: f"lrn {a['depth']}", 'bias': lambda: 'bias', 'skip': lambda: 'skip',
+            'lookup_table': lambda: f"lookup {a['vocab_size']} -> {a['embedding_dim']}",
+            'recurrent_sum': lambda: 'sum over time',
+            'recurrent_mean': lambda: 'mean over time',
+            'recurrent_last': lambda: 'last time step'}[node.op]()
 
 
 class NN(_Builder):
@@ -120,6 +135,7 @@ class NN(_Builder):
         self._net, self._pid = self, 0
         self.module = L.GraphModule().to(self.device)
         self._calls, self._sites, self._reusable = [], {}, {}
+        self._initialized = False      # see the initialized property
         self._reset_graph()
         preprocessor.to(self.device)
         self._check_data()
@@ -161,12 +177,19 @@ class NN(_Builder):
         self._handles[pid] = self if pid == 0 else reused or Pathway(self, pid)
         return pid
 
-    def _append(self, builder, op, args, module, out_shape, inputs=None):
+    def _channel_dtype(self, channel):
+        """What a channel's rows hold: integer tokens (``'int64'``) or values."""
+        dtype_for = getattr(self.preprocessor, 'dtype_for', None)
+        return dtype_for(channel) if dtype_for is not None else FLOAT
+
+    def _append(self, builder, op, args, module, out_shape, inputs=None, dtype=None):
         pathway = self._pathways[builder._pid]
         if inputs is None:
             inputs = () if op == 'input' else (pathway['tip'],)
+        if dtype is None:
+            dtype = self._channel_dtype(args['channel']) if op == 'input' else FLOAT
         node = Node(len(self._nodes), op, args, tuple(inputs), tuple(out_shape),
-                    self._call_name, builder._pid)
+                    self._call_name, builder._pid, dtype)
         self._nodes.append(node)
         if module is not None:
             self.module.layers[node.key] = module.to(self.device)
@@ -237,6 +260,8 @@ class NN(_Builder):
     def _unplain(self, value):
         if isinstance(value, dict) and set(value) == {'pathway'}:
             return self._handles[value['pathway']]
+        if I.is_config(value):
+            return I.as_initializer(value, 'load', 'initializer')
         if isinstance(value, list):
             if value and all(isinstance(v, dict) for v in value):
                 return [self._unplain(v) for v in value]
@@ -271,11 +296,13 @@ class NN(_Builder):
             raise NetBuildError('undo: nothing to undo; the net has no layers yet')
         last = self._calls[-1]
         state = {k: v.clone() for k, v in self.module.state_dict().items()}
+        loaded = self.module.weights_loaded
         self._replay(self.calls[:-1])
         self._sites = {k: v for k, v in self._sites.items() if k != last.get('site')}
         current = self.module.state_dict()
         self.module.load_state_dict({k: state[k] if k in state and state[k].shape == v.shape
                                      else v for k, v in current.items()})
+        self.module.weights_loaded = loaded
         args = ', '.join(f'{k}={v!r}' for k, v in last['args'].items())
         return f'{last["method"]}({args})'
 
@@ -329,6 +356,86 @@ class NN(_Builder):
         return (f'<p>NN <b>{html.escape(self.name)}</b>: {self.num_classes} classes, '
                 f'batch {self.batch_size}, on {self.device}</p><table>{body}</table>')
 
+    @property
+    def layers(self):
+        """One :class:`~pydnn2.description.Layer` per node, for inspection.
+
+        ``net.layers[i]`` is node ``i`` of ``repr(net)`` (node 0 is the main
+        channel): ``.type``, ``.config``, ``.out_shape``, ``.module``, and its
+        parameters by short name in ``.params``, with ``.W`` and ``.b``.
+
+        >>> net.layers[1].W.shape                            # doctest: +SKIP
+        torch.Size([32, 1, 3, 3])
+        """
+        return [description.Layer(self, node) for node in self._nodes]
+
+    def get_description(self, get_weights=False):
+        """The net as plain data (neon's ``get_description``).
+
+        Returns a dict whose ``['model']['config']['layers']`` holds one dict
+        per node (as :attr:`layers`): ``'type'`` (e.g. ``'lstm'``),
+        ``'config'`` (the layer's builder arguments), ``'name'``, ``'call'``,
+        ``'inputs'``, ``'in_shape'``, ``'out_shape'``, ``'pathway'`` and, with
+        ``get_weights=True``, ``'params'``: ``{short name: numpy array}``
+        copied to the host. ``['model']['config']`` also holds the NN's own
+        arguments, and ``['calls']`` the recorded builder calls.
+        """
+        return description.describe(self, get_weights)
+
+    @property
+    def initialized(self):
+        """Whether the weights are no longer the builder's first draw.
+
+        False while every weight is as its ``add_*`` call drew it; True once
+        the net has been trained, loaded, given weights by :meth:`set_params`
+        or initialised by :meth:`init_model`.
+        """
+        return self._initialized or self.module.weights_loaded
+
+    def init_model(self, initializer=None, overwrite=False):
+        """(Re-)initialise the weights (MXNet.jl's ``init_model``).
+
+        Every ``add_*`` call initialises its own layer (by its ``init=`` /
+        ``bias=``, else by the activation that follows), so weights can be
+        inspected before training. This method draws them again, from the
+        net's random generator (continuing its sequence):
+
+        - weight matrices, filters, lookup tables and recurrent weights with
+          ``initializer`` when given, else with the layer's own initialiser;
+        - biases with their own initialiser (zeros by default); batch norm
+          back to scale 1, shift 0 and fresh running statistics; PReLU slopes
+          back to 0.25.
+
+        With ``overwrite=True`` this always happens. With ``overwrite=False``
+        it happens only when ``initializer`` is given and the net is not yet
+        :attr:`initialized`; otherwise the weights stay as they are. Either
+        way the net counts as initialised afterwards, so ``train`` keeps the
+        weights (unless ``force_init=True``).
+
+        Parameters
+        ----------
+        initializer : pydnn2.initializers.Initializer, optional
+            E.g. ``Gaussian(scale=0.01)`` or ``GlorotUniform()``.
+        overwrite : bool
+            Re-initialise even an initialised (trained, loaded) net.
+
+        Returns
+        -------
+        bool
+            True when the weights were drawn again, False when kept.
+
+        >>> net.init_model(Uniform(-0.05, 0.05))             # doctest: +SKIP
+        True
+        """
+        initializer = I.as_initializer(initializer, 'init_model', 'initializer')
+        redraw = overwrite or (initializer is not None and not self.initialized)
+        if redraw:
+            for node in self._nodes:
+                if node.key in self.module.layers:
+                    L.reset(self.module.layers[node.key], self._generator, initializer)
+        self._initialized = True
+        return redraw
+
     def get_params(self):
         """A copy of every weight and buffer (``module.state_dict()`` cloned)."""
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
@@ -337,13 +444,27 @@ class NN(_Builder):
         """Load weights and buffers from :meth:`get_params`' dict."""
         self.module.load_state_dict(params)
 
-    def train(self, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, **options):
+    def train(self, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0,
+              force_init=False, **options):
         """Train the net; see :func:`pydnn2.training.train` for every option.
 
-        Returns the history: a dict of lists, one entry per epoch.
+        Training starts from the weights the net has: it never re-initialises
+        them unless ``force_init=True``, which first calls
+        ``init_model(overwrite=True)`` (each layer's own initialisers, drawn
+        afresh). Returns the history: a dict of lists, one entry per epoch.
         """
         from .training import train
-        return train(self, updater, epochs, final_epochs, l1_reg, l2_reg, **options)
+        if force_init:
+            self.init_model(overwrite=True)
+        try:
+            history = train(self, updater, epochs, final_epochs, l1_reg, l2_reg, **options)
+        except (ConfigError, DataError, NetBuildError, FileFormatError):
+            raise                       # refused before any weight changed
+        except BaseException:
+            self._initialized = True
+            raise
+        self._initialized = True
+        return history
 
     def predict(self, data, **options):
         """Predict classes: returns ``(classes, probabilities)`` as numpy arrays.

@@ -10,6 +10,7 @@ from .errors import (ConfigError, DataError, FileFormatError, NetBuildError, Pyd
 from .callbacks import (Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining,
                         StopWhen)
 from .checkpoint import load_checkpoint
+from .initializers import Constant, Gaussian, GlorotUniform, Kaiming, Orthogonal, Uniform
 from .io import load, save
 from .layers import prelu, relu, sigmoid, tanh
 from .learning import (AdaDelta, Adam, ConstantLearningRate, LearningRateAdjuster,
@@ -28,4 +29,5 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'NetBuildError', 'DataError', 'ConfigError', 'FileFormatError',
            'TrainingDivergedError', 'Accuracy', 'LogLoss', 'Misclassification',
            'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint', 'Callback',
-           'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen']
+           'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen',
+           'Constant', 'Gaussian', 'GlorotUniform', 'Kaiming', 'Orthogonal', 'Uniform']

@@ -307,6 +307,11 @@ class ArrayPreprocessor(Preprocessor):
         keeps its own channel names.
     normalize : bool
         False serves the data as float32 without standardising it.
+    token_channels : sequence of str
+        Channels of integer tokens ``(N, T)`` (e.g. word indices), served
+        unchanged as int64 for ``add_lookup_table``; their values must be
+        integers >= 0. Sequences of values ``(N, T, F)`` need no mention:
+        they are standardised like any other channel, with rows ``(T, F)``.
 
     Examples
     --------
@@ -318,11 +323,16 @@ class ArrayPreprocessor(Preprocessor):
     ((1, 8, 8), True)
     """
 
-    def __init__(self, sets, channel='images', normalize=True):
+    def __init__(self, sets, channel='images', normalize=True, token_channels=()):
         if not isinstance(channel, str):
             raise DataError(f'channel must be a string; received {channel!r}')
+        if isinstance(token_channels, str) or not all(
+                isinstance(c, str) for c in token_channels):
+            raise DataError('token_channels must be a list of channel names; received '
+                            f'{token_channels!r}')
         self.channel = channel
         self.normalize = bool(normalize)
+        self.token_channels = tuple(token_channels)
         self._sets = None
         self._stats = None
         self.set_data(sets, refit=True)
@@ -338,8 +348,23 @@ class ArrayPreprocessor(Preprocessor):
                                     (shapes or {}).get(name, ()))
             value = np.asarray(value)
             check_finite(f'channel {name!r} of the {where}', value)
+            if name in self.token_channels:
+                value = self._tokens(name, value, where)
             out[name] = value
         return out
+
+    @staticmethod
+    def _tokens(name, value, where):
+        """A token channel as int64 ``(N, T)``, refusing anything else."""
+        if value.dtype.kind == 'f' and value.size and np.all(value == np.round(value)):
+            value = value.astype(np.int64)
+        if value.dtype.kind not in 'iu' or value.ndim != 2:
+            raise DataError(f'token channel {name!r} of the {where} must be integers of shape '
+                            f'(N, T); received dtype {value.dtype}, shape {value.shape}')
+        if value.size and value.min() < 0:
+            raise DataError(f'token channel {name!r} of the {where} must hold tokens >= 0; '
+                            f'received {int(value.min())}')
+        return value.astype(np.int64)
 
     def set_data(self, data, refit=False):
         """Attach new sets; with ``refit`` recompute the statistics from them.
@@ -374,9 +399,16 @@ class ArrayPreprocessor(Preprocessor):
         self._cache = {}
 
     def _fit(self, x):
+        missing = set(self.token_channels) - set(x)
+        if missing:
+            raise DataError(f'token_channels names {sorted(missing)}, but the data has '
+                            f'channels {sorted(x)}')
         self._shapes = {name: tuple(v.shape[1:]) for name, v in x.items()}
         self._stats = {}
         for name, v in x.items():
+            if name in self.token_channels:      # served as they are
+                self._stats[name] = (np.zeros(v.shape[1:], np.float32), 1.0)
+                continue
             v = v.astype(np.float64)
             mean = v.mean(axis=0) if self.normalize else np.zeros(v.shape[1:])
             std = float((v - mean).std()) if self.normalize else 1.0
@@ -397,6 +429,9 @@ class ArrayPreprocessor(Preprocessor):
     def _transform(self, x):
         out = {}
         for name, v in x.items():
+            if name in self.token_channels:
+                out[name] = torch.from_numpy(v).to(self.device)   # (N, T) int64
+                continue
             mean, std = self._stats[name]
             t = torch.from_numpy(((v - mean) / std).astype(np.float32))
             out[name] = t.to(self.device)
@@ -453,6 +488,19 @@ class ArrayPreprocessor(Preprocessor):
         self._require_data('get_files')
         return [f for _, _, f in self._sets]
 
+    def dtype_for(self, channel):
+        """What ``channel`` serves: ``'int64'`` tokens or ``'float32'`` values."""
+        self.shape_for(channel)
+        return 'int64' if channel in self.token_channels else 'float32'
+
+    def max_token(self, channel):
+        """The largest token of a token channel in the attached sets (None
+        without data or for a value channel)."""
+        if channel not in self.token_channels or not self.has_data():
+            return None
+        return max((int(x[channel].max()) for x, _, _ in self._sets if x[channel].size),
+                   default=None)
+
     def _single(self):
         return list(self._shapes) == [self.channel]
 
@@ -465,6 +513,7 @@ class ArrayPreprocessor(Preprocessor):
     def state_dict(self):
         """Channel names, row shapes and standardisation statistics, as plain data."""
         return {'channel': self.channel, 'normalize': self.normalize,
+                'token_channels': list(self.token_channels),
                 'shapes': {n: list(s) for n, s in self._shapes.items()},
                 'mean': {n: torch.from_numpy(m) for n, (m, _) in self._stats.items()},
                 'std': {n: s for n, (_, s) in self._stats.items()}}
@@ -474,6 +523,7 @@ class ArrayPreprocessor(Preprocessor):
         """Rebuild the preprocessor (statistics only, no data) from its state."""
         self = cls.__new__(cls)
         self.channel, self.normalize = state['channel'], state['normalize']
+        self.token_channels = tuple(state.get('token_channels', ()))
         self._shapes = {n: tuple(s) for n, s in state['shapes'].items()}
         self._stats = {n: (state['mean'][n].numpy(), float(state['std'][n]))
                        for n in self._shapes}

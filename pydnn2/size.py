@@ -219,6 +219,38 @@ def net_size(root, layers, batch_size=128, epoch_size=None, calibrate=True, devi
     return report
 
 
+def _pooling_cost(a, in_shape, out):
+    (kh, kw), (sh, sw), (ph, pw) = a['fshape'], a['strides'], a['padding']
+    loss = ((in_shape[1] + 2 * ph - kh) % sh, (in_shape[2] + 2 * pw - kw) % sw)
+    elements = math.prod(out)
+    return (elements if a['op'] == 'avg' else 0), elements * kh * kw, loss if any(loss) else None
+
+
+def _deconvolution_cost(a, in_shape, out):
+    mults = math.prod(in_shape) * a['num_filters'] * math.prod(a['filter_shape'])
+    return mults, mults, None
+
+
+def _recurrent_cost(gates):
+    def cost(a, in_shape, out):
+        steps, features = in_shape
+        mults = steps * gates * a['output_size'] * (features + a['output_size'])
+        return mults, mults, None
+    return cost
+
+
+_SEQUENCE_AND_MAP_OPS = {   # op -> (args, in_shape, out_shape) -> (mults, adds, pool loss)
+    'pooling': _pooling_cost,
+    'deconvolution': _deconvolution_cost,
+    'lrn': lambda a, i, o: (math.prod(o) * (a['depth'] + 2), math.prod(o) * a['depth'], None),
+    'bias': lambda a, i, o: (0, math.prod(o), None),
+    'lookup_table': lambda a, i, o: (0, 0, None),
+    'recurrent': _recurrent_cost(1), 'lstm': _recurrent_cost(4), 'gru': _recurrent_cost(3),
+    'recurrent_sum': lambda a, i, o: (0, math.prod(i), None),
+    'recurrent_mean': lambda a, i, o: (math.prod(o), math.prod(i), None),
+}
+
+
 def _node_row(net, node):
     module = net.module.layers[node.key] if node.key in net.module.layers else None
     params = sum(p.numel() for p in module.parameters()) if module is not None else 0
@@ -231,12 +263,23 @@ def _node_row(net, node):
     elif node.op in ('fc', 'logistic'):
         row, _ = full_row(in_shape, node.out_shape[0])
         row.update(params=params)
+    elif node.op in _SEQUENCE_AND_MAP_OPS:
+        mults, adds, loss = _SEQUENCE_AND_MAP_OPS[node.op](a, in_shape, node.out_shape)
+        row = dict(output_shape=node.out_shape, mults=mults, adds=adds, params=params,
+                   pool_loss=loss)
     else:
         elements = math.prod(node.out_shape)
         row = dict(output_shape=node.out_shape, mults=elements if node.op in ('bn', 'act') else 0,
                    adds=elements if node.op == 'bn' else 0, params=params, pool_loss=None)
     row['layer'] = f'{node.id} {node.call}: {node.op}'
     return row
+
+
+def _example_rows(net, channel, rows, shape):
+    """Random rows of a channel for timing: values, or token 0 for token channels."""
+    if net._channel_dtype(channel) == 'int64':
+        return torch.zeros(rows, *shape, dtype=torch.long, device=net.device)
+    return torch.randn(rows, *shape, device=net.device)
 
 
 def net_size_of(net, calibrate=True, verbose=True):
@@ -251,7 +294,7 @@ def net_size_of(net, calibrate=True, verbose=True):
     if calibrate and net.output_shape == (net.num_classes,):
         shapes = {c: pre.shape_for(c) for c in {n.args['channel'] for n in net._nodes
                                                  if n.op == 'input'}}
-        make = lambda b: ({c: torch.randn(b, *s, device=net.device)  # noqa: E731
+        make = lambda b: ({c: _example_rows(net, c, b, s)  # noqa: E731
                            for c, s in shapes.items()},
                           torch.zeros(b, dtype=torch.long, device=net.device))
         report.seconds_per_sample = time_training(net.module, make, net.batch_size, net.device)
