@@ -1,0 +1,57 @@
+"""Child process of test_kill_resume.py: trains a small rotating-image net.
+
+Usage: python resume_child.py RULE OUTPUT_DIR RESULT_FILE [--checkpoint] [--resume]
+
+Writes the final weights to RESULT_FILE with torch.save when training ends.
+"""
+
+import sys
+
+import numpy as np
+import torch
+
+from pydnn2 import data, preprocess
+from pydnn2 import neuralnet as nn
+
+RULES = {
+    'sgd': lambda: nn.StochasticGradientDescent(nn.LearningRateDecay(0.05, 0.1)),
+    'momentum': lambda: nn.Momentum(0.5, 0.9, nn.LearningRateDecay(0.02, 0.1)),
+    'adam': lambda: nn.Adam(nn.LearningRateDecay(0.005, 0.1)),
+    'adadelta': lambda: nn.AdaDelta(0.95, 1e-6, nn.LearningRateDecay(1.0, 0.1)),
+}
+EPOCHS = 6
+
+
+def images():
+    """Digits drawn dark on white at varied sizes, as raw uint8 images."""
+    x, y, _ = data.load_digits()
+    rng = np.random.RandomState(0)
+    raw = []
+    for image in x[:480, 0]:
+        scale = rng.randint(1, 4)
+        raw.append((255 - image * 15).astype(np.uint8).repeat(scale, 0).repeat(scale, 1))
+    return raw, y[:480]
+
+
+def main(rule, output_dir, result, checkpoint=False, resume=False):
+    torch.set_num_threads(1)
+    rng = np.random.RandomState(11)
+    raw, classes = images()
+    sets = preprocess.split_training_data((raw, classes), 16, 70, 15, 15, rng=rng)
+    pre = preprocess.Rotator360(sets, (10, 10), preprocess.StretchResizer(), rng,
+                                rotation_range=(-30, 30), flip_lr=False, progress=False)
+    net = nn.NN(pre, 'images', 10, 16, rng, name='kill', output_dir=output_dir,
+                verbose=False)
+    net.add_convolution(8, (3, 3), (2, 2))
+    net.add_dropout(0.2)
+    net.merge_data_channel('shapes')
+    net.add_hidden(32)
+    net.add_logistic()
+    net.train(RULES[rule](), epochs=EPOCHS, final_epochs=1, restore_best=False,
+              checkpoint_every=1 if checkpoint else None, resume=True if resume else None)
+    torch.save(net.module.state_dict(), result)
+
+
+if __name__ == '__main__':
+    main(sys.argv[1], sys.argv[2], sys.argv[3], '--checkpoint' in sys.argv,
+         '--resume' in sys.argv)
