@@ -29,53 +29,9 @@ import tempfile
 import time
 
 import numpy as np
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from pydnn2 import data, preprocess
 from pydnn2 import neuralnet as nn
-
-NAMES = ('0-zero', '1-one', '2-two', '3-three', '4-four', '5-five', '6-six', '7-seven', '8-eight',
-         '9-nine')  # class folders; their sorted order is the class numbering
-MAX_ANGLE = 30  # degrees either way
-
-
-def draw(digit_image, digit, rng):
-    """A digit dark on white, at a random size (larger for larger digits), turned."""
-    grey = (255 - digit_image * 255 / 16).astype(np.uint8)  # ink 0..16 -> grey 255..0
-    side = int(rng.randint(14, 22) + 2 * digit)
-    image = Image.fromarray(grey).resize((side, int(side * rng.uniform(0.8, 1.2))),
-                                         Image.Resampling.BILINEAR)
-    image = image.rotate(rng.uniform(-MAX_ANGLE, MAX_ANGLE), Image.Resampling.BILINEAR,
-                         expand=True, fillcolor=255)
-    noise = rng.randint(-12, 12, size=(image.height, image.width))
-    return Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8))
-
-
-def write_folders(root, num_images=None, num_unlabeled=100, seed=0):
-    """Write ``root/train/<class>/*.png|jpg`` and ``root/unlabeled/*.png`` from
-    ``num_images`` digits (default: all 1,797).
-
-    Returns the unlabeled folder and the true class of each of its files.
-    """
-    digits = load_digits()
-    rng = np.random.RandomState(seed)
-    order = rng.permutation(len(digits.target))[:num_images]
-    unlabeled, truth = os.path.join(root, 'unlabeled'), {}
-    os.makedirs(unlabeled, exist_ok=True)
-    for n, index in enumerate(order):
-        digit = int(digits.target[index])
-        image = draw(digits.images[index], digit, rng)
-        if n < num_unlabeled:
-            name = f'unseen_{n:04d}.png'
-            image.save(os.path.join(unlabeled, name))
-            truth[name] = digit
-            continue
-        folder = os.path.join(root, 'train', NAMES[digit])
-        os.makedirs(folder, exist_ok=True)
-        image.save(os.path.join(folder, f'{index:04d}' + ('.png' if n % 2 else '.jpg')))
-    return unlabeled, truth
-
 
 def build_net(pre, rng, output_dir):
     net = nn.NN(pre, 'images', 10, 64, rng, nn.relu, name='digit_images',
@@ -111,7 +67,7 @@ def predict_unlabeled(net, folder, truth, labels):
     predicted, probabilities = net.predict({'images': images})
     for name, cls, p in list(zip(names, predicted, probabilities))[:5]:
         print(f'  {name}: {labels[cls]} ({100 * p[cls]:.0f}%)')
-    right = np.mean([labels[cls] == NAMES[truth[name]] for name, cls in zip(names, predicted)])
+    right = np.mean([labels[cls] == data.DIGIT_FOLDERS[truth[name]] for name, cls in zip(names, predicted)])
     print(f'unseen images: {100 * right:.1f}% right of {len(names)}')
     return float(right)
 
@@ -120,7 +76,7 @@ def main(output_dir=None, epochs=12, num_images=None):
     started = time.perf_counter()
     output_dir = output_dir or tempfile.mkdtemp(prefix='pydnn2-images-')
     rng = np.random.RandomState(1234)
-    unlabeled_dir, truth = write_folders(output_dir, num_images)
+    unlabeled_dir, truth = data.write_digit_images(output_dir, num_images)
 
     image_set = data.DirectoryLabeledImageSet(os.path.join(output_dir, 'train'))
     images, classes, files = image_set.build()
@@ -128,8 +84,9 @@ def main(output_dir=None, epochs=12, num_images=None):
           f'{min(im.shape for im in images)} to {max(im.shape for im in images)}')
     sets = preprocess.split_training_data((images, classes, files), 64, 80, 15, 5, rng=rng)
     resizer = preprocess.StretchResizer()
-    pre = preprocess.Rotator360(sets, (28, 28), resizer, rng,
-                                rotation_range=(-MAX_ANGLE, MAX_ANGLE), flip_lr=False)
+    angle = data.DIGIT_MAX_ANGLE
+    pre = preprocess.Rotator360(sets, (28, 28), resizer, rng, rotation_range=(-angle, angle),
+                                flip_lr=False)
 
     net = build_net(pre, rng, output_dir)
     print(net)
