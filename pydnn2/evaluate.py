@@ -92,7 +92,8 @@ def iter_logits(net, x, batch_size=None):
     with torch.inference_mode():
         while start < n:
             try:
-                logits = module({k: v[start:start + step] for k, v in x.items()})
+                logits = module({k: v[start:start + step].to(net.device, non_blocking=True)
+                                 for k, v in x.items()})
             except torch.cuda.OutOfMemoryError:
                 if not adaptive or step == 1:
                     raise
@@ -122,7 +123,7 @@ def evaluate_set(net, x, y, batch_size=None):
     errors = torch.zeros((), device=net.device, dtype=torch.long)
     start = 0
     for logits in iter_logits(net, x, batch_size):
-        target = y[start:start + len(logits)]
+        target = y[start:start + len(logits)].to(net.device, non_blocking=True)
         loss += F.cross_entropy(logits, target, reduction='sum')
         errors += (logits.argmax(1) != target).sum()
         start += len(logits)

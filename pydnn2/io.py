@@ -91,8 +91,9 @@ def header(kind):
             'pydnn2_version': pydnn2.__version__, 'torch_version': str(torch.__version__)}
 
 
-def net_state(net):
-    """The plain-data description of a net that :func:`load` rebuilds."""
+def net_state(net, weights=None):
+    """The plain-data description of a net that :func:`load` rebuilds
+    (with ``weights``, a state dict, in place of the module's own)."""
     pre = net.preprocessor
     return {
         **header('net'),
@@ -100,7 +101,8 @@ def net_state(net):
                    'batch_size': net.batch_size, 'activation': net.activation_name,
                    'name': net.name, 'output_dir': net.output_dir, 'seed': net.seed},
         'calls': _plain_tree(net.calls),
-        'weights': {k: v.detach().cpu() for k, v in net.module.state_dict().items()},
+        'weights': {k: v.detach().cpu()
+                    for k, v in (weights or net.module.state_dict()).items()},
         'preprocessor': {'class': type(pre).__name__,
                          'state': _plain_tree(pre.state_dict())},
     }
@@ -120,6 +122,38 @@ def save(nn, filename=None):
     if filename is None:
         filename = os.path.join(nn.output_dir or '.', nn.name + EXTENSION)
     return atomic_save(net_state(nn), os.fspath(filename))
+
+
+class BackgroundWriter:
+    """Writes files in a background thread, one at a time and in order.
+
+    The training loop hands it a snapshot (tensors it will not touch again)
+    and goes on; a later :meth:`submit` or :meth:`wait` waits for the
+    previous write and re-raises its error, if any.
+    """
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='pydnn2-writer')
+        self._pending = None
+
+    def submit(self, obj, path):
+        """Write ``obj`` to ``path`` atomically, in the background."""
+        self.wait()
+        self._pending = self._pool.submit(atomic_save, obj, path)
+
+    def wait(self):
+        """Block until the last write is done; re-raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self):
+        """Wait for the last write and stop the thread."""
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
 
 
 def _unpickler_reason(exc):

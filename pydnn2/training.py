@@ -9,7 +9,9 @@ evaluation, :func:`run_phase` the epochs of one phase (main or final), and
 :func:`train` checks the arguments and runs both phases.
 """
 
+import contextlib
 import dataclasses
+import functools
 import math
 import numbers
 import os
@@ -51,13 +53,31 @@ class EpochState:
                 for k, v in dataclasses.asdict(self).items()}
 
 
+@dataclasses.dataclass
+class Speed:
+    """How training runs on the device (none of it changes what is learned much)."""
+
+    amp: str = None               # None, 'bf16' or 'fp16': mixed precision with autocast
+    channels_last: bool = False   # feature maps in NHWC layout (faster convolutions on GPUs)
+    compile: bool = False         # torch.compile the module for the training steps
+    data_on_device: bool = None   # None: keep sets on the device when they fit
+
+    def check(self):
+        if self.amp not in (None, 'bf16', 'fp16'):
+            raise ConfigError(f"amp must be None, 'bf16' or 'fp16'; received {self.amp!r}")
+        return self
+
+
 class Session:
     """What one call of :func:`train` works with: the net, its optimizer, options."""
 
     def __init__(self, net, rule, l1_reg=0, l2_reg=0, verbose=False, progress=False,
                  checkpoint_every=None, keep_checkpoints=3, patience=None, eval_metric=None,
-                 callbacks=None):
+                 callbacks=None, speed=None):
         self.net, self.rule = net, rule
+        self.speed = (speed or Speed()).check()
+        self._accelerate(net)
+        self.writer = io.BackgroundWriter()
         table = [EpochTable(self.log)] if verbose else []
         self.callbacks = CallbackList(table + list(callbacks or []))
         self.metrics = as_metrics(eval_metric) if eval_metric is not None else []
@@ -79,6 +99,18 @@ class Session:
         folder = net.output_dir or '.'
         self.best_file = os.path.join(folder, f'{net.name}_best_net{io.EXTENSION}')
         self.final_file = os.path.join(folder, f'{net.name}_final_net{io.EXTENSION}')
+
+    def _accelerate(self, net):
+        speed, device = self.speed, torch.device(net.device)
+        if device.type == 'cuda':
+            torch.backends.cudnn.benchmark = True
+        if speed.channels_last:
+            net.module.to(memory_format=torch.channels_last)
+        self.model = torch.compile(net.module) if speed.compile else net.module
+        dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(speed.amp)
+        self.autocast = (functools.partial(torch.autocast, device.type, dtype) if dtype
+                         else contextlib.nullcontext)
+        self.scaler = torch.amp.GradScaler(device.type) if speed.amp == 'fp16' else None
 
     def penalty(self):
         """l1 * sum|W| + l2 * sum W^2 over weights (not biases, norms or PReLU slopes)."""
@@ -111,14 +143,15 @@ def train_batches(session, x, y, order, state):
     Stops early (leaving ``state.step`` at the batches done) when a Ctrl-C
     was requested. Rows after the last full batch wait for another shuffle.
     """
-    net, optimizer = session.net, session.optimizer
-    module, size = net.module, net.batch_size
+    net, optimizer, scaler = session.net, session.optimizer, session.scaler
+    module, size, device = session.model, net.batch_size, net.device
+    resident = all(v.device == y.device for v in x.values())
     steps = len(order) // size
     if state.losses is None:
         state.losses = torch.zeros(steps, device=net.device)
     errors = torch.zeros((), device=net.device, dtype=torch.long)
     penalise = session.l1_reg or session.l2_reg
-    module.train()
+    net.module.train()
     bar = tqdm(total=steps, initial=state.step, desc=f'epoch {session.epoch + 1}', leave=False,
                delay=2.0, disable=not session.progress)
     step = state.step
@@ -127,15 +160,25 @@ def train_batches(session, x, y, order, state):
         if hooks:
             hooks('on_minibatch_begin', net, {'epoch': session.epoch + 1, 'batch': step + 1})
         index = order[step * size:(step + 1) * size]
-        target = y[index]
-        logits = module({k: v[index] for k, v in x.items()})
-        loss = F.cross_entropy(logits, target)
+        if resident:
+            target, batch = y[index], {k: v[index] for k, v in x.items()}
+        else:   # streamed from (pinned) host memory
+            target = y[index].to(device, non_blocking=True)
+            batch = {k: v[index].to(device, non_blocking=True) for k, v in x.items()}
+        with session.autocast():
+            logits = module(batch)
+            loss = F.cross_entropy(logits, target)
         state.losses[step] = loss.detach()
         if penalise:
             loss = loss + session.penalty()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         errors += (logits.argmax(1) != target).sum()
         step += 1
         bar.update()
@@ -158,10 +201,26 @@ def check_losses(losses, epoch):
     return mean
 
 
-def _device_set(net, pair):
+def _device_set(net, pair, resident=True):
+    """The set's tensors on the net's device, or pinned in host memory if not ``resident``."""
     x, y = pair
-    return ({k: torch.as_tensor(v).to(net.device, non_blocking=True) for k, v in x.items()},
-            torch.as_tensor(y).to(net.device))
+    x = {k: torch.as_tensor(v) for k, v in x.items()}
+    y = torch.as_tensor(y)
+    if resident:
+        return {k: v.to(net.device, non_blocking=True) for k, v in x.items()}, y.to(net.device)
+    pin = torch.device(net.device).type == 'cuda'
+    return ({k: v.cpu().pin_memory() if pin else v.cpu() for k, v in x.items()},
+            y.cpu().pin_memory() if pin else y.cpu())
+
+
+def fits_on_device(net, pair, fraction=0.5):
+    """Whether a set takes at most ``fraction`` of the device's free memory (always on CPU)."""
+    device = torch.device(net.device)
+    if device.type != 'cuda':
+        return True
+    x, y = pair
+    size = sum(torch.as_tensor(v).nbytes for v in x.values()) + torch.as_tensor(y).nbytes
+    return size <= fraction * torch.cuda.mem_get_info(device)[0]
 
 
 def start_epoch(session, phase, resumed=None):
@@ -174,8 +233,15 @@ def start_epoch(session, phase, resumed=None):
         state.losses = state.losses.to(session.net.device)
     else:
         state = EpochState(phase, io._plain_tree(pre.get_state()), session.shuffle.get_state())
-    x, y = _device_set(session.net, pre.get_train() if phase == 'main' else pre.get_all_train())
-    order = torch.randperm(len(y), generator=session.shuffle).to(session.net.device)
+    pair = pre.get_train() if phase == 'main' else pre.get_all_train()
+    resident = session.speed.data_on_device
+    if resident is None:
+        resident = fits_on_device(session.net, pair)
+    x, y = _device_set(session.net, pair, resident)
+    if session.speed.channels_last:
+        x = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+             for k, v in x.items()}
+    order = torch.randperm(len(y), generator=session.shuffle).to(y.device)
     return state, x, y, order
 
 
@@ -211,7 +277,7 @@ def evaluate_main(session, row):
         session.best_valid, session.since_best = row['valid_loss'], 0
         session.best_params = net.get_params()
         row['test_loss'], row['test_error'] = evaluate_set(net, *_device_set(net, pre.get_test()))
-        io.save(net, session.best_file)
+        session.writer.submit(io.net_state(net, session.best_params), session.best_file)
     else:
         session.since_best += 1
 
@@ -364,7 +430,8 @@ def _check_args(net, updater, epochs, final_epochs, l1_reg, l2_reg, options):
 
 def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbose=None,
           progress=None, restore_best=True, checkpoint_every=None, keep_checkpoints=3,
-          resume=None, patience=None, eval_metric=None, callbacks=None):
+          resume=None, patience=None, eval_metric=None, callbacks=None, amp=None,
+          channels_last=False, compile=False, data_on_device=None):
     """Train ``net`` with the learning rule ``updater``.
 
     Each main epoch trains on a fresh (possibly augmented) training set,
@@ -406,6 +473,19 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
         :mod:`pydnn2.metrics`); recorded in the history as ``valid_<name>``.
     callbacks : list of pydnn2.callbacks.Callback, optional
         Hooks at the start/end of training, epochs and batches.
+    amp : {None, 'bf16', 'fp16'}
+        Mixed precision: forward passes under ``torch.autocast`` in that
+        type (fp16 with a gradient scaler).
+    channels_last : bool
+        Keep feature maps in NHWC layout (usually faster for convolutions
+        on GPUs).
+    compile : bool
+        Train through ``torch.compile(net.module)`` (the first epoch pays
+        for the compilation).
+    data_on_device : bool, optional
+        Keep each epoch's set on the device (True) or stream batches from
+        pinned host memory (False); by default on the device when the set
+        takes at most half of its free memory.
 
     Returns
     -------
@@ -422,7 +502,8 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     verbose = net.verbose if verbose is None else verbose
     session = Session(net, updater, l1_reg, l2_reg, verbose,
                       verbose if progress is None else progress, checkpoint_every,
-                      keep_checkpoints, patience, eval_metric, callbacks)
+                      keep_checkpoints, patience, eval_metric, callbacks,
+                      Speed(amp, channels_last, compile, data_on_device))
     resumed = None
     if resume:
         path = checkpoint.newest(net) if resume is True else os.fspath(resume)
@@ -432,7 +513,10 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, *, verbo
     session.callbacks('on_train_begin', net, {'epochs': epochs, 'final_epochs': final_epochs,
                                               'epochs_done': session.epoch})
     with CtrlC(session) as ctrl_c:
-        run_phases(session, epochs, final_epochs, resumed, restore_best, ctrl_c)
+        try:
+            run_phases(session, epochs, final_epochs, resumed, restore_best, ctrl_c)
+        finally:
+            session.writer.close()     # the best net is on disk before train returns
     session.callbacks('on_train_end', net, {'history': session.history})
     return session.history
 
