@@ -176,6 +176,13 @@ CALLS = st.one_of(
     st.tuples(st.just('add_batch_normalization'), st.tuples(st.one_of(st.floats(-1, 1), st.just(float('nan')), st.just(float('inf'))))),
     st.tuples(st.just('split_merge'), st.tuples(st.integers(0, 3))),
     st.tuples(st.just('merge_data_channel'), st.tuples(st.sampled_from(['shapes', 'nope']))),
+    st.tuples(st.just('add_pooling'), st.tuples(PAIRS, st.sampled_from(['max', 'avg', 'mean']),
+                                                st.one_of(st.none(), PAIRS), st.integers(-1, 3))),
+    st.tuples(st.just('add_deconvolution'), st.tuples(SIZES, PAIRS, st.integers(-1, 3),
+                                                      st.integers(-1, 3))),
+    st.tuples(st.just('add_lrn'), st.tuples(st.integers(-1, 7))),
+    st.tuples(st.just('add_bias'), st.tuples()),
+    st.tuples(st.just('add_skip'), st.tuples()),
     st.tuples(st.just('undo'), st.tuples()),
     st.tuples(st.just('add_logistic'), st.tuples()),
 )
@@ -206,7 +213,7 @@ def check_shapes(net):
             assert seen[node.key] == node.out_shape, node
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
        calls=st.lists(CALLS, max_size=7))
 def test_random_builder_calls_build_a_consistent_net_or_raise_our_errors(shape, calls):
