@@ -433,7 +433,9 @@ class ArrayPreprocessor(Preprocessor):
                 out[name] = torch.from_numpy(v).to(self.device)   # (N, T) int64
                 continue
             mean, std = self._stats[name]
-            t = torch.from_numpy(((v - mean) / std).astype(np.float32))
+            t = np.subtract(v, mean, dtype=np.float32)   # one float32 pass, then in place
+            t /= np.float32(std)
+            t = torch.from_numpy(t)
             out[name] = t.to(self.device)
         return out
 

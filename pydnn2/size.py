@@ -12,6 +12,7 @@ import math
 import numbers
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,14 +136,15 @@ def time_training(module, make_batch, batch_size, device, budget=1.0):
     for _ in range(2):
         step()
     _sync(device)
-    steps, started = 0, time.perf_counter()
-    while steps < 3 or (time.perf_counter() - started < budget and steps < 50):
-        step()
-        steps += 1
-        if steps % 5 == 0:
-            _sync(device)
-    _sync(device)
-    return (time.perf_counter() - started) / (steps * batch_size)
+    windows = []       # the median of several short windows shrugs off bursts of other work
+    for _ in range(5):
+        steps, started = 0, time.perf_counter()
+        while steps < 2 or (time.perf_counter() - started < budget / 5 and steps < 20):
+            step()
+            steps += 1
+        _sync(device)
+        windows.append((time.perf_counter() - started) / (steps * batch_size))
+    return float(np.median(windows))
 
 
 def _sync(device):

@@ -1,0 +1,80 @@
+"""Training throughput: ``net.train`` against a hand-written PyTorch loop.
+
+For the CNN (batch 128) and the MLP (batch 64) of :mod:`common`, times
+``net.train(rule, epochs=k, verbose=False, progress=False)`` and
+:func:`common.hand_train` on a copy of the same module with the same initial
+weights, interleaved A B A B ..., and prints the median samples/s of each
+and the ratio pydnn2 / hand (above 1 means pydnn2 is faster): the median of
+each round's ratio, so that a change of load between rounds cancels out.
+
+A third line trains the CNN with ``channels_last=True`` (NHWC feature maps)
+against the hand loop on a channels-last copy of the module, and compares
+both with the default layout.
+
+Run: ``.venv/bin/python benchmarks/bench_train.py [--quick]``
+"""
+
+import sys
+
+import common
+from common import fmt_rate, median, nn, spread
+
+# name: (factory, rows, epochs per timed run, rounds, options); QUICK overrides rows..rounds
+WORKLOADS = {
+    'CNN': (common.make_cnn, 12000, 1, 5, {}),
+    'MLP': (common.make_mlp, 16000, 3, 5, {}),
+    'CNN channels_last': (common.make_cnn, 12000, 1, 3, {'channels_last': True}),
+}
+QUICK = {'CNN': (1000, 1, 1), 'MLP': (2000, 1, 1), 'CNN channels_last': (1000, 1, 1)}
+
+
+def rule():
+    """A fresh learning rule for each run (an annealer belongs to one rule)."""
+    return nn.StochasticGradientDescent(common.LEARNING_RATE)
+
+
+def measure(name, make, rows, epochs, rounds, options, warmup=1):
+    """Interleaved timings of both loops on one workload; returns a result dict."""
+    net, _ = make(rows)
+    n = common.train_rows(net) * epochs
+    hand_timings = {}
+    times = common.interleave({
+        'pydnn2': common.pydnn2_runner(net, rule, epochs, **options),
+        'hand': common.hand_runner(net, epochs, hand_timings, **options),
+    }, rounds, warmup)
+    ours, hand = n / median(times['pydnn2']), n / median(times['hand'])
+    ratio = common.paired_ratio(times['hand'], times['pydnn2'])
+    keep_best = median(hand_timings['keep_best'][warmup:]) / median(times['hand'])
+    result = dict(bench='train', workload=name, pydnn2=ours, hand=hand, ratio=ratio,
+                  unit='samples/s', rounds=rounds, epochs=epochs, rows=n // epochs,
+                  spread_pydnn2=spread(times['pydnn2']), spread_hand=spread(times['hand']),
+                  keep_best_share=keep_best, seconds=times)
+    print(f'{name} train: pydnn2 {fmt_rate(ours)} samples/s, hand {fmt_rate(hand)} samples/s, '
+          f'ratio {ratio:.2f}', flush=True)
+    spreads = f'+-{100 * spread(times["pydnn2"]):.0f}% / +-{100 * spread(times["hand"]):.0f}%'
+    print(f'    medians of {rounds} interleaved runs of {epochs} epoch(s) x {n // epochs:,} rows '
+          f'(spread {spreads}); best-net keeping (test pass, copy, save) is '
+          f'{100 * keep_best:.1f}% of the hand loop\'s time', flush=True)
+    return result
+
+
+def main(argv=None):
+    args = common.parse_args(__doc__.splitlines()[0], argv)
+    common.header('training throughput, pydnn2 vs a hand-written loop')
+    results = []
+    for name, (make, rows, epochs, rounds, options) in WORKLOADS.items():
+        if args.quick:
+            rows, epochs, rounds = QUICK[name]
+        results.append(measure(name, make, rows, epochs, args.rounds or rounds, options))
+    layouts = {r['workload']: r for r in results}
+    if {'CNN', 'CNN channels_last'} <= set(layouts):
+        default, nhwc = layouts['CNN'], layouts['CNN channels_last']
+        print(f'    channels_last speeds the CNN up by {nhwc["pydnn2"] / default["pydnn2"]:.2f}x '
+              f'in pydnn2 and {nhwc["hand"] / default["hand"]:.2f}x in the hand loop '
+              '(medians of separate runs)', flush=True)
+    common.write_json(args.json, results)
+    return results
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
