@@ -489,8 +489,9 @@ class Momentum(LearningRule):
     """Gradient descent with classical momentum that ramps up while progress stalls.
 
     Each step does ``v = momentum * v - lr * g; p = p + v``. After an epoch
-    whose training loss is no better than the best so far, momentum grows by
-    1% up to ``max_momentum`` (so a momentum of 0 stays 0).
+    whose training loss is worse than the best so far, momentum grows by 1%
+    up to ``max_momentum`` (so a momentum of 0 stays 0); an equal loss is not
+    worse.
 
     Parameters
     ----------
@@ -528,8 +529,8 @@ class Momentum(LearningRule):
         return MomentumOptimizer(params, lr=self.annealer.learning_rate, momentum=self.momentum)
 
     def epoch_done(self, epoch, train_loss, optimizer):
-        """Record a new best training loss, or else ramp the momentum up."""
-        if train_loss < self.best_train_loss:
+        """Ramp the momentum up after a worse training loss; else record the best."""
+        if train_loss <= self.best_train_loss:
             self.best_train_loss = train_loss
             return
         self.momentum = min(self.momentum * 1.01, self.max_momentum)
