@@ -18,10 +18,10 @@ from pydnn2 import data, preprocess
 from pydnn2 import neuralnet as nn
 
 
-def main(output_dir=None, epochs=30):
+def main(output_dir=None, epochs=30, seed=1234):
     started = time.perf_counter()
     output_dir = output_dir or tempfile.mkdtemp(prefix='pydnn2-digits-')
-    rng = np.random.RandomState(1234)
+    rng = np.random.RandomState(seed)
 
     images, classes, files = data.load_digits()              # (1797, 1, 8, 8)
     sets = preprocess.split_training_data((images, classes, files), 64, 70, 10, 20, rng=rng)
