@@ -72,10 +72,8 @@ class _Builder(MapLayers, SequenceLayers, BuilderBase):
         init, bias = self._initializer(init, 'init'), self._bias_init(bias, use_bias)
         module = L.ConvPool(c, num_filters, (fh, fw), (ph, pw), (sh, sw), bool(use_bias))
         fans = c * fh * fw, num_filters * fh * fw
-        plan = [L.ParamInit('conv.weight', init, *fans, default)]
-        if use_bias:
-            plan.append(L.ParamInit('conv.bias', bias, *fans, role='bias'))
-        self._initialise(module, plan)
+        self._initialise(module, self._weight_and_bias('conv.', init, bias, fans, default,
+                                                       use_bias))
         args = dict(num_filters=num_filters, filter_shape=(fh, fw), pool_shape=(ph, pw),
                     pool_stride=(sh, sw), use_bias=bool(use_bias), init=_plain(init),
                     bias=_plain(bias))
@@ -126,18 +124,11 @@ class _Builder(MapLayers, SequenceLayers, BuilderBase):
         default = self._activation(weight_init, 'weight_init')
         init, bias = self._initializer(init, 'init'), self._bias_init(bias, use_bias)
         module = L.FullyConnected(n_in, num_units, bias=bool(use_bias))
-        self._initialise(module, self._dense_plan(n_in, num_units, init, bias, default,
-                                                  use_bias))
+        plan = self._weight_and_bias('', init, bias, (n_in, num_units), default, use_bias)
+        self._initialise(module, plan)
         self._net._append(self, 'fc', dict(num_units=num_units, use_bias=bool(use_bias),
                                            init=_plain(init), bias=_plain(bias)),
                           module, (num_units,))
-
-    @staticmethod
-    def _dense_plan(n_in, n_out, init, bias, default, use_bias=True):
-        plan = [L.ParamInit('weight', init, n_in, n_out, default)]
-        if use_bias:
-            plan.append(L.ParamInit('bias', bias, n_in, n_out, role='bias'))
-        return plan
 
     @recorded
     def add_hidden(self, num_units, activation=None, batch_normalize=True, init=None,
@@ -220,7 +211,8 @@ class _Builder(MapLayers, SequenceLayers, BuilderBase):
         n_in = math.prod(self._in_shape())
         init, bias = self._initializer(init, 'init'), self._initializer(bias, 'bias')
         module = L.FullyConnected(n_in, net.num_classes)
-        self._initialise(module, self._dense_plan(n_in, net.num_classes, init, bias, 'linear'))
+        self._initialise(module, self._weight_and_bias('', init, bias, (n_in, net.num_classes),
+                                                       'linear', True))
         net._append(self, 'logistic', dict(num_classes=net.num_classes, init=_plain(init),
                                            bias=_plain(bias)), module, (net.num_classes,))
 

@@ -98,10 +98,8 @@ class MapLayers(BuilderBase):
         module = L.Deconvolution(c, num_filters, (kh, kw), (sh, sw), (ph, pw),
                                  bias=bool(use_bias))
         fans = c * kh * kw, num_filters * kh * kw
-        plan = [L.ParamInit('weight', init, *fans, self._net.activation_name)]
-        if use_bias:
-            plan.append(L.ParamInit('bias', bias, *fans, role='bias'))
-        self._initialise(module, plan)
+        self._initialise(module, self._weight_and_bias('', init, bias, fans,
+                                                       self._net.activation_name, use_bias))
         args = dict(num_filters=num_filters, filter_shape=(kh, kw), strides=(sh, sw),
                     padding=(ph, pw), use_bias=bool(use_bias), init=_plain(init),
                     bias=_plain(bias))

@@ -179,6 +179,13 @@ class BuilderBase:
                                 'leaves the layer without a bias')
         return bias
 
+    def _weight_and_bias(self, prefix, init, bias, fans, default, use_bias):
+        """The init plan of a layer with one weight and an optional bias."""
+        plan = [L.ParamInit(prefix + 'weight', init, *fans, default)]
+        if use_bias:
+            plan.append(L.ParamInit(prefix + 'bias', bias, *fans, role='bias'))
+        return plan
+
     def _initialise(self, module, plan):
         """Attach ``plan`` (a list of :class:`~pydnn2.layers.ParamInit`) to
         ``module`` and fill its parameters from the net's generator."""
