@@ -435,16 +435,6 @@ class ImagePreprocessor(Preprocessor):
         self._require_data('get_raw_x')
         return [{'images': images} for images, _, _ in self._sets]
 
-    def get_raw_y(self):
-        """Return the classes of train, valid and test."""
-        self._require_data('get_raw_y')
-        return [y for _, y, _ in self._sets]
-
-    def get_files(self):
-        """Return the file indices of train, valid and test."""
-        self._require_data('get_files')
-        return [files for _, _, files in self._sets]
-
     def preprocess(self, data):
         """Prepare unseen raw images for ``predict``.
 

@@ -106,12 +106,18 @@ class Preprocessor:
         raise NotImplementedError(f'{type(self).__name__}.get_raw_x')
 
     def get_raw_y(self):
-        """Return the classes of ``[train, valid, test]`` as int64 arrays."""
-        raise NotImplementedError(f'{type(self).__name__}.get_raw_y')
+        """Return the classes of ``[train, valid, test]`` as int64 arrays.
+
+        The default reads ``self._sets``, a list of ``(x, y, files)``
+        triples, as the built-in preprocessors keep their sets.
+        """
+        self._require_data('get_raw_y')
+        return [y for _, y, _ in self._sets]
 
     def get_files(self):
-        """Return the file indices of ``[train, valid, test]``."""
-        raise NotImplementedError(f'{type(self).__name__}.get_files')
+        """Return the file indices of ``[train, valid, test]`` (from ``self._sets``)."""
+        self._require_data('get_files')
+        return [files for _, _, files in self._sets]
 
     def preprocess(self, data):
         """Turn raw inputs into the channel dict a net predicts from."""
@@ -479,16 +485,6 @@ class ArrayPreprocessor(Preprocessor):
         """Return ``[train, valid, test]`` inputs as given (dicts of arrays)."""
         self._require_data('get_raw_x')
         return [x if not self._single() else x[self.channel] for x, _, _ in self._sets]
-
-    def get_raw_y(self):
-        """Return ``[train, valid, test]`` classes."""
-        self._require_data('get_raw_y')
-        return [y for _, y, _ in self._sets]
-
-    def get_files(self):
-        """Return ``[train, valid, test]`` file indices."""
-        self._require_data('get_files')
-        return [f for _, _, f in self._sets]
 
     def dtype_for(self, channel):
         """What ``channel`` serves: ``'int64'`` tokens or ``'float32'`` values."""
