@@ -174,21 +174,27 @@ def predict(net, data, batch_size=None, callback=None):
         for start in range(0, n, step):
             x = net.preprocessor.preprocess(_raw_rows(data, start, start + step))
             for p in iter_probabilities(net, x, batch_size):
-                callback(p.argmax(1).cpu().numpy(), p.cpu().numpy())
+                p = p.cpu().numpy()
+                callback(p.argmax(1), p)
         return None
     x = net.preprocessor.preprocess(data)
     if num_rows(x) == 0:
         raise DataError('predict received no rows; pass at least one row')
-    classes, probabilities = [], []
-    for p in iter_probabilities(net, x, batch_size):
-        classes.append(p.argmax(1).cpu().numpy())
-        probabilities.append(p.cpu().numpy())
-    return np.concatenate(classes), np.concatenate(probabilities)
+    probabilities = np.concatenate([p.cpu().numpy()
+                                    for p in iter_probabilities(net, x, batch_size)])
+    return probabilities.argmax(1), probabilities
 
 
-def _on_device(net, x, y=None):
-    x = {k: torch.as_tensor(v).to(net.device) for k, v in x.items()}
-    return x if y is None else (x, torch.as_tensor(y).to(device=net.device, dtype=torch.long))
+def device_set(net, pair, resident=True):
+    """The set's tensors on the net's device, or pinned in host memory if not ``resident``."""
+    x, y = pair
+    x = {k: torch.as_tensor(v) for k, v in x.items()}
+    y = torch.as_tensor(y)
+    if resident:
+        return {k: v.to(net.device, non_blocking=True) for k, v in x.items()}, y.to(net.device)
+    pin = torch.device(net.device).type == 'cuda'
+    return ({k: v.cpu().pin_memory() if pin else v.cpu() for k, v in x.items()},
+            y.cpu().pin_memory() if pin else y.cpu())
 
 
 def named_set(net, name):
@@ -200,11 +206,11 @@ def named_set(net, name):
     """
     pre = net.preprocessor
     if name == 'train':
-        return _on_device(net, pre.preprocess(pre.get_raw_x()[0]), pre.get_raw_y()[0])
+        return device_set(net, (pre.preprocess(pre.get_raw_x()[0]), pre.get_raw_y()[0]))
     if name == 'valid':
-        return _on_device(net, *pre.get_valid())
+        return device_set(net, pre.get_valid())
     if name == 'test':
-        return _on_device(net, *pre.get_test())
+        return device_set(net, pre.get_test())
     raise ConfigError(f'expected a set name among {list(SET_NAMES)}, received {name!r}')
 
 
@@ -218,7 +224,7 @@ def _labelled_set(net, data, what):
         if num_rows(x) != len(y):
             raise DataError(f'{what}: expected one class per row of data ({num_rows(x)} '
                             f'rows), received {len(y)} classes')
-        return _on_device(net, x, y)
+        return device_set(net, (x, y))
     raise ConfigError(f'{what}: expected data as {" / ".join(map(repr, SET_NAMES))} or an '
                       f'(x, classes) pair, received {type(data).__name__}')
 

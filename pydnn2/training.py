@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from . import checkpoint, io
 from .callbacks import CallbackList, EpochTable, StopTraining
 from .errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
-from .evaluate import evaluate_set, metric_values
+from .evaluate import device_set, evaluate_set, metric_values
 from .learning import LearningRule, set_learning_rate
 from .metrics import as_metrics
 from .net import seed_from
@@ -201,18 +201,6 @@ def check_losses(losses, epoch):
     return mean
 
 
-def _device_set(net, pair, resident=True):
-    """The set's tensors on the net's device, or pinned in host memory if not ``resident``."""
-    x, y = pair
-    x = {k: torch.as_tensor(v) for k, v in x.items()}
-    y = torch.as_tensor(y)
-    if resident:
-        return {k: v.to(net.device, non_blocking=True) for k, v in x.items()}, y.to(net.device)
-    pin = torch.device(net.device).type == 'cuda'
-    return ({k: v.cpu().pin_memory() if pin else v.cpu() for k, v in x.items()},
-            y.cpu().pin_memory() if pin else y.cpu())
-
-
 def fits_on_device(net, pair, fraction=0.5):
     """Whether a set takes at most ``fraction`` of the device's free memory (always on CPU)."""
     device = torch.device(net.device)
@@ -237,7 +225,7 @@ def start_epoch(session, phase, resumed=None):
     resident = session.speed.data_on_device
     if resident is None:
         resident = fits_on_device(session.net, pair)
-    x, y = _device_set(session.net, pair, resident)
+    x, y = device_set(session.net, pair, resident)
     if session.speed.channels_last:
         x = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
              for k, v in x.items()}
@@ -269,14 +257,14 @@ def run_epoch(session, phase, resumed=None):
 def evaluate_main(session, row):
     """Validation every epoch; test set and best-net file when validation improves."""
     net, pre = session.net, session.net.preprocessor
-    valid = _device_set(net, pre.get_valid())
+    valid = device_set(net, pre.get_valid())
     row['valid_loss'], row['valid_error'] = evaluate_set(net, *valid)
     if session.metrics:
         row.update({f'valid_{k}': v for k, v in metric_values(net, *valid, session.metrics).items()})
     if row['valid_loss'] < session.best_valid:
         session.best_valid, session.since_best = row['valid_loss'], 0
         session.best_params = net.get_params()
-        row['test_loss'], row['test_error'] = evaluate_set(net, *_device_set(net, pre.get_test()))
+        row['test_loss'], row['test_error'] = evaluate_set(net, *device_set(net, pre.get_test()))
         session.writer.submit(io.net_state(net, session.best_params), session.best_file)
     else:
         session.since_best += 1
