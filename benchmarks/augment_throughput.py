@@ -1,7 +1,7 @@
 """Throughput of the batched training-set augmentation, and its share of an epoch.
 
 1. **Augmentation throughput**, images per second at 64x64: pydnn2's batched
-   transform (:func:`pydnn2.imageops.transform_images`: a random rotation and
+   transform (:func:`pydnn2.preprocess.imageops.transform_images`: a random rotation and
    left-right flip per image, then standardisation, in ``grid_sample`` batches on
    the device) against the per-image loop pydnn ran every epoch, here with Pillow
    (``Image.rotate`` with a white fill, ``np.fliplr``, standardise, then copy the
@@ -10,7 +10,7 @@
    is timed with one thread and with torch's default: on a busy machine the
    OpenMP threads wait on each other and one thread is faster.
 2. **Epoch time**: one training epoch of a small conv net with
-   :class:`~pydnn2.augment.Rotator360` augmenting every epoch, against the same
+   :class:`~pydnn2.preprocess.Rotator360` augmenting every epoch, against the same
    net trained on tensors augmented once beforehand
    (:class:`~pydnn2.preprocess.ArrayPreprocessor`), and the augmentation alone
    (``pre.get_train()``).
@@ -37,8 +37,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pydnn2 import neuralnet as nn  # noqa: E402
 from pydnn2 import preprocess  # noqa: E402
-from pydnn2.augment import Rotator360  # noqa: E402
-from pydnn2.imageops import affine_matrices, transform_images  # noqa: E402
+from pydnn2.preprocess import Rotator360  # noqa: E402
+from pydnn2.preprocess.imageops import affine_matrices, transform_images  # noqa: E402
 
 SIZE = (64, 64)
 

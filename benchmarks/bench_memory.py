@@ -47,7 +47,7 @@ def child(kind, rows, epochs, threads):
     after = []
     setup = rss_bytes()
     if kind == 'pydnn2':
-        import pydnn2.training as training
+        import pydnn2.train.loop as training
 
         run_epoch = training.run_epoch
 

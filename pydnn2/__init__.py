@@ -1,17 +1,21 @@
 """pydnn2: a builder-API neural-network trainer on PyTorch, in the spirit of pydnn.
 
+The folders follow the data: :mod:`pydnn2.data` reads it,
+:mod:`pydnn2.preprocess` prepares it, :mod:`pydnn2.model` builds the
+network, :mod:`pydnn2.train` trains it, :mod:`pydnn2.evaluate` uses it, and
+:mod:`pydnn2.files` saves it. :class:`NN` (in :mod:`pydnn2.net`) is the front
+users build with; pydnn's module names are the public faces.
+
 >>> from pydnn2 import neuralnet as nn, preprocess, data
 >>> import pydnn2
 >>> pydnn2.NN is nn.NN
 True
 """
 
-__version__ = '0.1.0'
-
-from . import data, preprocess  # noqa: E402,F401
+from .version import __version__  # noqa: F401
+from . import data, neuralnet, preprocess  # noqa: E402,F401
 from .neuralnet import *  # noqa: E402,F401,F403
 from .neuralnet import __all__ as _names  # noqa: E402
-from . import neuralnet  # noqa: E402,F401
 from .preprocess import ArrayPreprocessor, Preprocessor, split_training_data  # noqa: E402,F401
 
 __all__ = list(_names) + ['ArrayPreprocessor', 'Preprocessor', 'split_training_data',

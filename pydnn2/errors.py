@@ -6,6 +6,11 @@ without reading pydnn2's source. All of them derive from :class:`Pydnn2Error`,
 and each also derives from the built-in type a caller would naturally catch
 (``ValueError`` for bad arguments and data, ``FloatingPointError`` for a
 diverging loss).
+
+The split: a bad *argument* (a number out of range, an unknown name) is a
+:class:`ConfigError`; bad *data* (labels, shapes, NaN, empty sets) a
+:class:`DataError`. A builder call that cannot fit the net is a
+:class:`NetBuildError`, which is a kind of :class:`ConfigError`.
 """
 
 
@@ -13,7 +18,12 @@ class Pydnn2Error(Exception):
     """Base class of every error pydnn2 raises on purpose."""
 
 
-class NetBuildError(Pydnn2Error, ValueError):
+class ConfigError(Pydnn2Error, ValueError):
+    """An argument outside its allowed range: a negative size or rate, an
+    unknown activation, an annealer shared by two learning rules."""
+
+
+class NetBuildError(ConfigError):
     """A builder call (``add_*``, pathways, merges) that cannot fit the net.
 
     Raised at the line of the call, naming the call, the incoming shape and
@@ -34,8 +44,3 @@ class FileFormatError(Pydnn2Error, ValueError):
 class TrainingDivergedError(Pydnn2Error, FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch
     and the batch."""
-
-
-class ConfigError(Pydnn2Error, ValueError):
-    """An argument outside its allowed range: a negative size or rate, an
-    unknown activation, an annealer shared by two learning rules."""

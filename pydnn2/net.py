@@ -1,26 +1,30 @@
 """NN: the network a user builds, trains and predicts with.
 
-The ``add_*`` methods live in :mod:`pydnn2.builder`; this module keeps the
-graph they build (nodes, pathways, recorded calls), compiles it into one
-``torch.nn.Module`` and hands training, prediction and sizing to their own
-modules.
+``NN`` is a thin front: it owns a :class:`~pydnn2.model.graph.Graph` (and
+through it the one ``torch.nn.Module``), a preprocessor and a device. Its
+``add_*`` methods come from :class:`~pydnn2.model.builder.Builder`; training,
+prediction, sizing and files are handed to :mod:`pydnn2.train`,
+:mod:`pydnn2.evaluate`, :mod:`pydnn2.model.size` and :mod:`pydnn2.files`.
 """
 
-import copy
 import html
-import numbers
-import warnings
+import os
 
 import numpy as np
 import torch
 
-from . import description
-from . import initializers as I
-from . import layers as L
-from .builder import Pathway, _Builder
+from . import checks, evaluate, files, rng as rngs, train as training
 from .errors import ConfigError, DataError, FileFormatError, NetBuildError
-from .recording import FLOAT, Node, RerunWarning, _user_site  # noqa: F401
-from .preprocess import check_batch_size
+from .model import description, initializers as inits
+from .model.activations import activation_name, relu
+from .model.builder import Builder, input_spec
+from .model.graph import Graph
+from .model.recording import unplain
+from .model.size import net_size_of
+from .preprocess import preprocessor_class
+from .table import Table
+
+_LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
 
 
 def default_device():
@@ -28,45 +32,7 @@ def default_device():
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 
-def seed_from(rng):
-    """A 31-bit seed drawn from a numpy RandomState/Generator, or an int itself."""
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return int(rng) % (2 ** 31 - 1)
-    if isinstance(rng, np.random.RandomState):
-        return int(rng.randint(0, 2 ** 31 - 1))
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(0, 2 ** 31 - 1))
-    raise ConfigError('rng must be a numpy.random.RandomState, a numpy.random.Generator or '
-                      f'an int seed; received {type(rng).__name__}')
-
-
-def _describe(node):
-    a = node.args
-    if node.op == 'input':
-        return f"channel {a['channel']!r}"
-    if node.op == 'conv_pool':
-        pool = '' if a['pool_shape'] == (1, 1) else \
-            ', max-pool {}x{}/{}x{}'.format(*a['pool_shape'], *a['pool_stride'])
-        return 'conv {}x{} x{}{}'.format(*a['filter_shape'], a['num_filters'], pool)
-    if node.op in ('recurrent', 'lstm', 'gru'):
-        return f"{node.op} {a['output_size']}" + (
-            f" {a['activation']}" if node.op == 'recurrent' else '')
-    return {'fc': lambda: f"dense {a['num_units']}", 'bn': lambda: 'batch norm',
-            'act': lambda: a['nonlinearity'], 'dropout': lambda: f"dropout {a['rate']}",
-            'logistic': lambda: f"logistic {a['num_classes']}",
-            'merge': lambda: f"merge ({a['mode']})",
-            'pooling': lambda: '{}-pool {}x{}/{}x{}'.format(a['op'], *a['fshape'],
-                                                           *a['strides']),
-            'deconvolution': lambda: 'deconv {}x{} x{} /{}x{}'.format(
-                *a['filter_shape'], a['num_filters'], *a['strides']),
-            'lrn': lambda: f"lrn {a['depth']}", 'bias': lambda: 'bias', 'skip': lambda: 'skip',
-            'lookup_table': lambda: f"lookup {a['vocab_size']} -> {a['embedding_dim']}",
-            'recurrent_sum': lambda: 'sum over time',
-            'recurrent_mean': lambda: 'mean over time',
-            'recurrent_last': lambda: 'last time step'}[node.op]()
-
-
-class NN(_Builder):
+class NN(Builder):
     """A neural network to which you add layers, then train and predict with.
 
     Parameters
@@ -108,35 +74,25 @@ class NN(_Builder):
     """
 
     def __init__(self, preprocessor, channel, num_classes, batch_size, rng,
-                 activation=L.relu, name='net', output_dir='', *, device=None,
+                 activation=relu, name='net', output_dir='', *, device=None,
                  verbose=True):
         if not hasattr(preprocessor, 'shape_for'):
             raise ConfigError('preprocessor must implement the preprocessor protocol '
                               '(e.g. pydnn2.preprocess.ArrayPreprocessor); received '
                               f'{type(preprocessor).__name__}')
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
-                or num_classes < 2:
-            raise ConfigError(f'num_classes must be an integer >= 2; received {num_classes!r}')
-        check_batch_size(batch_size)
+        self.num_classes = checks.integer(num_classes, 'num_classes', 2)
+        self.batch_size = checks.batch_size(batch_size)
         if not isinstance(name, str) or not name:
             raise ConfigError(f'name must be a non-empty string; received {name!r}')
-        self.preprocessor = preprocessor
-        self.channel = channel
-        self.num_classes = int(num_classes)
-        self.batch_size = int(batch_size)
-        self.rng = rng
-        self.activation_name = L.activation_name(activation)
-        self.name = name
-        self.output_dir = output_dir
-        self.verbose = verbose
+        self.preprocessor, self.channel, self.rng = preprocessor, channel, rng
+        self.activation_name = activation_name(activation)
+        self.name, self.output_dir, self.verbose = name, output_dir, verbose
         self.device = torch.device(device) if device is not None else default_device()
-        self.seed = seed_from(rng)
-        self._generator = torch.Generator().manual_seed(self.seed)
+        self.seed = rngs.seed_from(rng)
         self._net, self._pid = self, 0
-        self.module = L.GraphModule().to(self.device)
-        self._calls, self._sites, self._reusable = [], {}, {}
+        self.graph = Graph(torch.Generator().manual_seed(self.seed), self.device)
+        self.graph.reset(input_spec(preprocessor, channel), self)
         self._initialized = False      # see the initialized property
-        self._reset_graph()
         preprocessor.to(self.device)
         self._check_data()
 
@@ -156,135 +112,62 @@ class NN(_Builder):
             raise DataError(f'batch_size {self.batch_size} is larger than the training set '
                             f'({len(ys[0])} rows); use a smaller batch_size')
 
-    def _reset_graph(self):
-        self._nodes = []
-        self._pathways = {}
-        self._handles = {}
-        self._depth, self._call_name = 0, 'NN'
-        for key in list(self.module.layers):
-            del self.module.layers[key]
-        self._new_pathway(None, 'NN')
-        self._append(self, 'input', dict(channel=self.channel), None,
-                     tuple(self.preprocessor.shape_for(self.channel)))
-        self._refresh()
-
-    # -- graph bookkeeping used by the builder ------------------------------------------
-
-    def _new_pathway(self, tip, origin):
-        pid = len(self._pathways)
-        self._pathways[pid] = {'tip': tip, 'merged_into': None, 'origin': origin}
-        reused = self._reusable.get(pid)
-        self._handles[pid] = self if pid == 0 else reused or Pathway(self, pid)
-        return pid
-
-    def _channel_dtype(self, channel):
-        """What a channel's rows hold: integer tokens (``'int64'``) or values."""
-        dtype_for = getattr(self.preprocessor, 'dtype_for', None)
-        return dtype_for(channel) if dtype_for is not None else FLOAT
-
-    def _append(self, builder, op, args, module, out_shape, inputs=None, dtype=None):
-        pathway = self._pathways[builder._pid]
-        if inputs is None:
-            inputs = () if op == 'input' else (pathway['tip'],)
-        if dtype is None:
-            dtype = self._channel_dtype(args['channel']) if op == 'input' else FLOAT
-        node = Node(len(self._nodes), op, args, tuple(inputs), tuple(out_shape),
-                    self._call_name, builder._pid, dtype)
-        self._nodes.append(node)
-        if module is not None:
-            self.module.layers[node.key] = module.to(self.device)
-        pathway['tip'] = node.id
-        return node
-
-    def _snapshot(self):
-        return len(self._nodes), copy.deepcopy(self._pathways)
-
-    def _restore(self, snapshot):
-        count, pathways = snapshot
-        for node in self._nodes[count:]:
-            if node.key in self.module.layers:
-                del self.module.layers[node.key]
-        del self._nodes[count:]
-        self._pathways = pathways
-        self._handles = {pid: h for pid, h in self._handles.items() if pid in pathways}
-
-    def _record(self, call, snapshot):
-        call['first_node'] = snapshot[0]
-        site = _user_site()
-        if site is not None:
-            key = site[:2]
-            if key in self._sites and self._sites[key] is not site[2]:
-                warnings.warn(
-                    f'{call["method"]} at {key[0]}:{key[1]} already added layers to net '
-                    f'{self.name!r} in an earlier run (a re-run notebook cell?); they are now '
-                    'there twice. Call net.undo() to remove the last addition.',
-                    RerunWarning, stacklevel=3)
-            self._sites[key] = site[2]
-            call['site'] = key
-        self._calls.append(call)
-        self._refresh()
-        if self.verbose:
-            new = self._nodes[snapshot[0]:]
-            if new:
-                before = ([self._nodes[i].out_shape for i in new[0].inputs] or ['data'])
-                print(f'{call["method"]}: {" + ".join(map(str, before))} -> '
-                      f'{new[-1].out_shape}')
-
-    def _refresh(self):
-        output = self._pathways[0]['tip']
-        needed, stack = set(), [output]
-        while stack:
-            nid = stack.pop()
-            if nid not in needed:
-                needed.add(nid)
-                stack.extend(self._nodes[nid].inputs)
-        plan = [(n.key, n.args['channel'] if n.op == 'input' else None,
-                 tuple(self._nodes[i].key for i in n.inputs))
-                for n in self._nodes if n.id in needed]
-        self.module.set_plan(plan, self._nodes[output].key)
-
-    def _replay(self, calls):
-        """Rebuild the graph from recorded calls (used by undo and load)."""
-        verbose, self.verbose = self.verbose, False
-        self._reusable = dict(self._handles)     # surviving pathways keep their handles
-        self._reset_graph()
-        self._calls = []
+    @classmethod
+    def from_state(cls, state, device=None, filename='<state>'):
+        """Rebuild a net (module, weights, preprocessor statistics) from
+        :func:`pydnn2.files.net_state`'s plain data."""
         try:
-            for call in calls:
-                args = {k: self._unplain(v) for k, v in call['args'].items()}
-                getattr(self._handles[call['pathway']], call['method'])(**args)
-        finally:
-            self.verbose = verbose
-            self._reusable = {}
+            config = state['config']
+            pre = preprocessor_class(state['preprocessor']['class']).from_state(
+                state['preprocessor']['state'])
+            net = cls(pre, config['channel'], config['num_classes'], config['batch_size'],
+                      config['seed'], config['activation'], config['name'],
+                      config['output_dir'], device=device, verbose=False)
+            net.replay(state['calls'])
+            net.module.load_state_dict(state['weights'])
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise FileFormatError(f'{filename!r} has a pydnn2 marker but its contents are '
+                                  f'damaged: {type(exc).__name__}: {exc}') from None
+        return net
 
-    def _unplain(self, value):
-        if isinstance(value, dict) and set(value) == {'pathway'}:
-            return self._handles[value['pathway']]
-        if I.is_config(value):
-            return I.as_initializer(value, 'load', 'initializer')
-        if isinstance(value, list):
-            if value and all(isinstance(v, dict) for v in value):
-                return [self._unplain(v) for v in value]
-            return tuple(value)
-        return value
+    # -- the graph -----------------------------------------------------------------------
 
-    # -- what users call ---------------------------------------------------------------
+    @property
+    def module(self):
+        """The compiled ``torch.nn.Module``: ``forward`` takes a dict of channel
+        tensors and returns the logits."""
+        return self.graph.module
 
     @property
     def nodes(self):
         """The graph's nodes (channel inputs, layers, merges), in order added."""
-        return list(self._nodes)
+        return list(self.graph.nodes)
 
     @property
     def calls(self):
         """The recorded builder calls, as plain data."""
         return [{k: v for k, v in c.items() if k in ('pathway', 'method', 'args')}
-                for c in self._calls]
+                for c in self.graph.calls]
 
     @property
     def output_shape(self):
         """The shape of one row at the end of the main pathway."""
-        return self._nodes[self._pathways[0]['tip']].out_shape
+        return self.graph.output.out_shape
+
+    def replay(self, calls):
+        """Rebuild the net from recorded builder calls (as :attr:`calls` gives them).
+
+        Only builder methods can be named; pathways still held keep working.
+        """
+        def run(call):
+            handle = self.graph.handles[call['pathway']]
+            method = getattr(type(handle), call['method'], None)
+            if not getattr(method, 'recorded', False):
+                raise NetBuildError(f'{call["method"]!r} is not a builder method')
+            method(handle, **{k: unplain(v, self.graph.handles)
+                              for k, v in call['args'].items()})
+
+        self.graph.replay(calls, input_spec(self.preprocessor, self.channel), run)
 
     def undo(self):
         """Remove the last builder call (and every layer it added).
@@ -292,13 +175,13 @@ class NN(_Builder):
         Layers that remain keep their weights. Returns a description of the
         undone call.
         """
-        if not self._calls:
+        if not self.graph.calls:
             raise NetBuildError('undo: nothing to undo; the net has no layers yet')
-        last = self._calls[-1]
+        last = self.graph.calls[-1]
         state = {k: v.clone() for k, v in self.module.state_dict().items()}
         loaded = self.module.weights_loaded
-        self._replay(self.calls[:-1])
-        self._sites = {k: v for k, v in self._sites.items() if k != last.get('site')}
+        self.replay(self.calls[:-1])
+        self.graph.sites.pop(last.get('site'), None)
         current = self.module.state_dict()
         self.module.load_state_dict({k: state[k] if k in state and state[k].shape == v.shape
                                      else v for k, v in current.items()})
@@ -308,57 +191,48 @@ class NN(_Builder):
 
     def check_complete(self):
         """Raise :class:`NetBuildError` unless the net can be trained."""
-        if self._nodes[self._pathways[0]['tip']].op != 'logistic':
+        if not self.graph.output.spec.final:
             raise NetBuildError('the net has no output layer: finish it with add_logistic() '
                                 '(or add_mlp) before training or predicting')
-        open_ = [pid for pid, p in self._pathways.items()
-                 if pid != 0 and p['merged_into'] is None]
+        open_ = self.graph.unmerged()
         if open_:
             raise NetBuildError(f'pathways {open_} were never merged into the net; merge them '
                                 'with merge_pathways() or undo their creation')
 
+    # -- looking at it -------------------------------------------------------------------
+
     def layer_table(self):
         """One dict per node: index, call, layer, in/out shapes, parameters, pathway."""
         rows = []
-        for node in self._nodes:
-            module = self.module.layers[node.key] if node.key in self.module.layers else None
-            params = sum(p.numel() for p in module.parameters()) if module is not None else 0
-            rows.append({'index': node.id, 'call': node.call, 'layer': _describe(node),
-                         'in_shape': [self._nodes[i].out_shape for i in node.inputs],
-                         'out_shape': node.out_shape, 'params': params,
-                         'pathway': node.pathway})
+        for node in self.graph.nodes:
+            module = self.graph.module_of(node)
+            rows.append({'index': node.id, 'call': node.call, 'layer': node.spec.describe(),
+                         'in_shape': [self.graph.nodes[i].out_shape for i in node.inputs],
+                         'out_shape': node.out_shape, 'pathway': node.pathway,
+                         'params': sum(p.numel() for p in module.parameters()) if module
+                         else 0})
         return rows
 
-    def _table_lines(self):
-        head = ('#', 'pathway', 'call', 'layer', 'in -> out', 'params')
-        lines = [head]
-        for r in self.layer_table():
-            shapes = ' + '.join(map(str, r['in_shape'])) or '-'
-            lines.append((str(r['index']), str(r['pathway']), r['call'], r['layer'],
-                          f'{shapes} -> {r["out_shape"]}', f'{r["params"]:,}'))
-        return lines
+    def _table_rows(self):
+        return [(str(r['index']), str(r['pathway']), r['call'], r['layer'],
+                 f'{" + ".join(map(str, r["in_shape"])) or "-"} -> {r["out_shape"]}',
+                 f'{r["params"]:,}') for r in self.layer_table()]
+
+    def _title(self):
+        return (f'NN {self.name!r}: {self.num_classes} classes, batch {self.batch_size}, '
+                f'on {self.device}')
 
     def __repr__(self):
-        lines = self._table_lines()
-        widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
-        body = '\n'.join('  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-                         for row in lines)
-        total = sum(r['params'] for r in self.layer_table())
-        return (f'NN {self.name!r}: {self.num_classes} classes, batch {self.batch_size}, '
-                f'on {self.device}\n{body}\ntotal parameters: {total:,}')
+        total = sum(p.numel() for p in self.module.parameters())
+        return (f'{self._title()}\n{_LAYER_TABLE.render(self._table_rows())}\n'
+                f'total parameters: {total:,}')
 
     def _repr_html_(self):
-        lines = self._table_lines()
-        cell = lambda tag, v: f'<{tag}>{html.escape(v)}</{tag}>'  # noqa: E731
-        rows = [''.join(cell('th', v) for v in lines[0])]
-        rows += [''.join(cell('td', v) for v in row) for row in lines[1:]]
-        body = ''.join(f'<tr>{r}</tr>' for r in rows)
-        return (f'<p>NN <b>{html.escape(self.name)}</b>: {self.num_classes} classes, '
-                f'batch {self.batch_size}, on {self.device}</p><table>{body}</table>')
+        return f'<p>{html.escape(self._title())}</p>{_LAYER_TABLE.html(self._table_rows())}'
 
     @property
     def layers(self):
-        """One :class:`~pydnn2.description.Layer` per node, for inspection.
+        """One :class:`~pydnn2.model.description.Layer` per node, for inspection.
 
         ``net.layers[i]`` is node ``i`` of ``repr(net)`` (node 0 is the main
         channel): ``.type``, ``.config``, ``.out_shape``, ``.module``, and its
@@ -367,7 +241,7 @@ class NN(_Builder):
         >>> net.layers[1].W.shape                            # doctest: +SKIP
         torch.Size([32, 1, 3, 3])
         """
-        return [description.Layer(self, node) for node in self._nodes]
+        return [description.Layer(self.graph, node) for node in self.graph.nodes]
 
     def get_description(self, get_weights=False):
         """The net as plain data (neon's ``get_description``).
@@ -381,6 +255,13 @@ class NN(_Builder):
         arguments, and ``['calls']`` the recorded builder calls.
         """
         return description.describe(self, get_weights)
+
+    def net_size(self, **options):
+        """Cost, parameters and calibrated time estimate of this net; see
+        :func:`pydnn2.model.size.net_size_of`."""
+        return net_size_of(self, **options)
+
+    # -- weights -------------------------------------------------------------------------
 
     @property
     def initialized(self):
@@ -427,12 +308,10 @@ class NN(_Builder):
         >>> net.init_model(Uniform(-0.05, 0.05))             # doctest: +SKIP
         True
         """
-        initializer = I.as_initializer(initializer, 'init_model', 'initializer')
+        initializer = inits.as_initializer(initializer, 'init_model', 'initializer')
         redraw = overwrite or (initializer is not None and not self.initialized)
         if redraw:
-            for node in self._nodes:
-                if node.key in self.module.layers:
-                    L.reset(self.module.layers[node.key], self._generator, initializer)
+            self.graph.reinitialize(initializer)
         self._initialized = True
         return redraw
 
@@ -444,21 +323,23 @@ class NN(_Builder):
         """Load weights and buffers from :meth:`get_params`' dict."""
         self.module.load_state_dict(params)
 
+    # -- training and using it -----------------------------------------------------------
+
     def train(self, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0,
               force_init=False, **options):
-        """Train the net; see :func:`pydnn2.training.train` for every option.
+        """Train the net; see :func:`pydnn2.train.loop.train` for every option.
 
         Training starts from the weights the net has: it never re-initialises
         them unless ``force_init=True``, which first calls
         ``init_model(overwrite=True)`` (each layer's own initialisers, drawn
         afresh). Returns the history: a dict of lists, one entry per epoch.
         """
-        from .training import train
         if force_init:
             self.init_model(overwrite=True)
         try:
-            history = train(self, updater, epochs, final_epochs, l1_reg, l2_reg, **options)
-        except (ConfigError, DataError, NetBuildError, FileFormatError):
+            history = training.train(self, updater, epochs, final_epochs, l1_reg, l2_reg,
+                                     **options)
+        except (ConfigError, DataError, FileFormatError):
             raise                       # refused before any weight changed
         except BaseException:
             self._initialized = True
@@ -470,44 +351,51 @@ class NN(_Builder):
         """Predict classes: returns ``(classes, probabilities)`` as numpy arrays.
 
         ``data`` is raw input as the preprocessor's ``preprocess`` accepts it
-        (for :class:`~pydnn2.preprocess.ArrayPreprocessor`, an array of rows).
+        (for :class:`~pydnn2.preprocess.ArrayPreprocessor`, an array of rows);
+        see :func:`pydnn2.evaluate.predict` for the options.
         """
-        from .evaluate import predict
-        return predict(self, data, **options)
+        return evaluate.predict(self, data, **options)
 
-    def eval(self, data, metric, **options):
+    def evaluate(self, data, metric, **options):
         """Evaluate a metric, or a list of them, on labelled data (neon's ``eval``).
 
         ``data`` is 'train', 'valid' or 'test' (the preprocessor's sets) or an
         ``(x, classes)`` pair of raw input and true classes; metrics come from
-        :mod:`pydnn2.metrics` (``Accuracy()``, ``LogLoss()``,
+        :mod:`pydnn2.evaluate.metrics` (``Accuracy()``, ``LogLoss()``,
         ``PrecisionRecall(num_classes)``, ...). Returns the metric's result, or
-        a list of results for a list; see :func:`pydnn2.evaluate.eval_metric`.
+        a list of results for a list; see :func:`pydnn2.evaluate.evaluate`.
         """
-        from .evaluate import eval_metric
-        return eval_metric(self, data, metric, **options)
+        return evaluate.evaluate(self, data, metric, **options)
 
     def get_outputs(self, data, **options):
         """The final layer's output for every row: the softmax probabilities as a
         float32 numpy array ``(N, num_classes)``. ``data`` is 'train', 'valid',
         'test' or raw input as for :meth:`predict`; see
         :func:`pydnn2.evaluate.get_outputs`."""
-        from .evaluate import get_outputs
-        return get_outputs(self, data, **options)
+        return evaluate.get_outputs(self, data, **options)
 
     def make_confusion_matrix(self, data, classes, files):
         """Return ``(matrix, mistakes)``: rows are actual classes, columns
         predicted; mistakes are ``(file_index, actual, predicted)``."""
-        from .evaluate import make_confusion_matrix
-        return make_confusion_matrix(self, data, classes, files)
+        return evaluate.make_confusion_matrix(self, data, classes, files)
 
     def get_confusion_matrices(self):
         """:meth:`make_confusion_matrix` on the training, validation and test sets."""
-        from .evaluate import get_confusion_matrices
-        return get_confusion_matrices(self)
+        return evaluate.get_confusion_matrices(self)
 
-    def net_size(self, **options):
-        """Cost, parameters and calibrated time estimate of this net; see
-        :func:`pydnn2.size.net_size_of`."""
-        from .size import net_size_of
-        return net_size_of(self, **options)
+
+def load(filename, device=None):
+    """Load a net saved by :func:`~pydnn2.files.save` (or a best/final net written by
+    ``train``).
+
+    Never executes code from the file. Raises
+    :class:`~pydnn2.errors.FileFormatError` for missing, truncated, corrupted,
+    foreign or too-new files.
+    """
+    return NN.from_state(files.read_file(filename, 'net'), device, os.fspath(filename))
+
+
+def load_checkpoint(filename, device=None):
+    """Return the net stored in a checkpoint, for inspection or prediction."""
+    state = files.read_file(filename, 'checkpoint')
+    return NN.from_state(state['net'], device, os.fspath(filename))

@@ -2,25 +2,27 @@
 
 Everything pydnn's ``neuralnet`` module offered, under the same names:
 ``NN``, the learning rules and annealers, the activation functions, and
-``save``, ``load`` and ``net_size``.
+``save``, ``load`` and ``net_size``; and pydnn2's additions (callbacks,
+metrics, initialisers, errors).
 """
 
 from .errors import (ConfigError, DataError, FileFormatError, NetBuildError, Pydnn2Error,
                      TrainingDivergedError)
-from .callbacks import (Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining,
-                        StopWhen)
-from .checkpoint import load_checkpoint
-from .initializers import Constant, Gaussian, GlorotUniform, Kaiming, Orthogonal, Uniform
-from .io import load, save
-from .layers import prelu, relu, sigmoid, tanh
-from .learning import (AdaDelta, Adam, ConstantLearningRate, LearningRateAdjuster,
-                       LearningRateDecay, LearningRateSchedule, LearningRule, Momentum,
-                       StochasticGradientDescent, WackyLearningRateAnnealer)
-from .builder import Pathway, RerunWarning
-from .metrics import (Accuracy, LogLoss, Misclassification, PrecisionRecall,
-                      TopKMisclassification)
-from .net import NN
-from .size import SizeReport, net_size
+from .evaluate.metrics import (Accuracy, LogLoss, Misclassification, PrecisionRecall,
+                               TopKMisclassification)
+from .files import save
+from .model.activations import prelu, relu, sigmoid, tanh
+from .model.builder import Pathway
+from .model.initializers import Constant, Gaussian, GlorotUniform, Kaiming, Orthogonal, Uniform
+from .model.recording import RerunWarning
+from .model.size import SizeReport, net_size
+from .net import NN, load, load_checkpoint
+from .train.annealers import (ConstantLearningRate, LearningRateAdjuster, LearningRateDecay,
+                              LearningRateSchedule, WackyLearningRateAnnealer)
+from .train.callbacks import (Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining,
+                              StopWhen)
+from .train.config import Speed, TrainConfig
+from .train.rules import AdaDelta, Adam, LearningRule, Momentum, StochasticGradientDescent
 
 __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientDescent',
            'Momentum', 'Adam', 'AdaDelta', 'LearningRateAdjuster', 'ConstantLearningRate',
@@ -30,4 +32,5 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'TrainingDivergedError', 'Accuracy', 'LogLoss', 'Misclassification',
            'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint', 'Callback',
            'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen',
-           'Constant', 'Gaussian', 'GlorotUniform', 'Kaiming', 'Orthogonal', 'Uniform']
+           'Constant', 'Gaussian', 'GlorotUniform', 'Kaiming', 'Orthogonal', 'Uniform',
+           'TrainConfig', 'Speed']

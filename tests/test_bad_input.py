@@ -97,13 +97,13 @@ CATALOGUE = [
         tuple(a[:40] for a in DIGITS), 64, 60, 20, 20), DataError,
      'batch_size 64 is larger than the training set (24 rows)'),
     ('percentages over 100', lambda t: preprocess.split_training_data(DIGITS, 16, 80, 20, 10),
-     DataError, 'must not exceed 100'),
+     ConfigError, 'must not exceed 100'),
     ('merge of nothing', lambda t: net(logistic=False).merge_pathways([]), NetBuildError,
      'needs at least one other pathway'),
     ('merge of the net into itself', lambda t: net(logistic=False).merge_pathways(
         net(logistic=False)), NetBuildError, 'expected pathways of this net'),
     ('add after add_logistic', lambda t: net().add_hidden(4), NetBuildError,
-     'already ends in add_logistic'),
+     'already ends in its final layer (logistic 10, added by add_logistic)'),
     ('training without an output layer', lambda t: net(logistic=False).train(nn.Adam(0.01)),
      NetBuildError, 'no output layer'),
     ('predicting without an output layer', lambda t: net(logistic=False).predict(DIGITS[0][:2]),
@@ -114,7 +114,7 @@ CATALOGUE = [
                                          16, 0).add_conv_pool(-2, (3, 3), (1, 1)),
      NetBuildError, 'num_filters must be a positive integer; received -2'),
     ('zero batch size', lambda t: nn.NN(preprocess.ArrayPreprocessor(sets()), 'images', 10,
-                                        0, 0), DataError, 'batch_size must be a positive'),
+                                        0, 0), ConfigError, 'batch_size must be a positive'),
     ('one class', lambda t: nn.NN(preprocess.ArrayPreprocessor(sets()), 'images', 1, 16, 0),
      ConfigError, 'num_classes must be an integer >= 2'),
     ('negative learning rate', lambda t: nn.Adam(-0.1), ConfigError, 'learning_rate'),
@@ -122,7 +122,7 @@ CATALOGUE = [
      'learning_rate'),
     ('negative decay', lambda t: nn.LearningRateDecay(0.1, -1), ConfigError, 'decay'),
     ('dropout rate of 1', lambda t: net(logistic=False).add_dropout(1), ConfigError,
-     'rate must be in [0, 1)'),
+     'rate must be a number in [0, 1)'),
     ('negative epochs', lambda t: net().train(nn.Adam(0.01), epochs=-1), ConfigError,
      'epochs must be a non-negative integer'),
     ('an annealer given to two rules', lambda t: two_rules(), ConfigError, 'annealer'),
@@ -154,7 +154,7 @@ def test_bad_input_gets_a_clear_error(mistake, call, error, words, tmp_path):
 
 def test_unwritable_output_dir_is_refused_before_any_training(tmp_path, monkeypatch):
     trained = []
-    monkeypatch.setattr('pydnn2.training.run_epoch', lambda *a, **k: trained.append(1))
+    monkeypatch.setattr('pydnn2.train.loop.run_epoch', lambda *a, **k: trained.append(1))
     with pytest.raises(ConfigError):
         train_into_unwritable(tmp_path)
     assert trained == []

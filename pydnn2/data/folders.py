@@ -1,0 +1,222 @@
+"""Labelled and unlabelled image folders (pydnn's ``DirectoryLabeledImageSet``
+and ``UnlabeledImageSet``).
+
+A labelled folder holds one subfolder per class; an unlabelled one holds the
+images to classify. Names starting with a dot (hidden files and folders) are
+ignored everywhere.
+"""
+
+import os
+import warnings
+
+import numpy as np
+
+from .. import checks
+from ..errors import ConfigError, DataError
+from .reader import _check_dtype, check_on_error, read_images
+
+
+def _visible_files(folder, extensions):
+    """Sorted names of the non-hidden regular files in ``folder``."""
+    names = sorted(entry.name for entry in os.scandir(folder)
+                   if not entry.name.startswith('.') and entry.is_file())
+    if extensions is not None:
+        names = [n for n in names if os.path.splitext(n)[1].lower() in extensions]
+    return names
+
+
+def _check_folder(base_dir, what):
+    if not os.path.isdir(base_dir):
+        raise DataError(f'{what} needs a folder of images; {os.fspath(base_dir)!r} '
+                        f'is not a folder')
+    return os.fspath(base_dir)
+
+
+def _check_extensions(extensions):
+    if extensions is None:
+        return None
+    if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
+        raise ConfigError(f"extensions must be a list of file endings such as ['.png', '.jpg'];"
+                          f' received {extensions!r}')
+    return tuple(e.lower() if e.startswith('.') else '.' + e.lower() for e in extensions)
+
+
+class _ImageFolder:
+    """What the two image sets share: reading options and the loaded file list."""
+
+    def __init__(self, base_dir, dtype, color, on_error, extensions, progress, workers):
+        self.base_dir = _check_folder(base_dir, type(self).__name__)
+        self.dtype = _check_dtype(dtype)
+        self.color = bool(color)
+        self.on_error = check_on_error(on_error)
+        self.extensions = _check_extensions(extensions)
+        self.progress, self.workers = progress, workers
+        self.files = None
+        self.skipped = []
+
+    def _read(self, paths):
+        images, kept, self.skipped = read_images(
+            paths, self.color, self.dtype, self.on_error, self.progress, self.workers,
+            desc=f'reading {os.path.basename(os.path.normpath(self.base_dir))}')
+        return images, kept
+
+    def file_name(self, index):
+        """Path of the file behind image ``index`` of the last :meth:`build`."""
+        if self.files is None:
+            raise DataError(f'{type(self).__name__}.file_name needs build() to be called first')
+        return self.files[int(index)]
+
+
+class DirectoryLabeledImageSet(_ImageFolder):
+    """Labelled images from a folder holding one subfolder per class.
+
+    The class names are the sorted subfolder names; class ``i`` is
+    ``get_labels()[i]``. Hidden files and folders (names starting with a
+    dot) and files directly inside ``base_dir`` are ignored. A class folder
+    with no image files is left out of the labels with a warning, so that
+    every class has examples.
+
+    Parameters
+    ----------
+    base_dir : str or os.PathLike
+        The folder holding the class folders.
+    dtype : numpy dtype
+        Type of the image arrays (values stay 0..255). Unlike pydnn, where
+        ``dtype`` typed the labels, classes are always int64.
+    color : bool
+        False reads grey levels ``(H, W)``; True keeps colour as ``(3, H, W)``.
+    on_error : {'raise', 'skip'}
+        What to do with a file Pillow cannot read: raise a
+        :class:`~pydnn2.errors.DataError` naming it, or skip it with a warning.
+    extensions : list of str, optional
+        Only read files with these endings (e.g. ``['.png', '.jpg']``); by
+        default every visible file is read.
+    progress : bool, optional
+        Show a progress bar; by default for 500 files or more.
+    workers : int, optional
+        Reading threads; by default twice the cores, at most 8.
+
+    Attributes
+    ----------
+    files : list of str
+        After :meth:`build`, the path of each image; the file indices that
+        :meth:`build` returns index this list.
+    skipped : list of tuple
+        ``(path, reason)`` of files skipped by the last :meth:`build`.
+
+    Examples
+    --------
+    >>> image_set = DirectoryLabeledImageSet(train_dir)       # doctest: +SKIP
+    >>> images, classes, file_indices = image_set.build()     # doctest: +SKIP
+    >>> image_set.file_name(file_indices[0])                   # doctest: +SKIP
+    '.../train/acantharia_protist/100224.jpg'
+    """
+
+    def __init__(self, base_dir, dtype=np.uint8, color=False, on_error='raise',
+                 extensions=None, progress=None, workers=None):
+        super().__init__(base_dir, dtype, color, on_error, extensions, progress, workers)
+        self._index = None
+
+    def _scan(self):
+        """``{label: sorted file names}`` of the non-empty class folders (cached)."""
+        if self._index is None:
+            folders = sorted(entry.name for entry in os.scandir(self.base_dir)
+                             if entry.is_dir() and not entry.name.startswith('.'))
+            index = {f: _visible_files(os.path.join(self.base_dir, f), self.extensions)
+                     for f in folders}
+            empty = [f for f, names in index.items() if not names]
+            if empty:
+                warnings.warn(f'{len(empty)} class folder(s) in {self.base_dir!r} hold no image '
+                              f'files and are left out of the labels: {empty}', stacklevel=3)
+            self._index = {f: names for f, names in index.items() if names}
+            if not self._index:
+                raise DataError(f'found no class folders with images in {self.base_dir!r}; '
+                                f'expected one subfolder of images per class; received '
+                                f'subfolders {folders}')
+        return self._index
+
+    def get_labels(self):
+        """Return the class names: the sorted names of the non-empty class folders."""
+        return list(self._scan())
+
+    def get_files(self, num_files=None, seed=12345):
+        """Return ``(file_name, label)`` pairs, sorted by label and name.
+
+        Parameters
+        ----------
+        num_files : int, optional
+            Return a random sample of this many files (in sorted order);
+            the same ``seed`` always gives the same sample.
+        seed : int
+            Seed of the sample.
+        """
+        files = [(name, label) for label, names in self._scan().items() for name in names]
+        if num_files is None:
+            return files
+        checks.integer(num_files, 'num_files', 1, maximum=len(files),
+                       expected=f'an integer from 1 to the {len(files)} files found')
+        chosen = np.sort(np.random.RandomState(seed).choice(len(files), num_files, replace=False))
+        return [files[i] for i in chosen]
+
+    def build(self, num_images=None):
+        """Read the images (all, or a reproducible sample of ``num_images``).
+
+        Returns
+        -------
+        images : list of ndarray
+            ``(H, W)`` (or ``(3, H, W)`` with ``color``) arrays of their own sizes.
+        classes : ndarray of int64
+            Index into :meth:`get_labels` of each image's class.
+        file_indices : ndarray of int64
+            Index into :attr:`files` (see :meth:`file_name`) of each image.
+        """
+        pairs = self.get_files(num_images)
+        paths = [os.path.join(self.base_dir, label, name) for name, label in pairs]
+        images, kept = self._read(paths)
+        number = {label: i for i, label in enumerate(self.get_labels())}
+        self.files = [paths[i] for i in kept]
+        classes = np.array([number[pairs[i][1]] for i in kept], np.int64)
+        return images, classes, np.arange(len(kept), dtype=np.int64)
+
+
+class UnlabeledImageSet(_ImageFolder):
+    """Images to classify, from one folder (hidden files ignored).
+
+    Parameters
+    ----------
+    base_dir : str or os.PathLike
+        The folder holding the images.
+    dtype, color, on_error, extensions, progress, workers
+        As for :class:`DirectoryLabeledImageSet`.
+
+    Examples
+    --------
+    >>> test_set = UnlabeledImageSet(test_dir)              # doctest: +SKIP
+    >>> names, images = test_set.build(0, 1000)             # doctest: +SKIP
+    >>> probabilities = net.predict({'images': images})      # doctest: +SKIP
+    """
+
+    def __init__(self, base_dir, dtype=np.uint8, color=False, on_error='raise',
+                 extensions=None, progress=None, workers=None):
+        super().__init__(base_dir, dtype, color, on_error, extensions, progress, workers)
+        self._names = None
+
+    def get_files(self):
+        """Return the sorted names of the image files (relative to ``base_dir``)."""
+        if self._names is None:
+            self._names = _visible_files(self.base_dir, self.extensions)
+        return list(self._names)
+
+    def build(self, start=0, stop=None):
+        """Read files ``start:stop`` of :meth:`get_files`.
+
+        Returns
+        -------
+        file_names : list of str
+            The names of the images returned (skipped files left out).
+        images : list of ndarray
+        """
+        names = self.get_files()[start:stop]
+        images, kept = self._read([os.path.join(self.base_dir, n) for n in names])
+        self.files = [os.path.join(self.base_dir, names[i]) for i in kept]
+        return [names[i] for i in kept], images

@@ -1,0 +1,176 @@
+"""Reading image files with Pillow, many at a time in a pool of threads.
+
+Pillow decodes without holding the GIL, so the threads of :func:`parallel_map`
+keep every core busy; a progress bar appears for large sets. Images come back
+as arrays of their own sizes: ``(H, W)`` grey levels by default, ``(3, H, W)``
+with ``color=True``.
+"""
+
+import functools
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .. import checks
+from ..errors import ConfigError, DataError
+
+PROGRESS_MIN_ITEMS = 500  # show a progress bar by default from this many files on
+
+
+def parallel_map(fn, items, desc=None, progress=None, workers=None):
+    """Return ``[fn(item) for item in items]``, computed in a pool of threads.
+
+    Suits work that releases the GIL (Pillow's decoding and resizing,
+    file reads). The first exception stops the pool and is raised.
+
+    Parameters
+    ----------
+    fn : callable
+    items : iterable
+    desc : str, optional
+        Label of the progress bar.
+    progress : bool, optional
+        Show a tqdm progress bar; by default only for
+        ``PROGRESS_MIN_ITEMS`` items or more.
+    workers : int, optional
+        Number of threads; by default twice the number of cores, at most 8.
+    """
+    items = list(items)
+    workers = min(8, 2 * (os.cpu_count() or 1)) if workers is None else workers
+    workers = checks.integer(workers, 'workers', 1)
+    show = len(items) >= PROGRESS_MIN_ITEMS if progress is None else bool(progress)
+    bar = tqdm(total=len(items), desc=desc, disable=not show)
+    if workers == 1 or len(items) < 2:
+        results = []
+        for item in items:
+            results.append(fn(item))
+            bar.update()
+        bar.close()
+        return results
+    executor = ThreadPoolExecutor(workers)
+    try:
+        results = []
+        for result in executor.map(fn, items):
+            results.append(result)
+            bar.update()
+        return results
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+
+def check_on_error(on_error):
+    """``on_error`` if it is 'raise' or 'skip'."""
+    return checks.one_of(on_error, 'on_error', ('raise', 'skip'))
+
+
+def _check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind not in 'uif':
+        raise ConfigError(f'dtype must be a numeric dtype such as np.uint8 or np.float32; '
+                          f'received {dtype}')
+    return dtype
+
+
+def _deep_to_uint8(image):
+    """16-bit and float Pillow images -> 8-bit grey levels."""
+    array = np.asarray(image)
+    if image.mode == 'F':
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+    if array.max(initial=0) > 255:  # 16-bit data: 0..65535 -> 0..255
+        array = np.round(array.astype(np.float64) / 257)
+    return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
+
+
+def _on_white(image):
+    """Composite an image with transparency onto white (the background pydnn2 assumes)."""
+    rgba = image.convert('RGBA')
+    return Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba)
+
+
+def _to_array(image, color):
+    if image.mode in ('I', 'F') or image.mode.startswith('I;16'):
+        image = _deep_to_uint8(image)
+    if 'A' in image.mode or 'transparency' in image.info:
+        image = _on_white(image)
+    if not color:
+        return np.asarray(image.convert('L'))
+    return np.asarray(image.convert('RGB')).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+def read_image(path, color=False, dtype=np.uint8):
+    """Read one image file with Pillow.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    color : bool
+        False converts to grey levels ``(H, W)``; True keeps colour as
+        ``(3, H, W)`` RGB. Transparent parts are shown on white; 16-bit
+        images are scaled to 0..255; of an animation, the first frame.
+    dtype : numpy dtype
+        Type of the returned array; values stay in 0..255.
+
+    Raises
+    ------
+    DataError
+        Naming the file, when it is missing or not an image Pillow can read.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            array = _to_array(image, color)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(f'cannot read the image file {os.fspath(path)!r}: {error}. Remove or '
+                        f"fix it, or pass on_error='skip' to skip unreadable files") from None
+    return array.astype(dtype, copy=False)
+
+
+def _read_or_error(path, read):
+    try:
+        return read(path)
+    except DataError as error:
+        return error
+
+
+def read_images(paths, color=False, dtype=np.uint8, on_error='raise', progress=None,
+                workers=None, desc='reading images'):
+    """Read many image files in parallel (see :func:`read_image`).
+
+    Parameters
+    ----------
+    paths : list of str
+    color, dtype
+        As for :func:`read_image`.
+    on_error : {'raise', 'skip'}
+        'raise' stops at the first unreadable file with a :class:`DataError`
+        naming it; 'skip' leaves such files out and warns once, naming them.
+    progress, workers
+        As for :func:`parallel_map`.
+
+    Returns
+    -------
+    images : list of ndarray
+    kept : list of int
+        The positions in ``paths`` of the images returned.
+    skipped : list of tuple
+        ``(path, reason)`` for every file left out.
+    """
+    check_on_error(on_error)
+    read = functools.partial(read_image, color=color, dtype=_check_dtype(dtype))
+    if on_error == 'skip':
+        read = functools.partial(_read_or_error, read=read)
+    results = parallel_map(read, paths, desc=desc, progress=progress, workers=workers)
+    kept = [i for i, r in enumerate(results) if not isinstance(r, DataError)]
+    skipped = [(os.fspath(paths[i]), str(r)) for i, r in enumerate(results)
+               if isinstance(r, DataError)]
+    if skipped:
+        names = ', '.join(repr(p) for p, _ in skipped[:5])
+        more = f' and {len(skipped) - 5} more' if len(skipped) > 5 else ''
+        warnings.warn(f'skipped {len(skipped)} unreadable image file(s): {names}{more}',
+                      stacklevel=2)
+    return [results[i] for i in kept], kept, skipped

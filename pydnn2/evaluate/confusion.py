@@ -1,0 +1,42 @@
+"""Confusion matrices and the mistakes behind them, traced back to files."""
+
+import numpy as np
+
+from ..errors import DataError
+from .predict import predict
+
+
+def confusion_matrix(actual, predicted, num_classes):
+    """Counts ``m[a, p]`` of rows of class ``a`` predicted as ``p``."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(actual), np.asarray(predicted)), 1)
+    return matrix
+
+
+def make_confusion_matrix(net, data, classes, files):
+    """Return ``(matrix, mistakes)`` for raw ``data`` with true ``classes``.
+
+    ``mistakes`` lists ``(file_index, actual, predicted)`` for every wrongly
+    classified row, in row order, so they can be traced back to files.
+    """
+    classes = np.asarray(classes)
+    files = np.asarray(files)
+    if len(classes) != len(files):
+        raise DataError(f'make_confusion_matrix: {len(classes)} classes but {len(files)} '
+                        'file indices')
+    if len(classes) == 0:
+        return np.zeros((net.num_classes,) * 2, dtype=np.int64), []
+    predicted, _ = predict(net, data)
+    if len(predicted) != len(classes):
+        raise DataError(f'make_confusion_matrix: data has {len(predicted)} rows but '
+                        f'{len(classes)} classes')
+    wrong = np.flatnonzero(predicted != classes)
+    mistakes = [(files[i].item(), int(classes[i]), int(predicted[i])) for i in wrong]
+    return confusion_matrix(classes, predicted, net.num_classes), mistakes
+
+
+def get_confusion_matrices(net):
+    """:func:`make_confusion_matrix` on the training, validation and test sets."""
+    pre = net.preprocessor
+    return [make_confusion_matrix(net, x, y, f)
+            for x, y, f in zip(pre.get_raw_x(), pre.get_raw_y(), pre.get_files())]

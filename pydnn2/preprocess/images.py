@@ -1,0 +1,402 @@
+"""Image preprocessors: resize once, augment every epoch in batches on the device.
+
+The preprocessors here take the sets of :func:`pydnn2.preprocess.split_training_data`
+built over *lists* of raw images of any size (as read by
+:class:`pydnn2.data.DirectoryLabeledImageSet`) and serve a net these channels:
+
+``'images'``
+    ``(C, H, W)`` float32 (``C`` = 1 for grey images), centred on the mean
+    training image and divided by the training pixels' standard deviation.
+``'shapes'``
+    ``(2,)``: the original height and width of each image, standardised
+    with the training set's mean and standard deviation. Resizing throws
+    the size away; merging this channel into a net gives it back.
+``'geometry'`` (:class:`Rotator360PlusGeometry` only)
+    ``(8,)``: the simple shape statistics of :data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES`,
+    standardised the same way.
+
+Every statistic comes from the training set alone. Each raw image is
+resized once (with Pillow, in threads) and cached as uint8; the per-epoch
+augmentation of the training set (rotation, flips, stretch) then runs in
+large batches (:func:`pydnn2.preprocess.imageops.transform_images`: ``grid_sample``) on
+``self.device``, which the net sets with ``pre.to(device)``. Validation and
+test sets are never augmented.
+
+Examples
+--------
+>>> import numpy as np
+>>> from pydnn2.preprocess import Rotator360, StretchResizer, split_training_data
+>>> rng = np.random.RandomState(0)
+>>> images = [rng.randint(0, 256, (rng.randint(10, 30), 20), dtype=np.uint8)
+...           for _ in range(50)]
+>>> sets = split_training_data((images, np.arange(50) % 2), 8, 60, 20, 20)
+>>> pre = Rotator360(sets, (16, 16), StretchResizer(), rng)
+>>> x, y = pre.get_train()
+>>> tuple(x['images'].shape), tuple(x['shapes'].shape), pre.channels
+((30, 1, 16, 16), (30, 2), ('images', 'shapes'))
+"""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from .. import rng as rngs
+from ..data import parallel_map
+from ..errors import ConfigError, DataError
+from .augment import Augmentation, Schedule
+from .base import Preprocessor
+from .imageops import (GEOMETRY_FEATURES, affine_matrices, geometry_features, principal_angle,
+                       rotate_expand, transform_images)
+from .pixels import as_image, check_fill, check_size
+from .resize import Resizer, resizer_from_state
+from .split import SET_NAMES, as_labels
+
+STATE_VERSION = 1
+
+
+def _num_channels(image):
+    return 1 if image.ndim == 2 else image.shape[0]
+
+
+def _standardise(values, eps=1e-8):
+    """Column means and standard deviations (1 where a column is constant)."""
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    return mean, np.where(std > eps, std, 1.0)
+
+
+class ImagePreprocessor(Preprocessor):
+    """Base class of the image preprocessors (see the module docstring).
+
+    Subclasses choose the :class:`Augmentation` and whether to serve
+    ``'geometry'``; this class resizes and caches the images, fits the
+    statistics on the training set, augments training batches on
+    ``self.device`` and saves its state as plain data.
+
+    Parameters
+    ----------
+    data : tuple
+        ``(train, valid, test)`` from :func:`~pydnn2.preprocess.split_training_data`,
+        each ``(images, classes[, file_indices])`` with ``images`` a list of
+        ``(H, W)`` or ``(C, H, W)`` arrays of grey levels 0..255.
+    image_shape : tuple
+        ``(height, width)`` the images are resized to.
+    resizer : pydnn2.preprocess.resize.Resizer
+        How raw images are resized (e.g. ``StretchResizer()``).
+    rng : numpy.random.RandomState, numpy.random.Generator, int or None
+        Seeds the preprocessor's own generator (one draw), which drives the
+        augmentation schedule.
+    augmentation : Augmentation
+        What changes between epochs.
+    fill : int
+        Grey level of space uncovered by rotations (white, 255, as in pydnn).
+    orient : bool
+        Turn every raw image (training and unseen alike) so that its dark
+        mass lies horizontal before resizing (see :func:`~pydnn2.preprocess.imageops.principal_angle`).
+    geometry_threshold : float
+        Grey level below which a pixel counts as dark for ``'geometry'``.
+    chunk_size : int, optional
+        Images per batch of the augmentation; by default sized to the device.
+    progress : bool, optional
+        Progress bars while resizing; by default for 500 images or more.
+    """
+
+    serves_geometry = False
+
+    def __init__(self, data, image_shape, resizer, rng=None, augmentation=None, fill=255,
+                 orient=False, geometry_threshold=128, chunk_size=None, progress=None):
+        self.image_shape = check_size(image_shape)
+        if not isinstance(resizer, Resizer):
+            raise ConfigError(f'resizer must be a pydnn2 Resizer such as StretchResizer(); '
+                              f'received {type(resizer).__name__}')
+        self.resizer = resizer
+        self.augmentation = augmentation or Augmentation()
+        if self.augmentation.stretch is None and resizer.stretch_range is not None:
+            self.augmentation = dataclasses.replace(self.augmentation,
+                                                    stretch=resizer.stretch_range)
+        self.fill, self.orient = check_fill(fill), bool(orient)
+        self.geometry_threshold = geometry_threshold
+        self.chunk_size, self.progress = chunk_size, progress
+        self._schedule = Schedule(self.augmentation, rngs.seed_from(rng, default=0))
+        self._sets = self._stats = self._channels = None
+        self.set_data(data, refit=True)
+
+    def _image_list(self, x, where, channels=None):
+        """Validate raw images; all must have ``channels`` (default: the first's)."""
+        if isinstance(x, dict):
+            if 'images' not in x:
+                raise DataError(f'the {where} has channels {sorted(x)}; expected an '
+                                f"'images' channel of raw images")
+            x = x['images']
+        if isinstance(x, np.ndarray) and (x.ndim in (3, 4) or x.dtype == object):
+            x = list(x)  # (N, H, W), (N, C, H, W) or N objects -> N images
+        if not isinstance(x, (list, tuple)):
+            raise DataError(f'the {where} must be a list of images; received '
+                            f'{type(x).__name__}')
+        images = [as_image(image, f'image {i} of the {where}') for i, image in enumerate(x)]
+        for i, image in enumerate(images):
+            channels = channels or _num_channels(image)
+            if _num_channels(image) != channels:
+                raise DataError(f'image {i} of the {where} has {_num_channels(image)} '
+                                f'channel(s) (shape {image.shape}); expected {channels}')
+        return images
+
+    def _parse_sets(self, data, channels):
+        if not isinstance(data, (tuple, list)) or len(data) != 3:
+            raise DataError(f'{type(self).__name__} needs the three sets returned by '
+                            f'split_training_data: (train, valid, test); received '
+                            f'{type(data).__name__}')
+        sets = []
+        for name, part in zip(SET_NAMES, data):
+            if not isinstance(part, (tuple, list)) or len(part) not in (2, 3):
+                raise DataError(f'the {name} set must be (images, classes) or '
+                                f'(images, classes, file_indices)')
+            images = self._image_list(part[0], f'{name} set', channels)
+            channels = channels or (_num_channels(images[0]) if images else None)
+            y = as_labels(part[1], f'{name} classes')
+            files = np.asarray(part[2] if len(part) == 3 else np.arange(len(images)), np.int64)
+            if len(y) != len(images) or len(files) != len(images):
+                raise DataError(f'the {name} set has {len(images)} images but {len(y)} classes '
+                                f'and {len(files)} file indices')
+            if not images and name != 'test':
+                raise DataError(f'the {name} set is empty; it needs at least one image')
+            sets.append((images, y, files))
+        return sets
+
+    def set_data(self, data, refit=False):
+        """Attach new sets; with ``refit`` recompute the statistics from them.
+
+        Images are resized once here and cached. A loaded net keeps its
+        statistics (they are part of the trained model), so by default new
+        data is standardised the way the net learned. The augmentation
+        schedule is kept when the number of images is unchanged, else
+        redrawn.
+        """
+        refit = refit or self._stats is None
+        sets = self._parse_sets(data, None if refit else self._channels)
+        self._sets = sets
+        self._channels = _num_channels(sets[0][0][0])
+        # a random stretch resizer's stretch is redrawn every epoch by the augmentation
+        train_resize = (self.resizer.prediction if self.resizer.stretch_range is not None
+                        else self.resizer.training)
+        self._u8 = {name: self._resize_all(part[0], train_resize if name == 'train'
+                                           else self.resizer.prediction, name)
+                    for name, part in zip(SET_NAMES, sets)}
+        self._raw_shapes = {name: self._shapes_of(part[0]) for name, part in zip(SET_NAMES, sets)}
+        total = sum(len(part[0]) for part in sets)
+        if len(self._schedule.offsets) != total:
+            self._schedule.draw(total)
+        if refit:
+            self._fit()
+        self._served = {}
+
+    def _resize_all(self, images, resize, name='new'):
+        """Raw images -> one uint8 tensor (N, C, H, W) on ``self.device``."""
+        h, w = self.image_shape
+
+        def one(image):
+            if self.orient:
+                image = rotate_expand(image, principal_angle(image), self.fill)
+            out = np.asarray(resize(image, self.image_shape))
+            if out.shape[-2:] != (h, w):
+                raise DataError(f'{type(self.resizer).__name__} returned an image of shape '
+                                f'{out.shape}; expected (..., {h}, {w})')
+            return out
+
+        resized = parallel_map(one, images, desc=f'resizing {name} images', progress=self.progress)
+        if not resized:
+            return torch.zeros((0, self._channels, h, w), dtype=torch.uint8, device=self.device)
+        # N x ([C,] H, W) -> (N, C, H, W)
+        stacked = np.stack(resized).reshape(len(resized), -1, h, w)
+        return torch.from_numpy(stacked).to(self.device)
+
+    def _shapes_of(self, images):
+        """(N, 2) original heights and widths, plus geometry when served."""
+        shapes = np.array([image.shape[-2:] for image in images], np.float64).reshape(-1, 2)
+        if not self.serves_geometry:
+            return {'shapes': shapes}
+        geometry = parallel_map(lambda im: geometry_features(im, self.geometry_threshold),
+                                images, desc='geometry', progress=self.progress)
+        return {'shapes': shapes,
+                'geometry': np.array(geometry, np.float64).reshape(-1, len(GEOMETRY_FEATURES))}
+
+    @property
+    def _shapes(self):
+        shapes = {'images': (self._channels,) + self.image_shape, 'shapes': (2,)}
+        if self.serves_geometry:
+            shapes['geometry'] = (len(GEOMETRY_FEATURES),)
+        return shapes
+
+    def angles(self, epoch, start=0, stop=None):
+        """Rotation angles (degrees) of images ``start:stop`` at ``epoch``.
+
+        Images are numbered train, then valid, then test (the order of
+        :meth:`get_all_train`); the training set is ``start=0,
+        stop=len(train)``. Nothing changes: this only reads the schedule.
+        """
+        return self._schedule.angles(epoch, start, stop)
+
+    def _fit(self):
+        """Mean image and pixel std of the training set as the net will see it."""
+        u8 = self._u8['train']
+        n = len(u8)
+        theta = affine_matrices(self._schedule.base_angles(n), self.image_shape)
+        total = torch.zeros(u8.shape[1:], dtype=torch.float64, device=self.device)
+        squares = torch.zeros_like(total)
+        for start in range(0, n, 4096):
+            x = transform_images(u8[start:start + 4096], theta[start:start + 4096], self.fill,
+                                 chunk_size=self.chunk_size).double()
+            total += x.sum(0)
+            squares += (x * x).sum(0)
+        mean, mean_sq = total / n, squares / n
+        for flip, dim in ((self.augmentation.flip_lr, -1), (self.augmentation.flip_ud, -2)):
+            if flip:  # expectation over random flips
+                mean, mean_sq = (mean + mean.flip(dim)) / 2, (mean_sq + mean_sq.flip(dim)) / 2
+        std = float((mean_sq - mean * mean).clamp(min=0).mean().sqrt())
+        self._stats = {'image_mean': mean.float(), 'image_std': std if std > 1e-6 else 1.0}
+        for channel, values in self._raw_shapes['train'].items():
+            self._stats[f'{channel}_mean'], self._stats[f'{channel}_std'] = _standardise(values)
+
+    def _features(self, raw_shapes):
+        return {channel: torch.from_numpy(((values - self._stats[f'{channel}_mean'])
+                                           / self._stats[f'{channel}_std']).astype(np.float32))
+                .to(self.device) for channel, values in raw_shapes.items()}
+
+    def _normalised(self, u8):
+        mean = self._stats['image_mean'].to(self.device)
+        return (u8.float() - mean) / self._stats['image_std']
+
+    def _combined(self, names):
+        """Cached uint8 images, raw shapes and classes of several sets, concatenated."""
+        key = ('raw',) + names
+        if key not in self._served:
+            u8 = self._u8[names[0]] if len(names) == 1 else torch.cat([self._u8[n] for n in names])
+            raw = {c: np.concatenate([self._raw_shapes[n][c] for n in names])
+                   for c in self._raw_shapes[names[0]]}
+            y = np.concatenate([self._sets[SET_NAMES.index(n)][1] for n in names])
+            self._served[key] = (u8, self._features(raw), torch.from_numpy(y).to(self.device))
+        return self._served[key]
+
+    def _augmented(self, names):
+        self._require_data(f'get_{"all_" if len(names) > 1 else ""}train')
+        if not self.augmentation.active:
+            return self._plain(names)
+        u8, features, y = self._combined(names)
+        theta = self._schedule.next_epoch(len(u8), self.image_shape)
+        images = transform_images(u8, theta, self.fill, self._stats['image_mean'],
+                                  self._stats['image_std'], self.chunk_size)
+        return {'images': images, **features}, y
+
+    def _plain(self, names):
+        key = ('plain',) + names
+        self._require_data(f'get_{names[0]}')
+        if key not in self._served:
+            u8, features, y = self._combined(names)
+            self._served[key] = ({'images': self._normalised(u8), **features}, y)
+        return self._served[key]
+
+    def get_train(self):
+        """Return this epoch's augmented training set ``(x, y)``; moves the schedule on."""
+        return self._augmented(('train',))
+
+    def get_all_train(self):
+        """Return train + valid + test, augmented, as one set (for final epochs).
+
+        Validation and test images enter as resized for prediction.
+        """
+        return self._augmented(SET_NAMES)
+
+    def get_valid(self):
+        """Return the validation set ``(x, y)``, resized and standardised only."""
+        return self._plain(('valid',))
+
+    def get_test(self):
+        """Return the test set ``(x, y)`` (possibly empty), resized and standardised only."""
+        return self._plain(('test',))
+
+    def get_raw_x(self):
+        """Return ``[{'images': raw images}]`` for train, valid and test."""
+        self._require_data('get_raw_x')
+        return [{'images': images} for images, _, _ in self._sets]
+
+    def preprocess(self, data):
+        """Prepare unseen raw images for ``predict``.
+
+        Parameters
+        ----------
+        data : dict or list
+            ``{'images': list of raw arrays}`` (as from
+            :class:`~pydnn2.data.UnlabeledImageSet`), or the list itself.
+
+        Returns
+        -------
+        dict of torch.Tensor
+            The channels, on ``self.device``.
+        """
+        images = self._image_list(data, 'data to predict', self._channels)
+        u8 = self._resize_all(images, self.resizer.prediction)
+        return {'images': self._normalised(u8), **self._features(self._shapes_of(images))}
+
+    def to(self, device):
+        """Serve tensors on ``device`` from now on (caches move once); returns ``self``."""
+        super().to(device)
+        if self.has_data():
+            self._u8 = {name: t.to(self.device) for name, t in self._u8.items()}
+        self._stats['image_mean'] = self._stats['image_mean'].to(self.device)
+        self._served = {}
+        return self
+
+    def get_state(self):
+        """The augmentation schedule and generator state, as plain data and tensors.
+
+        Restoring it with :meth:`set_state` makes the following epochs
+        exactly those that would have followed (for checkpoints).
+        """
+        return self._schedule.state_dict()
+
+    def set_state(self, state):
+        """Restore the schedule saved by :meth:`get_state`."""
+        covered, held = len(state['offsets']), sum(len(images) for images, _, _ in self._sets
+                                                   or ())
+        if self.has_data() and covered != held:
+            raise DataError(f'the saved augmentation schedule covers {covered} images; '
+                            f'the attached data holds {held}')
+        self._schedule.load_state_dict(state)
+
+    def state_dict(self):
+        """Everything needed to preprocess unseen images and resume the schedule.
+
+        Plain data and CPU tensors only: ``{'version', 'image_shape',
+        'channels', 'resizer', 'augmentation', 'options', 'stats',
+        'schedule'}``.
+        """
+        stats = {k: torch.as_tensor(v).cpu() if not isinstance(v, float) else v
+                 for k, v in self._stats.items()}
+        return {'version': STATE_VERSION, 'image_shape': list(self.image_shape),
+                'channels': self._channels, 'resizer': self.resizer.state_dict(),
+                'augmentation': self.augmentation.to_plain(),
+                'options': {'fill': self.fill, 'orient': self.orient,
+                            'geometry_threshold': self.geometry_threshold,
+                            'chunk_size': self.chunk_size},
+                'stats': stats, 'schedule': self.get_state()}
+
+    @classmethod
+    def from_state(cls, state):
+        """Rebuild the preprocessor (statistics and schedule, no data) from its state."""
+        if state.get('version') != STATE_VERSION:
+            raise DataError(f'{cls.__name__} state version {state.get("version")!r} is not '
+                            f'supported; expected {STATE_VERSION}')
+        self = cls.__new__(cls)
+        self.image_shape, self._channels = tuple(state['image_shape']), state['channels']
+        self.resizer = resizer_from_state(state['resizer'])
+        self.augmentation = Augmentation.from_plain(state['augmentation'])
+        options = state['options']
+        self.fill, self.orient = options['fill'], options['orient']
+        self.geometry_threshold, self.chunk_size = options['geometry_threshold'], \
+            options['chunk_size']
+        self.progress, self._sets, self._served = None, None, {}
+        self._stats = {k: v if k in ('image_mean', 'image_std') else v.numpy().astype(np.float64)
+                       for k, v in state['stats'].items()}
+        self._schedule = Schedule(self.augmentation, 0)
+        self.set_state(state['schedule'])
+        return self

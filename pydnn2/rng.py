@@ -1,0 +1,85 @@
+"""Random generators: seeds drawn from a user's ``rng``, and their states as plain data.
+
+pydnn's functions take ``rng``, a numpy ``RandomState``; pydnn2 also takes a
+numpy ``Generator`` or an int seed. :func:`seed_from` turns any of them into
+one 31-bit seed for a torch or numpy generator of pydnn2's own.
+:func:`numpy_state` and :func:`set_numpy_state` are the one codec of numpy
+generator states that checkpoints and preprocessors use (plain data and
+tensors, which a safe file can hold).
+
+>>> import numpy as np
+>>> seed_from(7), seed_from(np.random.RandomState(0)) == seed_from(np.random.RandomState(0))
+(7, True)
+>>> rng = np.random.RandomState(3)
+>>> state = numpy_state(rng)
+>>> first = rng.rand()
+>>> set_numpy_state(rng, state)
+>>> rng.rand() == first
+True
+"""
+
+import numpy as np
+import torch
+
+from . import checks
+from .errors import ConfigError
+
+SEED_LIMIT = 2 ** 31 - 1
+
+
+def seed_from(rng, default=None):
+    """A seed in ``[0, 2**31 - 1)`` drawn from ``rng`` (one draw), or ``rng`` itself
+    if it is an int; ``default`` stands for ``rng=None`` where None is allowed."""
+    if rng is None and default is not None:
+        return int(default)
+    if checks.is_integer(rng):
+        return int(rng) % SEED_LIMIT
+    if isinstance(rng, np.random.RandomState):
+        return int(rng.randint(0, SEED_LIMIT))
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, SEED_LIMIT))
+    allowed = 'a numpy.random.RandomState, a numpy.random.Generator or an int seed'
+    raise ConfigError(f'rng must be {allowed}{" or None" if default is not None else ""}; '
+                      f'received {type(rng).__name__}')
+
+
+def numpy_state(rng):
+    """The state of a numpy ``RandomState`` or ``Generator`` as plain data
+    (None for anything else, such as an int seed, which has no state)."""
+    if isinstance(rng, np.random.RandomState):
+        state = rng.get_state(legacy=False)
+        return {'kind': 'RandomState',
+                'key': torch.from_numpy(state['state']['key'].astype(np.int64)),
+                'pos': int(state['state']['pos']), 'has_gauss': int(state['has_gauss']),
+                'gauss': float(state['gauss'])}
+    if isinstance(rng, np.random.Generator):
+        return {'kind': 'Generator', 'state': rng.bit_generator.state}
+    return None
+
+
+def set_numpy_state(rng, state):
+    """Restore :func:`numpy_state`'s ``state`` into ``rng``, in place."""
+    if state is None:
+        return
+    if state.get('kind', 'RandomState') == 'RandomState':   # older files name no kind
+        rng.set_state({'bit_generator': 'MT19937',
+                       'state': {'key': state['key'].numpy().astype(np.uint32),
+                                 'pos': state['pos']},
+                       'has_gauss': state['has_gauss'], 'gauss': state['gauss']})
+    else:
+        rng.bit_generator.state = state['state']
+
+
+def torch_states():
+    """The global torch generators (CPU, and every CUDA device there is)."""
+    states = {'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states['cuda'] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_torch_states(states):
+    """Restore :func:`torch_states`."""
+    torch.set_rng_state(states['torch'])
+    if 'cuda' in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states['cuda'])

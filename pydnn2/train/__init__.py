@@ -1,0 +1,30 @@
+"""Training a net: configuration, the loop, its session state, callbacks, checkpoints,
+learning rules, annealers and optimizers.
+
+- :mod:`.config`: :class:`TrainConfig` and :class:`Speed`, the options of ``train``;
+- :mod:`.loop`: :func:`train`, from a batch up to the two phases;
+- :mod:`.session`: :class:`Session`, the run's state, which checkpoints itself;
+- :mod:`.best`: the keepers of the best weights;
+- :mod:`.callbacks`: hooks into training (``EarlyStopping``, ``HistoryLogger``, ...);
+- :mod:`.checkpoints`: writing, finding and restoring checkpoints;
+- :mod:`.rules`, :mod:`.annealers`, :mod:`.optimizers`: pydnn's learning rules and
+  learning-rate annealers, and the optimizers torch lacks;
+- :mod:`.signals`: Ctrl-C.
+"""
+
+from .annealers import (ConstantLearningRate, LearningRateAdjuster, LearningRateDecay,
+                        LearningRateSchedule, WackyLearningRateAnnealer)
+from .best import BestWeights, Keepers
+from .callbacks import Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining, StopWhen
+from .config import Speed, TrainConfig
+from .loop import train
+from .rules import (AdaDelta, Adam, LearningRule, Momentum, StochasticGradientDescent,
+                    set_learning_rate)
+from .session import HISTORY_KEYS, EpochResult, EpochState, Session
+
+__all__ = ['train', 'TrainConfig', 'Speed', 'Session', 'EpochResult', 'EpochState',
+           'HISTORY_KEYS', 'BestWeights', 'Keepers', 'Callback', 'EarlyStopping', 'EpochTable',
+           'HistoryLogger', 'StopTraining', 'StopWhen', 'LearningRule',
+           'StochasticGradientDescent', 'Momentum', 'Adam', 'AdaDelta', 'set_learning_rate',
+           'LearningRateAdjuster', 'ConstantLearningRate', 'LearningRateDecay',
+           'LearningRateSchedule', 'WackyLearningRateAnnealer']

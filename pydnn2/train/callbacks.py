@@ -1,0 +1,288 @@
+"""Callbacks: code that runs at the start and end of training, epochs and batches.
+
+Pass them as ``net.train(..., callbacks=[...])``. Each hook receives the net
+and a plain dict of what happened (``logs``): for an epoch, the row of the
+epoch table (``epoch, phase, train_loss, train_error, valid_loss,
+valid_error, test_loss, test_error, learning_rate, seconds`` and any
+``valid_<metric>``); for a batch, ``epoch``, ``batch`` and ``loss`` (a
+device tensor: reading it with ``float()`` waits for the device, so only do
+it when you need it). A hook stops the current phase by raising
+:class:`StopTraining`.
+
+A callback's own state (what it has counted or collected) comes back after
+a resume: checkpoints save each callback's :meth:`Callback.state_dict` and
+a resumed run loads it into the callback of the same class in the same
+place of the list, before ``on_train_begin``.
+
+Callbacks that write files or print (``rank_zero_only = True``) run only on
+the first process when training is distributed with ``torch.distributed``.
+
+Examples
+--------
+>>> class CountBatches(Callback):
+...     def __init__(self):
+...         self.batches = 0
+...     def on_minibatch_end(self, net, logs):
+...         self.batches += 1
+"""
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+
+import torch
+
+from .. import checks
+from ..errors import ConfigError
+from ..files import atomic_write_text
+from ..table import Table
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end the current phase after this epoch or batch."""
+
+
+def is_rank_zero():
+    """True unless this is a non-first process of a distributed run."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class Callback:
+    """Base class: every hook does nothing; override the ones you need.
+
+    A callback that counts or collects something across epochs returns it
+    from :meth:`state_dict` (plain data and tensors) and takes it back in
+    :meth:`load_state_dict`, so that it goes on exactly after a resume. The
+    default saves the instance attributes that are plain data.
+    """
+
+    rank_zero_only = False
+    session = None     # the training session, set when training starts
+
+    def state_dict(self):
+        """What the callback has collected so far (by default: its plain attributes)."""
+        return {k: copy.deepcopy(v) for k, v in vars(self).items()
+                if k != 'session' and _is_state(v)}
+
+    def load_state_dict(self, state):
+        """Take back :meth:`state_dict`'s state (after a resume)."""
+        for key, value in state.items():
+            setattr(self, key, copy.deepcopy(value))
+
+    def on_train_begin(self, net, logs):
+        """Before the first epoch; ``logs`` holds the training options."""
+
+    def on_train_end(self, net, logs):
+        """After the last phase; ``logs['history']`` is the history."""
+
+    def on_epoch_begin(self, net, logs):
+        """Before an epoch; ``logs`` holds ``epoch``, ``phase``, ``learning_rate``."""
+
+    def on_epoch_end(self, net, logs):
+        """After an epoch and its evaluation; ``logs`` is the epoch's row."""
+
+    def on_minibatch_begin(self, net, logs):
+        """Before a batch; ``logs`` holds ``epoch`` and ``batch`` (from 1)."""
+
+    def on_minibatch_end(self, net, logs):
+        """After a batch's update; ``logs`` adds ``loss`` (a device tensor)."""
+
+
+def overrides(callback, hook):
+    """Whether ``callback`` implements ``hook`` (so the loop can skip the call)."""
+    return getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+def _is_state(value):
+    """Plain data a checkpoint can hold: numbers, strings, None, tensors, and
+    lists and dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_state(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_state(v) for k, v in value.items())
+    return False
+
+
+class CallbackList:
+    """Calls a hook on every callback (respecting rank_zero_only)."""
+
+    def __init__(self, callbacks, session=None):
+        callbacks = list(callbacks or [])
+        for c in callbacks:
+            if not isinstance(c, Callback):
+                raise ConfigError('callbacks must be pydnn2 Callback instances; '
+                                  f'received {type(c).__name__}')
+            c.session = session
+        if not is_rank_zero():
+            callbacks = [c for c in callbacks if not c.rank_zero_only]
+        self.callbacks = callbacks
+        self.batch_hooks = any(overrides(c, h) for c in callbacks
+                               for h in ('on_minibatch_begin', 'on_minibatch_end'))
+
+    def __call__(self, hook, net, logs):
+        for c in self.callbacks:
+            getattr(c, hook)(net, logs)
+
+    def state_dict(self):
+        """Each callback's class name and state, in order."""
+        return [{'class': type(c).__name__, 'state': c.state_dict()} for c in self.callbacks]
+
+    def load_state_dict(self, states):
+        """Give each callback the saved state of the same class at the same place."""
+        for callback, saved in zip(self.callbacks, states):
+            if saved['class'] == type(callback).__name__:
+                callback.load_state_dict(saved['state'])
+
+
+def _fmt(value, percent=False):
+    if value is None:
+        return ''
+    return f'{100 * value:.2f}%' if percent else f'{value:.4f}'
+
+
+class EpochTable(Callback):
+    """Prints the epoch table: one row per epoch (the default progress display)."""
+
+    rank_zero_only = True
+    TABLE = Table(('epoch', 'phase', 'train loss', 'err', 'valid loss', 'err', 'test loss',
+                   'err', 'rate', 'time'), right=range(10),
+                  widths=(5, 5, 10, 8, 10, 8, 10, 8, 10, 8), gap=1)
+
+    def __init__(self, write=print):
+        self.write = write
+
+    @classmethod
+    def format_row(cls, row):
+        """One line of the epoch table."""
+        return cls.TABLE.line((
+            str(row['epoch']), row['phase'], _fmt(row['train_loss']),
+            _fmt(row['train_error'], True), _fmt(row['valid_loss']),
+            _fmt(row['valid_error'], True), _fmt(row['test_loss']),
+            _fmt(row['test_error'], True), f'{row["learning_rate"]:.3g}',
+            f'{row["seconds"]:.2f}s'))
+
+    def on_train_begin(self, net, logs):
+        self.write(self.TABLE.line(self.TABLE.header))
+
+    def on_epoch_end(self, net, logs):
+        self.write(self.format_row(logs))
+
+    def state_dict(self):
+        """Nothing to keep."""
+        return {}
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs.
+
+    The best value and its weights are kept by the session's keeper of
+    ``monitor`` (:mod:`pydnn2.train.best`), shared with anything else that
+    keeps the same best, and checkpointed with it.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch row, e.g. ``'valid_loss'``, ``'valid_error'`` or
+        ``'valid_accuracy'`` (with ``eval_metric=Accuracy()``).
+    patience : int
+        Epochs without improvement before stopping.
+    mode : {'min', 'max'}
+        Whether smaller or larger values are better.
+    min_delta : float
+        The least change that counts as an improvement.
+    restore_best : bool
+        When it stops training, put back the weights of the best epoch.
+    """
+
+    def __init__(self, monitor='valid_loss', patience=10, mode='min', min_delta=0.0,
+                 restore_best=True):
+        self.mode = checks.one_of(mode, 'mode', ('min', 'max'), where='EarlyStopping')
+        self.patience = checks.integer(patience, 'patience', 1, where='EarlyStopping')
+        self.monitor, self.restore_best = monitor, restore_best
+        self.min_delta = checks.number(min_delta, 'min_delta', at_least=0,
+                                       where='EarlyStopping')
+
+    def on_train_begin(self, net, logs):
+        self.keeper = self.session.keepers.get(self.monitor, self.mode, self.min_delta)
+
+    def on_epoch_end(self, net, logs):
+        if logs.get(self.monitor) is None:
+            if logs.get('phase') == 'main':
+                raise ConfigError(f'EarlyStopping: the epoch row has no {self.monitor!r}; '
+                                  f'available: {sorted(k for k, v in logs.items() if v is not None)}')
+            return
+        keeper = self.keeper
+        if keeper.update(logs, net) or keeper.since < self.patience:
+            return
+        if self.restore_best:
+            keeper.restore(net)
+        raise StopTraining(f'{self.monitor} has not improved for {self.patience} epochs '
+                           f'(best {keeper.best:.4g} in epoch {keeper.epoch})')
+
+    def state_dict(self):
+        """Nothing of its own: the keeper holds the best and is checkpointed with the session."""
+        return {}
+
+
+class HistoryLogger(Callback):
+    """Write the history to ``path`` after every epoch: CSV or JSON (by extension
+    or ``format``), atomically, so the file is always complete."""
+
+    rank_zero_only = True
+
+    def __init__(self, path, format=None):
+        self.path = os.fspath(path)
+        self.format = checks.one_of(format or ('json' if self.path.endswith('.json') else 'csv'),
+                                    'format', ('csv', 'json'), where='HistoryLogger')
+        self.rows = []
+
+    def on_train_begin(self, net, logs):
+        if logs['epochs_done'] == 0:     # a fresh run; a resumed one keeps its rows
+            self.rows = []
+
+    def on_epoch_end(self, net, logs):
+        self.rows.append({k: v for k, v in logs.items() if _is_plain(v)})
+        atomic_write_text(self.path, self._text())
+
+    def state_dict(self):
+        """The rows written so far."""
+        return {'rows': copy.deepcopy(self.rows)}
+
+    def _text(self):
+        if self.format == 'json':
+            return json.dumps(self.rows, indent=1)
+        out = io.StringIO()
+        fields = list(dict.fromkeys(k for row in self.rows for k in row))
+        writer = csv.DictWriter(out, fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+
+def _is_plain(value):
+    return value is None or isinstance(value, (str, int, bool)) or (
+        isinstance(value, float) and math.isfinite(value))
+
+
+class StopWhen(Callback):
+    """Stop the phase when ``condition(logs)`` is true after an epoch (neon's
+    callback-driven stop), e.g. ``StopWhen(lambda r: r['valid_error'] < 0.01)``."""
+
+    def __init__(self, condition, message='the stopping condition holds'):
+        if not callable(condition):
+            raise ConfigError(f'StopWhen needs a callable condition; received {condition!r}')
+        self.condition, self.message = condition, message
+
+    def state_dict(self):
+        """Nothing to keep."""
+        return {}
+
+    def on_epoch_end(self, net, logs):
+        if self.condition(logs):
+            raise StopTraining(self.message)

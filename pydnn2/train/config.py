@@ -1,0 +1,84 @@
+"""What a call of ``train`` is asked to do: :class:`TrainConfig` and :class:`Speed`.
+
+``net.train(updater, epochs, final_epochs, l1_reg, l2_reg, **options)`` keeps
+pydnn's positional arguments; every keyword option is a field of
+:class:`TrainConfig` (the speed options of :class:`Speed` included), checked
+once here, so the loop sees one checked object.
+
+>>> config = TrainConfig.from_options(epochs=3, patience=2, amp='bf16')
+>>> config.patience, config.speed.amp
+(2, 'bf16')
+"""
+
+import dataclasses
+import os
+
+from .. import checks
+from ..errors import ConfigError
+
+
+@dataclasses.dataclass
+class Speed:
+    """How training runs on the device (none of it changes what is learned much)."""
+
+    amp: str = None               # None, 'bf16' or 'fp16': mixed precision with autocast
+    channels_last: bool = False   # feature maps in NHWC (1.6x faster CNN training on 2-core CPU)
+    compile: bool = False         # torch.compile the module for the training steps
+    data_on_device: bool = None   # None: keep sets on the device when they fit
+
+    def __post_init__(self):
+        checks.one_of(self.amp, 'amp', (None, 'bf16', 'fp16'))
+        self.channels_last, self.compile = bool(self.channels_last), bool(self.compile)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every option of ``train``, checked.
+
+    See :func:`pydnn2.train.loop.train` for what each one does.
+    """
+
+    epochs: int = 200               # epochs of the main phase (resumed ones included)
+    final_epochs: int = 0           # epochs on train + valid + test afterwards
+    l1_reg: float = 0.0             # l1 penalty on weight matrices and filters
+    l2_reg: float = 0.0             # l2 penalty on weight matrices and filters
+    verbose: bool = None            # print the epoch table (None: the net's verbose)
+    progress: bool = None           # a progress bar within long epochs (None: verbose)
+    restore_best: bool = True       # best validation weights back after the main phase
+    checkpoint_every: int = None    # write a checkpoint every this many epochs
+    keep_checkpoints: int = 3       # how many of the newest checkpoints to keep
+    resume: object = None           # a checkpoint path, or True for the newest
+    patience: int = None            # stop after this many epochs without a better valid loss
+    eval_metric: object = None      # metric(s) evaluated on the validation set each epoch
+    callbacks: list = None          # pydnn2.train.callbacks.Callback instances
+    speed: Speed = dataclasses.field(default_factory=Speed)
+
+    def __post_init__(self):
+        self.epochs = checks.integer(self.epochs, 'epochs', 0)
+        self.final_epochs = checks.integer(self.final_epochs, 'final_epochs', 0)
+        self.l1_reg = checks.number(self.l1_reg, 'l1_reg', at_least=0)
+        self.l2_reg = checks.number(self.l2_reg, 'l2_reg', at_least=0)
+        self.checkpoint_every = checks.integer(self.checkpoint_every, 'checkpoint_every', 1,
+                                               none=True)
+        self.keep_checkpoints = checks.integer(self.keep_checkpoints, 'keep_checkpoints', 1)
+        self.patience = checks.integer(self.patience, 'patience', 1, none=True)
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise ConfigError('callbacks must be a list of pydnn2 Callback instances; '
+                              f'received {type(self.callbacks).__name__}')
+        resume = self.resume
+        if resume not in (None, False, True) and not isinstance(resume, (str, os.PathLike)):
+            raise ConfigError(f'resume must be None, True or a checkpoint path; received '
+                              f'{resume!r}')
+
+    @classmethod
+    def from_options(cls, **options):
+        """A config from ``train``'s keyword options (the speed ones included),
+        refusing unknown names with the list of known ones."""
+        speed_names = {f.name for f in dataclasses.fields(Speed)}
+        known = {f.name for f in dataclasses.fields(cls)} - {'speed'}
+        unknown = sorted(set(options) - known - speed_names)
+        if unknown:
+            raise ConfigError(f'train got unknown options {unknown}; known: '
+                              f'{sorted(known | speed_names)}')
+        speed = Speed(**{k: options.pop(k) for k in list(options) if k in speed_names})
+        return cls(speed=speed, **options)

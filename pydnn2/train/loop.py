@@ -1,0 +1,353 @@
+"""The training loop: step -> epoch -> phase -> train.
+
+The loop is lean (DESIGN decision 5): batches are sliced from tensors that
+already sit on the training device, losses and error counts accumulate on
+the device and are read once per epoch, and the progress bar reads nothing
+from the device. Each level is a small function returning plain data:
+:func:`train_step` runs one batch, :func:`train_batches` the batches of an
+epoch, :func:`run_epoch` one epoch with its evaluation (an
+:class:`~pydnn2.train.session.EpochResult`), :func:`run_phase` the epochs
+of the main or final phase, and :func:`train` checks its arguments and runs
+both phases.
+"""
+
+import math
+import os
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import files
+from ..errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
+from ..evaluate import device_set, evaluate_set, metric_values
+from . import checkpoints
+from .callbacks import StopTraining
+from .config import TrainConfig
+from .rules import LearningRule, set_learning_rate
+from .session import EpochResult, EpochState, Session
+from .signals import CtrlC
+
+
+def train_step(session, batch, target):
+    """One update on one batch; returns the logits and the (unpenalised) loss."""
+    optimizer, scaler = session.optimizer, session.scaler
+    with session.autocast():
+        logits = session.model(batch)
+        loss = F.cross_entropy(logits, target)
+    total = loss + session.penalty() if session.penalised_loss else loss
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        total.backward()
+        optimizer.step()
+    else:
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return logits, loss.detach()
+
+
+def _batch(x, y, index, device, resident):
+    """Rows ``index`` of a set, on the device (copied from pinned memory if needed)."""
+    if resident:
+        return {k: v[index] for k, v in x.items()}, y[index]
+    return ({k: v[index].to(device, non_blocking=True) for k, v in x.items()},
+            y[index].to(device, non_blocking=True))
+
+
+def train_batches(session, x, y, order, state):
+    """Train on the epoch's full batches from ``state.step`` on, in ``order``.
+
+    Stops early (leaving ``state.step`` at the batches done) when a stop was
+    requested. Rows after the last full batch wait for another shuffle.
+    Returns whether every batch ran.
+    """
+    net, size = session.net, session.net.batch_size
+    resident = all(v.device == y.device for v in x.values())
+    steps = len(order) // size
+    if state.losses is None:
+        state.losses = torch.zeros(steps, device=net.device)
+    errors = torch.zeros((), device=net.device, dtype=torch.long)
+    hooks = session.callbacks if session.callbacks.batch_hooks else None
+    net.module.train()
+    bar = tqdm(total=steps, initial=state.step, desc=f'epoch {session.epoch + 1}', leave=False,
+               delay=2.0, disable=not session.progress)
+    step, epoch = state.step, session.epoch + 1
+    while step < steps and not session.stop_requested:
+        if hooks:
+            hooks('on_minibatch_begin', net, {'epoch': epoch, 'batch': step + 1})
+        batch, target = _batch(x, y, order[step * size:(step + 1) * size], net.device, resident)
+        logits, state.losses[step] = train_step(session, batch, target)
+        errors += (logits.argmax(1) != target).sum()
+        step += 1
+        bar.update()
+        if hooks:
+            hooks('on_minibatch_end', net, {'epoch': epoch, 'batch': step,
+                                            'loss': state.losses[step - 1]})
+    bar.close()
+    state.step, state.errors = step, state.errors + errors.item()
+    return step == steps
+
+
+def check_losses(losses, epoch):
+    """The mean batch loss; raises :class:`TrainingDivergedError` at the first NaN/inf."""
+    mean = losses.mean().item()
+    if not math.isfinite(mean):
+        bad = int(torch.nonzero(~torch.isfinite(losses))[0])
+        raise TrainingDivergedError(
+            f'the training loss became {losses[bad].item()} in epoch {epoch + 1}, batch '
+            f'{bad + 1}; try a smaller learning rate (the best net so far is kept)')
+    return mean
+
+
+def fits_on_device(net, pair, fraction=0.5):
+    """Whether a set takes at most ``fraction`` of the device's free memory (always on CPU)."""
+    device = torch.device(net.device)
+    if device.type != 'cuda':
+        return True
+    x, y = pair
+    size = sum(torch.as_tensor(v).nbytes for v in x.values()) + torch.as_tensor(y).nbytes
+    return size <= fraction * torch.cuda.mem_get_info(device)[0]
+
+
+def start_epoch(session, phase, resumed=None):
+    """The epoch's state, training set and order, rebuilt exactly when ``resumed``."""
+    pre = session.net.preprocessor
+    if resumed is not None:
+        state = EpochState(**resumed)
+        pre.set_state(state.preprocessor)
+        session.shuffle.set_state(state.shuffle)
+        state.losses = state.losses.to(session.net.device)
+    else:
+        state = EpochState(phase, files.plain_tree(pre.get_state()), session.shuffle.get_state())
+    pair = pre.get_train() if phase == 'main' else pre.get_all_train()
+    resident = session.speed.data_on_device
+    if resident is None:
+        resident = fits_on_device(session.net, pair)
+    x, y = device_set(session.net, pair, resident)
+    if session.speed.channels_last:
+        x = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+             for k, v in x.items()}
+    order = torch.randperm(len(y), generator=session.shuffle).to(y.device)
+    return state, x, y, order
+
+
+def run_epoch(session, phase, resumed=None):
+    """Train one epoch of ``phase``, evaluate it, record it in the history."""
+    net, started = session.net, time.perf_counter()
+    rate = session.rule.annealer.learning_rate
+    state, x, y, order = start_epoch(session, phase, resumed)
+    if not train_batches(session, x, y, order, state):
+        return EpochResult(unfinished=state)
+    steps = len(state.losses)
+    row = dict(epoch=session.epoch + 1, phase=phase,
+               train_loss=check_losses(state.losses, session.epoch),
+               train_error=state.errors / (steps * net.batch_size), valid_loss=None,
+               valid_error=None, test_loss=None, test_error=None, learning_rate=rate)
+    if phase == 'main':
+        evaluate_main(session, row)
+    row['seconds'] = time.perf_counter() - started
+    session.keepers.update(row, net)
+    session.record(row)
+    return EpochResult(row=row)
+
+
+def evaluate_main(session, row):
+    """Validation every epoch; test set and best-net file when validation improves."""
+    net, pre = session.net, session.net.preprocessor
+    valid = device_set(net, pre.get_valid())
+    row['valid_loss'], row['valid_error'] = evaluate_set(net, *valid)
+    if session.metrics:
+        values = metric_values(net, *valid, session.metrics)
+        row.update({f'valid_{k}': v for k, v in values.items()})
+    if session.best.update(row, net):
+        row['test_loss'], row['test_error'] = evaluate_set(net, *device_set(net, pre.get_test()))
+        session.writer.submit(files.net_state(net, session.best.params), session.best_file)
+
+
+def notify_epoch_end(session, row):
+    """The epoch-end callbacks; returns True when one asked to stop."""
+    try:
+        session.callbacks('on_epoch_end', session.net, dict(row))
+    except StopTraining as stop:
+        session.log(f'      stopped by a callback: {stop}')
+        return True
+    return False
+
+
+def end_of_epoch(session, row):
+    """Annealer, learning rule, patience and checkpoint after a finished epoch;
+    returns True when the phase should stop."""
+    rule, config = session.rule, session.config
+    stop, message = rule.annealer.epoch_done(session.epoch, row['train_loss'],
+                                             row['valid_loss'], session.net)
+    rule.epoch_done(session.epoch, row['train_loss'], session.optimizer)
+    session.epoch += 1
+    if message:
+        session.log(f'      {message}')
+    if config.patience and row['phase'] == 'main' and session.best.since >= config.patience:
+        session.log(f'      no validation improvement in {config.patience} epochs: stopping')
+        stop = True
+    if config.checkpoint_every and session.epoch % config.checkpoint_every == 0:
+        checkpoints.write(session)
+    return stop
+
+
+def run_phase(session, phase, epochs, resumed=None):
+    """Run ``phase`` until ``epochs`` epochs of it are done (counting resumed ones),
+    or the annealer, patience or a callback stops it, or Ctrl-C; returns False
+    on Ctrl-C."""
+    done = sum(1 for p in session.history['phase'] if p == phase)
+    net = session.net
+    try:
+        while done < epochs:
+            rate = session.rule.annealer.learning_rate
+            set_learning_rate(session.optimizer, rate)
+            session.callbacks('on_epoch_begin', net, {'epoch': session.epoch + 1,
+                                                      'phase': phase, 'learning_rate': rate})
+            result = run_epoch(session, phase, resumed)
+            resumed = None
+            if not result.finished:
+                path = checkpoints.write(session, result.unfinished)
+                session.log(f'interrupted: ending the {phase} phase; resume from {path}')
+                return False
+            done += 1
+            stopped = notify_epoch_end(session, result.row)
+            if end_of_epoch(session, result.row) or stopped:
+                break
+    except StopTraining as stop:
+        session.log(f'      stopped by a callback: {stop}')
+    except KeyboardInterrupt:
+        session.log(f'interrupted: ending the {phase} phase after epoch {session.epoch}')
+        return False
+    return True
+
+
+def check_output_dir(path):
+    """Create ``path`` if needed and prove it writable, before any training."""
+    path = path or '.'
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f'output_dir {path!r} is not writable ({exc.strerror}); choose '
+                          'another folder before training') from None
+
+
+def check_ready(net, updater, config):
+    """Refuse to start unless the rule, the net, its data and its folder are ready."""
+    if not isinstance(updater, LearningRule):
+        raise ConfigError('updater must be a learning rule (StochasticGradientDescent, '
+                          f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
+    net.check_complete()
+    if hasattr(net.preprocessor, 'has_data') and not net.preprocessor.has_data():
+        raise DataError('the preprocessor holds no data to train on (a loaded net keeps only '
+                        'its statistics); attach sets with preprocessor.set_data(...)')
+    check_output_dir(net.output_dir)
+    resume = config.resume
+    if resume not in (None, False, True) and not os.path.isfile(os.fspath(resume)):
+        raise FileFormatError(f'resume: checkpoint {os.fspath(resume)!r} does not exist')
+
+
+def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=None,
+          **options):
+    """Train ``net`` with the learning rule ``updater``.
+
+    Each main epoch trains on a fresh (possibly augmented) training set,
+    evaluates the validation set, and when the validation loss improves
+    evaluates the test set and saves the net to
+    ``<output_dir>/<name>_best_net.pt``. After the main epochs the net gets
+    the best validation weights back (unless ``restore_best=False``); then
+    ``final_epochs`` train on train + valid + test and the result is saved to
+    ``<name>_final_net.pt``.
+
+    Parameters
+    ----------
+    net : NN
+    updater : LearningRule
+        StochasticGradientDescent, Momentum, Adam or AdaDelta.
+    epochs, final_epochs : int
+        Epochs of each phase, counting those done before a resumed checkpoint.
+    l1_reg, l2_reg : float
+        Penalties on the weights (not on biases, batch norm or PReLU slopes).
+    config : TrainConfig, optional
+        Every option at once (then ``epochs`` ... ``l2_reg`` and ``options``
+        are ignored).
+    **options
+        The fields of :class:`~pydnn2.train.config.TrainConfig` and
+        :class:`~pydnn2.train.config.Speed`:
+
+        ``verbose`` (print the epoch table; default: the net's),
+        ``progress`` (a progress bar within epochs longer than two seconds),
+        ``restore_best`` (True: put the best validation weights back after
+        the main phase), ``checkpoint_every`` (write
+        ``<name>_checkpoint_<epoch>.pt`` every this many epochs),
+        ``keep_checkpoints`` (how many of the newest to keep, 3),
+        ``resume`` (a checkpoint path, or True for the newest in
+        ``output_dir``; the net must be built by the same calls and the rule
+        be of the same kind), ``patience`` (stop the main phase after this
+        many epochs without a better validation loss), ``eval_metric`` (a
+        metric or list, evaluated on the validation set each main epoch and
+        recorded as ``valid_<name>``), ``callbacks`` (a list of
+        :class:`~pydnn2.train.callbacks.Callback`), ``amp`` (None, 'bf16' or
+        'fp16': forward passes under ``torch.autocast``), ``channels_last``
+        (NHWC feature maps), ``compile`` (train through
+        ``torch.compile(net.module)``), ``data_on_device`` (keep each epoch's
+        set on the device, or stream batches from pinned host memory; by
+        default on the device when it takes at most half its free memory).
+
+    Returns
+    -------
+    dict of lists
+        One entry per epoch for each of ``HISTORY_KEYS`` (and each metric).
+
+    Ctrl-C finishes the current batch, writes
+    ``<name>_checkpoint_<epoch>_interrupted.pt`` and ends the phase; a second
+    Ctrl-C stops at once. Files already saved always stay.
+    """
+    if config is None:
+        config = TrainConfig.from_options(epochs=epochs, final_epochs=final_epochs,
+                                          l1_reg=l1_reg, l2_reg=l2_reg, **options)
+    check_ready(net, updater, config)
+    session = Session(net, updater, config)
+    resumed = None
+    if config.resume:
+        path = checkpoints.newest(net) if config.resume is True else os.fspath(config.resume)
+        resumed = checkpoints.restore(session, path)
+        session.log(f'resuming from {path} after {session.epoch} epochs')
+    net.history = session.history
+    session.callbacks('on_train_begin', net, {'epochs': config.epochs,
+                                              'final_epochs': config.final_epochs,
+                                              'epochs_done': session.epoch})
+    with CtrlC(session) as ctrl_c:
+        try:
+            run_phases(session, resumed, ctrl_c)
+        finally:
+            session.writer.close()     # the best net is on disk before train returns
+    session.callbacks('on_train_end', net, {'history': session.history})
+    return session.history
+
+
+def run_phases(session, resumed, ctrl_c):
+    """The main phase, the return to the best weights, then the final phase."""
+    net, config = session.net, session.config
+    in_final = resumed is not None and resumed['phase'] == 'final'
+    if not session.main_done and not in_final:
+        try:
+            run_phase(session, 'main', config.epochs, resumed)
+        finally:
+            if config.restore_best:
+                session.best.restore(net)
+        session.main_done = True
+        resumed = None
+        ctrl_c.reset()
+    if session.best.params is not None:
+        session.log(f'best validation loss {session.best.best:.4f}; best net saved to '
+                    f'{session.best_file}')
+    if config.final_epochs:
+        run_phase(session, 'final', config.final_epochs, resumed)
+        files.save(net, session.final_file)
+        session.log(f'final net saved to {session.final_file}')

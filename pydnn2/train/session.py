@@ -1,0 +1,167 @@
+"""One training run's working state, which checkpoints itself.
+
+A :class:`Session` holds what a call of ``train`` works with (the net, its
+learning rule and optimizer, the checked :class:`~pydnn2.train.config.TrainConfig`,
+the callbacks and metrics) and what changes as it runs (the epoch count,
+the history, the keepers of the best weights, every random generator).
+``state_dict()`` gathers all that changes, and ``load_state_dict()`` puts it
+back, so a checkpoint resumes the run exactly.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import os
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import rng as rngs
+from ..evaluate import as_metrics
+from ..files import EXTENSION, BackgroundWriter, plain_tree
+from .best import Keepers
+from .callbacks import CallbackList, EpochTable
+
+HISTORY_KEYS = ('epoch', 'phase', 'train_loss', 'train_error', 'valid_loss', 'valid_error',
+                'test_loss', 'test_error', 'learning_rate', 'seconds')
+
+
+@dataclasses.dataclass
+class EpochState:
+    """Where an unfinished epoch stands: enough to rebuild it and continue."""
+
+    phase: str                  # 'main' or 'final'
+    preprocessor: dict          # the preprocessor's state before it made the epoch's set
+    shuffle: torch.Tensor       # the shuffle generator's state before the epoch's order
+    step: int = 0               # batches done
+    losses: torch.Tensor = None  # their losses
+    errors: int = 0             # their misclassified rows
+
+    def as_dict(self):
+        """Plain data for a checkpoint."""
+        return {k: (v.cpu() if isinstance(v, torch.Tensor) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass
+class EpochResult:
+    """What one epoch gave: its row of the epoch table when it finished, or
+    where it stands when a stop request ended it early."""
+
+    row: dict = None               # the finished epoch's row
+    unfinished: EpochState = None  # the state of an epoch stopped part-way
+
+    @property
+    def finished(self):
+        """Whether the epoch ran all its batches."""
+        return self.row is not None
+
+
+def penalised_weights(module):
+    """The weight matrices and filters (what l1/l2 penalise): not biases, batch
+    norm or PReLU slopes."""
+    return [p for name, p in module.named_parameters()
+            if p.requires_grad and name.endswith('weight') and p.dim() > 1]
+
+
+class Session:
+    """What one call of ``train`` works with, and its checkpointable state.
+
+    Parameters
+    ----------
+    net : pydnn2.NN
+    rule : pydnn2.train.rules.LearningRule
+    config : pydnn2.train.config.TrainConfig
+    """
+
+    def __init__(self, net, rule, config):
+        self.net, self.rule, self.config = net, rule, config
+        self.verbose = net.verbose if config.verbose is None else config.verbose
+        self.progress = self.verbose if config.progress is None else config.progress
+        self._accelerate(net, config.speed)
+        self.writer = BackgroundWriter()
+        self.keepers = Keepers()
+        self.best = self.keepers.get('valid_loss')      # best validation loss and weights
+        rule.annealer.attach(self.keepers)
+        table = [EpochTable(self.log)] if self.verbose else []
+        self.callbacks = CallbackList(table + list(config.callbacks or []), self)
+        self.metrics = as_metrics(config.eval_metric) if config.eval_metric is not None else []
+        self.penalised = penalised_weights(net.module)
+        self.penalised_loss = bool(config.l1_reg or config.l2_reg)
+        # one parameter group: every parameter follows the same rule (l1/l2 are in the loss)
+        self.optimizer = rule.make_optimizer(
+            [p for p in net.module.parameters() if p.requires_grad])
+        self.shuffle = torch.Generator().manual_seed(rngs.seed_from(net.rng))
+        torch.manual_seed(rngs.seed_from(net.rng))   # dropout masks follow the net's rng
+        self.history = {key: [] for key in HISTORY_KEYS}
+        self.history.update({f'valid_{m.name}': [] for m in self.metrics})
+        self.epoch, self.main_done, self.stop_requested = 0, False, False
+        folder = net.output_dir or '.'
+        self.best_file = os.path.join(folder, f'{net.name}_best_net{EXTENSION}')
+        self.final_file = os.path.join(folder, f'{net.name}_final_net{EXTENSION}')
+
+    def _accelerate(self, net, speed):
+        self.speed, device = speed, torch.device(net.device)
+        if device.type == 'cuda':
+            torch.backends.cudnn.benchmark = True
+        if speed.channels_last:
+            net.module.to(memory_format=torch.channels_last)
+        self.model = torch.compile(net.module) if speed.compile else net.module
+        dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(speed.amp)
+        self.autocast = (functools.partial(torch.autocast, device.type, dtype) if dtype
+                         else contextlib.nullcontext)
+        self.scaler = torch.amp.GradScaler(device.type) if speed.amp == 'fp16' else None
+
+    def penalty(self):
+        """l1 * sum|W| + l2 * sum W^2 over the weights (see :func:`penalised_weights`)."""
+        total, l1, l2 = 0.0, self.config.l1_reg, self.config.l2_reg
+        if l1:
+            total = total + l1 * sum(w.abs().sum() for w in self.penalised)
+        if l2:
+            total = total + l2 * sum(w.pow(2).sum() for w in self.penalised)
+        return total
+
+    def log(self, message):
+        """Print ``message`` beside the progress bars, when verbose."""
+        if self.verbose:
+            tqdm.write(message)
+
+    def record(self, row):
+        """Append a finished epoch's row to the history."""
+        for key, values in self.history.items():
+            values.append(row.get(key))
+
+    # -- checkpointing -------------------------------------------------------------------
+
+    def rng_state(self):
+        """Every random generator training draws from, as plain data."""
+        net = self.net
+        return {**rngs.torch_states(), 'shuffle': self.shuffle.get_state(),
+                'net_rng': rngs.numpy_state(net.rng),
+                'preprocessor': plain_tree(net.preprocessor.get_state())}
+
+    def set_rng_state(self, state):
+        """Restore :meth:`rng_state`."""
+        rngs.set_torch_states(state)
+        self.shuffle.set_state(state['shuffle'])
+        rngs.set_numpy_state(self.net.rng, state['net_rng'])
+        self.net.preprocessor.set_state(state['preprocessor'])
+
+    def state_dict(self):
+        """Everything of the run that changes, as plain data and tensors."""
+        return {'epoch': self.epoch, 'main_done': self.main_done,
+                'history': self.history, 'keepers': self.keepers.state_dict(),
+                'rule': {'class': type(self.rule).__name__, 'state': self.rule.state_dict()},
+                'optimizer': self.optimizer.state_dict(), 'rng': self.rng_state(),
+                'callbacks': self.callbacks.state_dict()}
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict` into a session built for the same net and rule."""
+        self.rule.load_state_dict(state['rule']['state'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.set_rng_state(state['rng'])
+        self.keepers.load_state_dict(state['keepers'])
+        self.callbacks.load_state_dict(state['callbacks'])
+        self.epoch, self.main_done = state['epoch'], state['main_done']
+        self.history.clear()
+        self.history.update(state['history'])

@@ -1,0 +1,115 @@
+"""Callbacks: hooks, early stopping, history logging, stop conditions."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pydnn2 import data, preprocess
+from pydnn2 import neuralnet as nn
+from pydnn2.train.callbacks import (Callback, EarlyStopping, HistoryLogger, StopTraining, StopWhen)
+from pydnn2.errors import ConfigError
+from pydnn2.evaluate import evaluate_set
+
+
+@pytest.fixture(scope='module')
+def sets():
+    images, classes, files = data.load_digits()
+    return preprocess.split_training_data((images[:500], classes[:500], files[:500]), 20,
+                                          60, 20, 20)
+
+
+def build(sets, tmp_path):
+    net = nn.NN(preprocess.ArrayPreprocessor(sets), 'images', 10, 20, 0,
+                output_dir=str(tmp_path), verbose=False)
+    net.add_hidden(16)
+    net.add_logistic()
+    return net
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_begin(self, net, logs):
+        self.events.append(('train_begin', logs['epochs']))
+
+    def on_epoch_begin(self, net, logs):
+        self.events.append(('epoch_begin', logs['epoch'], logs['phase']))
+
+    def on_minibatch_end(self, net, logs):
+        self.events.append(('batch', logs['epoch'], logs['batch'], float(logs['loss'])))
+
+    def on_epoch_end(self, net, logs):
+        self.events.append(('epoch_end', logs['epoch'], logs['train_loss']))
+
+    def on_train_end(self, net, logs):
+        self.events.append(('train_end', len(logs['history']['epoch'])))
+
+
+def test_hooks_are_called_in_order_with_what_happened(sets, tmp_path):
+    recorder = Recorder()
+    net = build(sets, tmp_path)
+    history = net.train(nn.Adam(0.01), epochs=2, final_epochs=1, callbacks=[recorder])
+    steps = len(sets[0][1]) // 20
+    final_steps = sum(len(s[1]) for s in sets) // 20
+    kinds = [e[0] for e in recorder.events]
+    assert kinds == (['train_begin'] + (['epoch_begin'] + ['batch'] * steps + ['epoch_end']) * 2
+                     + ['epoch_begin'] + ['batch'] * final_steps + ['epoch_end', 'train_end'])
+    assert recorder.events[0] == ('train_begin', 2)
+    for epoch in (1, 2):
+        losses = [e[3] for e in recorder.events if e[0] == 'batch' and e[1] == epoch]
+        assert [e[2] for e in recorder.events if e[0] == 'batch' and e[1] == epoch] == \
+            list(range(1, steps + 1))
+        assert np.mean(losses) == pytest.approx(history['train_loss'][epoch - 1], rel=1e-5)
+    assert recorder.events[-1] == ('train_end', 3)
+
+
+def test_early_stopping_stops_and_restores_the_best_monitored_weights(sets, tmp_path):
+    net = build(sets, tmp_path)
+    stopper = EarlyStopping('valid_error', patience=2)
+    history = net.train(nn.StochasticGradientDescent(3.0), epochs=40, callbacks=[stopper],
+                        restore_best=False)
+    errors = history['valid_error']
+    best = int(np.argmin(errors))                  # first epoch with the lowest error
+    assert len(errors) == best + 3 < 40
+    x, y = net.preprocessor.get_valid()
+    assert evaluate_set(net, x, y)[1] == pytest.approx(errors[best])
+
+
+def test_history_logger_writes_csv_and_json(sets, tmp_path):
+    net = build(sets, tmp_path)
+    history = net.train(nn.Adam(0.01), epochs=3, callbacks=[
+        HistoryLogger(tmp_path / 'h.csv'), HistoryLogger(tmp_path / 'h.json')])
+    with open(tmp_path / 'h.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r['train_loss']) for r in rows] == pytest.approx(history['train_loss'])
+    saved = json.loads((tmp_path / 'h.json').read_text())
+    assert [r['valid_loss'] for r in saved] == pytest.approx(history['valid_loss'])
+
+
+def test_stop_when_and_stop_training_end_the_phase(sets, tmp_path):
+    net = build(sets, tmp_path)
+    history = net.train(nn.Adam(0.01), epochs=20, final_epochs=1,
+                        callbacks=[StopWhen(lambda r: r['epoch'] == 3)])
+    assert history['phase'] == ['main'] * 3 + ['final']
+
+    class StopInBatch(Callback):
+        def on_minibatch_end(self, net, logs):
+            if logs['batch'] == 2:
+                raise StopTraining('enough')
+
+    history = build(sets, tmp_path).train(nn.Adam(0.01), epochs=5,
+                                          callbacks=[StopInBatch()])
+    assert history['epoch'] == []
+
+
+def test_bad_callbacks_are_refused(sets, tmp_path):
+    net = build(sets, tmp_path)
+    with pytest.raises(ConfigError, match='Callback instances'):
+        net.train(nn.Adam(0.01), epochs=1, callbacks=[print])
+    with pytest.raises(ConfigError, match="mode must be one of 'min', 'max'"):
+        EarlyStopping(mode='up')
+    with pytest.raises(ConfigError, match="has no 'valid_f1'"):
+        net.train(nn.Adam(0.01), epochs=1, callbacks=[EarlyStopping('valid_f1')])
