@@ -1,8 +1,11 @@
 """Child process of test_kill_resume.py: trains a small rotating-image net.
 
 Usage: python resume_child.py RULE OUTPUT_DIR RESULT_FILE [--checkpoint] [--resume]
+                              [--callbacks]
 
 Writes the final weights to RESULT_FILE with torch.save when training ends.
+With --callbacks, a HistoryLogger writes OUTPUT_DIR/history.csv and an
+EarlyStopping ends the main phase early.
 """
 
 import sys
@@ -41,7 +44,13 @@ def images():
     return raw, y[:480]
 
 
-def main(rule, output_dir, result, checkpoint=False, resume=False):
+def callbacks(output_dir):
+    """A history file and early stopping: both must go on exactly after a resume."""
+    return [nn.HistoryLogger(f'{output_dir}/history.csv'),
+            nn.EarlyStopping('valid_loss', patience=1, min_delta=0.1, restore_best=False)]
+
+
+def main(rule, output_dir, result, checkpoint=False, resume=False, with_callbacks=False):
     torch.set_num_threads(1)
     rng = np.random.RandomState(11)
     raw, classes = images()
@@ -57,10 +66,10 @@ def main(rule, output_dir, result, checkpoint=False, resume=False):
     net.add_logistic()
     net.train(RULES[rule](), epochs=EPOCHS, final_epochs=1, restore_best=False,
               checkpoint_every=1 if checkpoint else None, resume=True if resume else None,
-              callbacks=[Slow()])
+              callbacks=[Slow()] + (callbacks(output_dir) if with_callbacks else []))
     torch.save(net.module.state_dict(), result)
 
 
 if __name__ == '__main__':
     main(sys.argv[1], sys.argv[2], sys.argv[3], '--checkpoint' in sys.argv,
-         '--resume' in sys.argv)
+         '--resume' in sys.argv, '--callbacks' in sys.argv)
