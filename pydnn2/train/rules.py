@@ -65,6 +65,9 @@ class LearningRule(KeyedState):
         Sets the learning rate of each epoch.
     """
 
+    optimizer_slots = 0      # tensors the optimizer keeps per parameter (memory model)
+    step_temporaries = 0     # parameter-sized temporaries of one update (memory model)
+
     def __init__(self, learning_rate):
         self.annealer = _own_annealer(learning_rate)
 
@@ -157,6 +160,7 @@ class Momentum(LearningRule):
     """
 
     _state_keys = ('momentum', 'best_train_loss')
+    optimizer_slots = 1
 
     def __init__(self, initial_momentum, max_momentum, learning_rate):
         initial = checks.number(initial_momentum, 'initial_momentum', at_least=0, below=1)
@@ -204,6 +208,8 @@ class Adam(LearningRule):
     0.99999999
     """
 
+    optimizer_slots, step_temporaries = 2, 1
+
     def __init__(self, learning_rate, b1=0.9, b2=0.999, e=1e-8, lmbda=1 - 1e-8):
         self.b1 = checks.number(b1, 'b1', at_least=0, below=1)
         self.b2 = checks.number(b2, 'b2', at_least=0, below=1)
@@ -244,6 +250,8 @@ class AdaDelta(LearningRule):
     >>> type(rule.make_optimizer([torch.zeros(2, requires_grad=True)])).__name__
     'Adadelta'
     """
+
+    optimizer_slots, step_temporaries = 2, 2
 
     def __init__(self, rho, epsilon, learning_rate):
         self.rho = checks.number(rho, 'rho', at_least=0, below=1)
