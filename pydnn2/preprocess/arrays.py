@@ -1,15 +1,5 @@
 """The in-memory preprocessor for arrays: each channel standardised with training
-statistics.
-
-Examples
---------
->>> from pydnn2 import data
->>> from pydnn2.preprocess import split_training_data
->>> sets = split_training_data(data.load_digits(), 32, 80, 10, 10)
->>> pre = ArrayPreprocessor(sets)
->>> pre.shape_for('images')
-(1, 8, 8)
-"""
+statistics (see :class:`ArrayPreprocessor`)."""
 
 import numpy as np
 import torch

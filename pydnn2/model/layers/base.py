@@ -180,6 +180,14 @@ class LayerSpec:
         return self.args[name]
 
 
+def filter_plan(prefix, args, in_channels):
+    """The init plan of a bank of ``args['num_filters']`` filters over ``in_channels``
+    maps, whose fans count the filter area (``C * h * w`` in, ``F * h * w`` out)."""
+    area = math.prod(args['filter_shape'])
+    fans = in_channels * area, args['num_filters'] * area
+    return weight_and_bias(prefix, args, fans, args['weight_init'], args['use_bias'])
+
+
 def weight_and_bias(prefix, args, fans, default, bias=True):
     """The init plan of a layer with one weight (``args['init']``) and an optional
     bias (``args['bias']``), named ``<prefix>weight`` and ``<prefix>bias``."""

@@ -12,7 +12,7 @@ from torch import nn
 from ...errors import NetBuildError
 from .. import modules as M
 from ..activations import Nonlinearity, PReLU, SequencePReLU
-from .base import FLOAT, TOKENS, Cost, LayerSpec, weight_and_bias
+from .base import FLOAT, TOKENS, Cost, LayerSpec, filter_plan, weight_and_bias
 
 
 class Input(LayerSpec):
@@ -82,9 +82,7 @@ class ConvPool(LayerSpec):
                           a['pool_shape'], a['pool_stride'], a['use_bias'])
 
     def init_plan(self, incoming):
-        a, area = self.args, math.prod(self.args['filter_shape'])
-        fans = incoming[0].shape[0] * area, a['num_filters'] * area
-        return weight_and_bias('conv.', a, fans, a['weight_init'], a['use_bias'])
+        return filter_plan('conv.', self.args, incoming[0].shape[0])
 
     def describe(self):
         a = self.args

@@ -8,7 +8,7 @@ from torch import nn
 from ...errors import NetBuildError
 from .. import modules as M
 from ..initializers import ParamInit
-from .base import Cost, LayerSpec, weight_and_bias
+from .base import Cost, LayerSpec, filter_plan
 
 
 class Pooling(LayerSpec):
@@ -95,9 +95,7 @@ class Deconvolution(LayerSpec):
                                a['strides'], a['padding'], bias=a['use_bias'])
 
     def init_plan(self, incoming):
-        a, area = self.args, math.prod(self.args['filter_shape'])
-        fans = incoming[0].shape[0] * area, a['num_filters'] * area
-        return weight_and_bias('', a, fans, a['weight_init'], a['use_bias'])
+        return filter_plan('', self.args, incoming[0].shape[0])
 
     def describe(self):
         a = self.args
