@@ -26,7 +26,7 @@ def load_digits():
     >>> images.shape, int(classes.max())
     ((1797, 1, 8, 8), 9)
     """
-    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.datasets import load_digits as sk_load_digits   # slow to import: on use
 
     bunch = sk_load_digits()
     images = bunch.images.astype(np.float32)[:, None, :, :]  # (N, 8, 8) -> (N, 1, 8, 8)
@@ -34,8 +34,9 @@ def load_digits():
     return images, classes, np.arange(len(classes), dtype=np.int64)
 
 
-DIGIT_FOLDERS = ('0-zero', '1-one', '2-two', '3-three', '4-four', '5-five', '6-six', '7-seven', '8-eight',
-         '9-nine')  # class folders; their sorted order is the class numbering
+# class folders; their sorted order is the class numbering
+DIGIT_FOLDERS = ('0-zero', '1-one', '2-two', '3-three', '4-four', '5-five', '6-six', '7-seven',
+                 '8-eight', '9-nine')
 DIGIT_MAX_ANGLE = 30  # degrees either way
 
 
@@ -45,8 +46,8 @@ def _draw_digit(digit_image, digit, rng):
     side = int(rng.randint(14, 22) + 2 * digit)
     image = Image.fromarray(grey).resize((side, int(side * rng.uniform(0.8, 1.2))),
                                          Image.Resampling.BILINEAR)
-    image = image.rotate(rng.uniform(-DIGIT_MAX_ANGLE, DIGIT_MAX_ANGLE), Image.Resampling.BILINEAR,
-                         expand=True, fillcolor=255)
+    image = image.rotate(rng.uniform(-DIGIT_MAX_ANGLE, DIGIT_MAX_ANGLE),
+                         Image.Resampling.BILINEAR, expand=True, fillcolor=255)
     noise = rng.randint(-12, 12, size=(image.height, image.width))
     return Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8))
 
@@ -80,16 +81,14 @@ def write_digit_images(root, num_images=None, num_unlabeled=100, seed=0):
     --------
     >>> folder, truth = write_digit_images(tmp, num_images=30, num_unlabeled=5)  # doctest: +SKIP
     """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    digits = sk_load_digits()
+    images, classes, _ = load_digits()
     rng = np.random.RandomState(seed)
-    order = rng.permutation(len(digits.target))[:num_images]
+    order = rng.permutation(len(classes))[:num_images]
     unlabeled, truth = os.path.join(root, 'unlabeled'), {}
     os.makedirs(unlabeled, exist_ok=True)
     for n, index in enumerate(order):
-        digit = int(digits.target[index])
-        image = _draw_digit(digits.images[index], digit, rng)
+        digit = int(classes[index])
+        image = _draw_digit(images[index, 0].astype(np.float64), digit, rng)
         if n < num_unlabeled:
             name = f'unseen_{n:04d}.png'
             image.save(os.path.join(unlabeled, name))
