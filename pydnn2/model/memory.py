@@ -56,7 +56,7 @@ def training_memory(graph, batch_size, optimizer_slots=2, step_temporaries=1):
     optimizer keeping ``optimizer_slots`` tensors per parameter and making
     ``step_temporaries`` more while it updates them (a learning rule's
     ``optimizer_slots`` and ``step_temporaries``: SGD 0 and 0, Momentum 1 and
-    0, Adam 2 and 1, AdaDelta 2 and 2; the defaults are Adam's)."""
+    0, Adam and AdaDelta 2 and 1; the defaults are Adam's)."""
     module = graph.module
     params = sum(p.numel() * p.element_size() for p in module.parameters())
     buffers = sum(b.numel() * b.element_size() for b in module.buffers())

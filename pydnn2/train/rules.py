@@ -251,7 +251,7 @@ class AdaDelta(LearningRule):
     'Adadelta'
     """
 
-    optimizer_slots, step_temporaries = 2, 2
+    optimizer_slots, step_temporaries = 2, 1
 
     def __init__(self, rho, epsilon, learning_rate):
         self.rho = checks.number(rho, 'rho', at_least=0, below=1)
