@@ -8,9 +8,9 @@ notebooks. Cells are strings.
 
 >>> table = Table(('name', 'size'), right=(1,))
 >>> print(table.render([('conv', '1,024'), ('dense', '10')]))
-name   size
-conv  1,024
-dense    10
+name    size
+conv   1,024
+dense     10
 """
 
 import html

@@ -1,0 +1,24 @@
+"""The examples in pydnn2's docstrings run and print what they say (those marked
+``+SKIP`` need a built net or files and are shown, not run)."""
+
+import doctest
+import importlib
+import os
+
+import pytest
+
+from test_layout import MODULES
+
+
+@pytest.mark.parametrize('name', sorted(MODULES))
+def test_docstring_examples_run(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)                    # examples that write files write here
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f'{result.failed} of {result.attempted} examples failed'
+
+
+def test_the_examples_are_found():
+    attempted = sum(doctest.testmod(importlib.import_module(n)).attempted
+                    for n in ('pydnn2.checks', 'pydnn2.table', 'pydnn2.train.best'))
+    assert attempted >= 8
