@@ -80,7 +80,7 @@ def _announce(net, graph, call):
                 f'{call["method"]} at {key[0]}:{key[1]} already added layers to net '
                 f'{net.name!r} in an earlier run (a re-run notebook cell?); they are now '
                 'there twice. Call net.undo() to remove the last addition.',
-                RerunWarning, stacklevel=4)
+                RerunWarning, stacklevel=3)
         graph.sites[key] = site[2]
         call['site'] = key
     new = graph.nodes[call['first_node']:]
