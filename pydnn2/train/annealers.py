@@ -84,12 +84,37 @@ class LearningRateAdjuster(KeyedState):
 
     def __init__(self, initial_learn_rate):
         self.learning_rate = _rate('initial_learn_rate', initial_learn_rate)
-        self._has_rule = False
+        self._training_rule = None      # the rule stepping it in a running train()
+
+    def bind(self, rule):
+        """Mark this annealer as stepped by ``rule`` for one training run.
+
+        An annealer may be given to several rules (pydnn made one rule, then
+        another with the same annealer, and trained only the second); only a
+        second run stepping it while the first still trains is refused.
+        """
+        if self._training_rule is not None and self._training_rule is not rule:
+            raise ConfigError(
+                f'learning_rate: this {type(self).__name__} is being stepped by the '
+                f'{type(self._training_rule).__name__} of a training run that has not ended; '
+                f'two rules stepping it at once would advance it twice per epoch; expected a '
+                f'new annealer for the {type(rule).__name__}; received the same object')
+        self._training_rule = rule
+
+    def release(self, rule):
+        """End :meth:`bind` when ``rule``'s training run ends."""
+        if self._training_rule is rule:
+            self._training_rule = None
 
     def attach(self, keepers):
         """Called when training starts with the session's
         :class:`~pydnn2.train.best.Keepers`, for annealers that keep weights;
         nothing here."""
+
+    def final_epochs(self):
+        """Called once before the final epochs (which do not step the annealer);
+        may set the rate they use. Returns a message or None; nothing here."""
+        return None
 
     def epoch_done(self, epoch, train_loss, valid_loss, net):
         """Take in the results of a finished epoch and set the next rate.
@@ -140,7 +165,9 @@ class LearningRateAdjuster(KeyedState):
         epochs = checks.integer(epochs, 'epochs', 0)
         train_losses = _losses('train_losses', train_losses, epochs)
         valid_losses = _losses('valid_losses', valid_losses, epochs)
-        annealer = copy.deepcopy(self)
+        annealer = copy.copy(self)          # its changing state copied, nothing shared
+        annealer.load_state_dict(copy.deepcopy(self.state_dict()))
+        annealer._training_rule = None
         rates = []
         for epoch in range(epochs):
             rates.append(annealer.learning_rate)
@@ -174,7 +201,7 @@ class ConstantLearningRate(LearningRateAdjuster):
 
 
 class LearningRateDecay(LearningRateAdjuster):
-    """Inverse-time decay: epoch ``k`` (from 0) uses ``learning_rate / (1 + k * decay)``.
+    """Inverse-time decay: after ``k`` epochs the rate is ``learning_rate / (1 + k * decay)``.
 
     Parameters
     ----------
@@ -183,13 +210,16 @@ class LearningRateDecay(LearningRateAdjuster):
     decay : float
         How fast the rate falls; 0 keeps it constant.
     min_learning_rate : float, optional
-        A floor: once the formula falls below it, the rate stays at it.
+        A floor, as in pydnn: once the formula would give a rate at or below
+        it, the rate stays at the last one above it.
 
     Examples
     --------
     >>> LearningRateDecay(0.1, decay=1.0, min_learning_rate=0.03).simulate(5)
-    [0.1, 0.05, 0.03333333333333333, 0.03, 0.03]
+    [0.1, 0.05, 0.03333333333333333, 0.03333333333333333, 0.03333333333333333]
     """
+
+    _state_keys = ('learning_rate', 'epochs')
 
     def __init__(self, learning_rate, decay, min_learning_rate=None):
         rate = _rate('learning_rate', learning_rate)
@@ -200,31 +230,27 @@ class LearningRateDecay(LearningRateAdjuster):
         super().__init__(rate)
         self.initial_learning_rate = rate
         self.min_learning_rate = min_learning_rate
-
-    def rate_at(self, epoch):
-        """Return the learning rate of epoch ``epoch`` (0-based)."""
-        rate = self.initial_learning_rate / (1 + epoch * self.decay)
-        if self.min_learning_rate is None:
-            return rate
-        return max(rate, self.min_learning_rate)
+        self.epochs = 0           # epochs seen
 
     def epoch_done(self, epoch, train_loss, valid_loss, net):
-        """Set the rate of epoch ``epoch + 1``; never stop."""
-        self.learning_rate = self.rate_at(epoch + 1)
+        """Set the next rate by the formula, unless it would reach the floor; never stop."""
+        self.epochs += 1
+        rate = self.initial_learning_rate / (1 + self.epochs * self.decay)
+        if self.min_learning_rate is None or rate > self.min_learning_rate:
+            self.learning_rate = rate
         return False, None
 
 
 def _schedule_pairs(schedule):
     """Check a schedule of (epoch, rate) pairs; return it as a tuple of tuples."""
-    expected = ('a non-empty sequence of (epoch, learning_rate) pairs starting at '
-                'epoch 0, with increasing epochs and rates > 0')
+    expected = ('a non-empty sequence of (epoch, learning_rate) pairs with increasing '
+                'epochs >= 0 and rates > 0')
     try:
         pairs = tuple((start, rate) for start, rate in schedule)
     except (TypeError, ValueError):
         raise ConfigError(f'schedule must be {expected}; received {schedule!r}') from None
     starts = [start for start, _ in pairs]
-    fine = (pairs and starts[0] == 0
-            and all(checks.is_integer(s) for s in starts)
+    fine = (pairs and all(checks.is_integer(s) and s >= 0 for s in starts)
             and all(a < b for a, b in zip(starts, starts[1:])))
     if not fine:
         raise ConfigError(f'schedule must be {expected}; received {schedule!r}')
@@ -235,13 +261,14 @@ def _schedule_pairs(schedule):
 class LearningRateSchedule(LearningRateAdjuster):
     """A learning rate that follows a table of (epoch, rate) pairs.
 
-    Epoch ``k`` uses the rate of the last pair whose epoch is ``<= k``.
+    Training starts at the first pair's rate; after ``k`` epochs the rate is
+    that of the last pair whose epoch is ``<= k`` (pydnn's rule, so a first
+    pair at an epoch other than 0 still gives the starting rate).
 
     Parameters
     ----------
     schedule : sequence of (int, float)
-        Pairs of a 0-based starting epoch and its rate; the first pair must
-        start at epoch 0 and the epochs must increase.
+        Pairs of a 0-based epoch and its rate, the epochs increasing.
 
     Examples
     --------
@@ -249,45 +276,50 @@ class LearningRateSchedule(LearningRateAdjuster):
     [0.1, 0.1, 0.01, 0.001]
     """
 
+    _state_keys = ('learning_rate', 'epochs')
+
     def __init__(self, schedule):
         pairs = _schedule_pairs(schedule)
         super().__init__(pairs[0][1])
         self.schedule = pairs
-
-    def rate_at(self, epoch):
-        """Return the learning rate of epoch ``epoch`` (0-based)."""
-        return [rate for start, rate in self.schedule if start <= epoch][-1]
+        self.epochs = 0           # epochs seen
 
     def epoch_done(self, epoch, train_loss, valid_loss, net):
-        """Set the rate of epoch ``epoch + 1``; report a change; never stop."""
-        rate = self.rate_at(epoch + 1)
-        changed = rate != self.learning_rate
-        self.learning_rate = rate
-        return False, (f'learning rate set to {rate:g} by the schedule' if changed else None)
+        """Set the rate of the next epoch; report a change; never stop."""
+        self.epochs += 1
+        due = [rate for start, rate in self.schedule[1:] if start == self.epochs]
+        if not due:
+            return False, None
+        self.learning_rate = due[0]
+        return False, f'learning rate set to {due[0]:g} by the schedule'
 
 
 class WackyLearningRateAnnealer(LearningRateAdjuster):
-    """Divide the learning rate by 10 whenever patience runs out.
+    """Divide the learning rate by 10 when training is frustrated too long (pydnn's rule).
 
-    Patience is refilled by an epoch whose training loss beats the best so
-    far by the factor ``train_improvement_threshold``, or whose validation
-    loss beats the best by ``valid_improvement_threshold``; any other epoch
-    uses one unit of it. When it is used up the rate drops tenfold, or
-    training stops if that would go below ``min_learning_rate``. On a drop
-    the net can be reset to the weights of its best training or validation
-    epoch.
+    After each epoch the training and validation losses are compared with the
+    losses at the last *qualifying* improvement: a training loss below that
+    one times ``train_improvement_threshold``, or a validation loss below its
+    one times ``valid_improvement_threshold``, qualifies, becomes the new
+    reference and ends the frustration. Any other epoch adds one to the
+    frustration, and an epoch that finds it already at ``patience`` divides
+    the rate by 10 instead (so the rate drops on the ``patience + 1``-th
+    epoch without a qualifying improvement) and starts over; training stops
+    when the new rate would fall below ``min_learning_rate``. On a drop the
+    net can be reset to the weights of its best training or validation loss.
+    The final epochs use the rate at which the best validation loss came.
 
     Parameters
     ----------
     learning_rate : float
         The rate of the first epoch.
-    min_learning_rate : float
-        Training stops instead of dropping the rate below this.
+    min_learning_rate : float or None
+        Training stops instead of dropping the rate below this; None means
+        ``learning_rate / 100`` (as in pydnn).
     patience : int
-        Epochs without enough improvement before the rate drops.
+        Frustrated epochs tolerated before the rate drops.
     train_improvement_threshold, valid_improvement_threshold : float
-        In (0, 1]: a loss refills patience when it is below the best loss so
-        far times this factor.
+        In (0, 1]: how much a loss must improve on the reference to qualify.
     reset_on_decay : {None, 'training', 'validation'}
         Whose best weights to restore on each drop; None keeps the current
         weights. Needs a net with ``get_params()`` (a dict of copied tensors)
@@ -297,10 +329,11 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
     --------
     >>> wacky = WackyLearningRateAnnealer(0.1, 0.01, patience=2)
     >>> wacky.simulate(10, train_losses=[3.0] + [2.0] * 9)
-    [0.1, 0.1, 0.1, 0.1, 0.01, 0.01]
+    [0.1, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01]
     """
 
-    _state_keys = ('learning_rate', 'patience_left', 'best_train_loss', 'best_valid_loss')
+    _state_keys = ('learning_rate', 'frustration', 'best_train_loss', 'best_valid_loss',
+                   'best_valid_rate', 'frust_train_loss', 'frust_valid_loss')
     _MONITORS = {'training': 'train_loss', 'validation': 'valid_loss'}
 
     def __init__(self, learning_rate, min_learning_rate, patience=40,
@@ -308,9 +341,11 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
                  reset_on_decay=None):
         rate = _rate('learning_rate', learning_rate)
         self.min_learning_rate = checks.number(
-            min_learning_rate, 'min_learning_rate', above=0, below=rate,
-            expected=f'a number in (0, learning_rate) = (0, {rate})')
-        self.patience = checks.integer(patience, 'patience', 1)
+            min_learning_rate, 'min_learning_rate', above=0, below=rate, none=True,
+            expected=f'None or a number in (0, learning_rate) = (0, {rate})')
+        if self.min_learning_rate is None:
+            self.min_learning_rate = rate / 100
+        self.patience = checks.integer(patience, 'patience', 0)
         self.train_improvement_threshold = checks.number(
             train_improvement_threshold, 'train_improvement_threshold', above=0, at_most=1)
         self.valid_improvement_threshold = checks.number(
@@ -318,9 +353,10 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
         checks.one_of(reset_on_decay, 'reset_on_decay', RESET_CHOICES)
         super().__init__(rate)
         self.reset_on_decay = reset_on_decay
-        self.patience_left = self.patience
-        self.best_train_loss = math.inf
-        self.best_valid_loss = math.inf
+        self.frustration = 0
+        self.best_train_loss = self.best_valid_loss = math.inf
+        self.frust_train_loss = self.frust_valid_loss = math.inf
+        self.best_valid_rate = rate
         self._keeper, self._shared = None, False   # the best weights, for reset_on_decay
 
     def attach(self, keepers):
@@ -353,38 +389,45 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
             self._kept().load_state_dict(state['kept'])
 
     def epoch_done(self, epoch, train_loss, valid_loss, net):
-        """Refill or use patience; drop the rate or stop when it runs out."""
-        refill = self._see('training', epoch, train_loss, net)
-        if valid_loss is not None:
-            refill = self._see('validation', epoch, valid_loss, net) or refill
-        if refill:
-            self.patience_left = self.patience
+        """Record the bests; end or add to the frustration; drop the rate or stop."""
+        self._record_bests(epoch, train_loss, valid_loss, net)
+        train_improved = train_loss < self.frust_train_loss * self.train_improvement_threshold
+        valid_improved = (valid_loss is not None and
+                          valid_loss < self.frust_valid_loss * self.valid_improvement_threshold)
+        if train_improved or valid_improved:
+            if train_improved:
+                self.frust_train_loss = train_loss
+            if valid_improved:
+                self.frust_valid_loss = valid_loss
+            self.frustration = 0
             return False, None
-        self.patience_left -= 1
-        if self.patience_left > 0:
-            return False, None
-        return self._decay(net)
+        if self.frustration >= self.patience:
+            return self._decay(net)
+        self.frustration += 1
+        return False, None
 
-    def _see(self, kind, epoch, loss, net):
-        """Record a 'training' or 'validation' loss; return whether it refills patience."""
-        if kind == 'training':
-            best, threshold = self.best_train_loss, self.train_improvement_threshold
-            self.best_train_loss = min(best, loss)
-        else:
-            best, threshold = self.best_valid_loss, self.valid_improvement_threshold
-            self.best_valid_loss = min(best, loss)
-        if self.reset_on_decay == kind and net is not None:
-            self._kept().update({'epoch': epoch + 1, self._MONITORS[kind]: loss}, net)
-        return loss < best * threshold
+    def _record_bests(self, epoch, train_loss, valid_loss, net):
+        if valid_loss is not None and valid_loss < self.best_valid_loss:
+            self.best_valid_loss, self.best_valid_rate = valid_loss, self.learning_rate
+        self.best_train_loss = min(self.best_train_loss, train_loss)
+        if self.reset_on_decay and net is not None:
+            loss = train_loss if self.reset_on_decay == 'training' else valid_loss
+            monitor = self._MONITORS[self.reset_on_decay]
+            self._kept().update({'epoch': epoch + 1, monitor: loss}, net)
 
     def _decay(self, net):
         rate = self.learning_rate / 10
-        if rate < self.min_learning_rate * (1 - 1e-6):
+        if rate < self.min_learning_rate * (1 - 1e-9):     # a tenth of 0.08 is 0.008, not less
             return True, (f'stopping: the learning rate reached its minimum '
                           f'({self.min_learning_rate:g})')
         self.learning_rate = rate
-        self.patience_left = self.patience
-        message = f'patience ran out; learning rate decayed to {rate:g}'
+        self.frustration = 0
+        message = f'frustrated for {self.patience + 1} epochs; learning rate decayed to {rate:g}'
         if self.reset_on_decay and net is not None and self._kept().restore(net):
             message += f'; weights reset to those of the best {self.reset_on_decay} loss'
         return False, message
+
+    def final_epochs(self):
+        """The final epochs use the rate of the best validation loss (pydnn's rule)."""
+        self.learning_rate = self.best_valid_rate
+        return f'final epochs at the learning rate of the best validation loss, {self.learning_rate:g}'

@@ -44,7 +44,8 @@ class TrainConfig:
     l2_reg: float = 0.0             # l2 penalty on weight matrices and filters
     verbose: bool = None            # print the epoch table (None: the net's verbose)
     progress: bool = None           # a progress bar within long epochs (None: verbose)
-    restore_best: bool = True       # best validation weights back after the main phase
+    restore_best: bool = None       # best weights back after the main phase (None: unless
+    #                                 final epochs follow, which go on from the last ones)
     checkpoint_every: int = None    # write a checkpoint every this many epochs
     keep_checkpoints: int = 3       # how many of the newest checkpoints to keep
     resume: object = None           # a checkpoint path, or True for the newest

@@ -159,10 +159,10 @@ def evaluate_main(session, row):
     net, pre = session.net, session.net.preprocessor
     valid = device_set(net, pre.get_valid())
     row['valid_loss'], row['valid_error'] = evaluate_set(net, *valid)
-    if session.metrics:
+    if session.metrics and session.has_valid:
         values = metric_values(net, *valid, session.metrics)
         row.update({f'valid_{k}': v for k, v in values.items()})
-    if session.best.update(row, net):
+    if session.best.update(row, net):      # (by training loss when there is no validation set)
         row['test_loss'], row['test_error'] = evaluate_set(net, *device_set(net, pre.get_test()))
         session.writer.submit(files.net_state(net, session.best.params), session.best_file)
 
@@ -179,11 +179,14 @@ def notify_epoch_end(session, row):
 
 def end_of_epoch(session, row):
     """Annealer, learning rule, patience and checkpoint after a finished epoch;
-    returns True when the phase should stop."""
+    returns True when the phase should stop. The final epochs step neither the
+    annealer nor the rule (as in pydnn)."""
     rule, config = session.rule, session.config
-    stop, message = rule.annealer.epoch_done(session.epoch, row['train_loss'],
-                                             row['valid_loss'], session.net)
-    rule.epoch_done(session.epoch, row['train_loss'], session.optimizer)
+    stop, message = False, None
+    if row['phase'] == 'main':
+        stop, message = rule.annealer.epoch_done(session.epoch, row['train_loss'],
+                                                 row['valid_loss'], session.net)
+        rule.epoch_done(session.epoch, row['train_loss'], session.optimizer)
     session.epoch += 1
     if message:
         session.log(f'      {message}')
@@ -259,10 +262,13 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
     Each main epoch trains on a fresh (possibly augmented) training set,
     evaluates the validation set, and when the validation loss improves
     evaluates the test set and saves the net to
-    ``<output_dir>/<name>_best_net.pt``. After the main epochs the net gets
-    the best validation weights back (unless ``restore_best=False``); then
-    ``final_epochs`` train on train + valid + test and the result is saved to
-    ``<name>_final_net.pt``.
+    ``<output_dir>/<name>_best_net.pt`` (without a validation set, the
+    training loss decides). After each main epoch the annealer and the rule
+    see its losses. After the main epochs the net gets the best weights back,
+    unless ``final_epochs`` follow: as in pydnn, those train exactly that many
+    epochs on train + valid + test from the last weights, at the rate the
+    annealer chooses for them, without stepping the annealer or the momentum;
+    the result is saved to ``<name>_final_net.pt``.
 
     Parameters
     ----------
@@ -282,8 +288,9 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
 
         ``verbose`` (print the epoch table; default: the net's),
         ``progress`` (a progress bar within epochs longer than two seconds),
-        ``restore_best`` (True: put the best validation weights back after
-        the main phase), ``checkpoint_every`` (write
+        ``restore_best`` (put the best weights back after the main phase:
+        None, the default, does so unless final epochs follow; True always,
+        False never), ``checkpoint_every`` (write
         ``<name>_checkpoint_<epoch>.pt`` every this many epochs),
         ``keep_checkpoints`` (how many of the newest to keep, 3),
         ``resume`` (a checkpoint path, or True for the newest in
@@ -312,7 +319,16 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
         config = TrainConfig.from_options(epochs=epochs, final_epochs=final_epochs,
                                           l1_reg=l1_reg, l2_reg=l2_reg, **options)
     check_ready(net, updater, config)
-    session = Session(net, updater, config)
+    updater.annealer.bind(updater)
+    try:
+        return run_session(Session(net, updater, config))
+    finally:
+        updater.annealer.release(updater)
+
+
+def run_session(session):
+    """Resume if asked, then run both phases with the callbacks around them."""
+    net, config = session.net, session.config
     resumed = None
     if config.resume:
         path = checkpoints.newest(net) if config.resume is True else os.fspath(config.resume)
@@ -335,19 +351,26 @@ def run_phases(session, resumed, ctrl_c):
     """The main phase, the return to the best weights, then the final phase."""
     net, config = session.net, session.config
     in_final = resumed is not None and resumed['phase'] == 'final'
+    restore = config.restore_best
+    if restore is None:
+        restore = not config.final_epochs     # final epochs go on from the last weights
     if not session.main_done and not in_final:
         try:
             run_phase(session, 'main', config.epochs, resumed)
         finally:
-            if config.restore_best:
+            if restore:
                 session.best.restore(net)
         session.main_done = True
         resumed = None
         ctrl_c.reset()
     if session.best.params is not None:
-        session.log(f'best validation loss {session.best.best:.4f}; best net saved to '
-                    f'{session.best_file}')
+        session.log(f'best {session.best.monitor.replace("_", " ")} {session.best.best:.4f}; '
+                    f'best net saved to {session.best_file}')
     if config.final_epochs:
+        if not in_final:
+            message = session.rule.annealer.final_epochs()
+            if message:
+                session.log(f'      {message}')
         run_phase(session, 'final', config.final_epochs, resumed)
         files.save(net, session.final_file)
         session.log(f'final net saved to {session.final_file}')

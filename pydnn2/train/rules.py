@@ -56,8 +56,8 @@ class LearningRule(KeyedState):
     ----------
     learning_rate : float or LearningRateAdjuster
         A float is a constant rate (it becomes a :class:`ConstantLearningRate`).
-        An annealer belongs to one rule only, since its rule advances it once
-        per epoch.
+        An annealer may be given to several rules, but only one training run
+        may step it at a time (see ``LearningRateAdjuster.bind``).
 
     Attributes
     ----------
@@ -69,7 +69,7 @@ class LearningRule(KeyedState):
     step_temporaries = 0     # parameter-sized temporaries of one update (memory model)
 
     def __init__(self, learning_rate):
-        self.annealer = _own_annealer(learning_rate)
+        self.annealer = _as_annealer(learning_rate)
 
     def make_optimizer(self, params):
         """Return a ``torch.optim.Optimizer`` over ``params`` at the annealer's rate.
@@ -93,16 +93,9 @@ class LearningRule(KeyedState):
         self.annealer.load_state_dict(state['annealer'])
 
 
-def _own_annealer(learning_rate):
+def _as_annealer(learning_rate):
     """Return the annealer for a new rule; a float becomes a constant one."""
     if isinstance(learning_rate, LearningRateAdjuster):
-        if getattr(learning_rate, '_has_rule', False):
-            raise ConfigError(
-                f'learning_rate: this {type(learning_rate).__name__} already belongs to '
-                f'another learning rule, and sharing it would advance its state twice '
-                f'per epoch; expected a new annealer for each rule; received the same '
-                f'object again')
-        learning_rate._has_rule = True
         return learning_rate
     if checks.is_number(learning_rate):
         return ConstantLearningRate(learning_rate)
@@ -138,15 +131,16 @@ class Momentum(LearningRule):
 
     Each step does ``v = momentum * v - lr * g; p = p + v``. After an epoch
     whose training loss is worse than the best so far, momentum grows by 1%
-    up to ``max_momentum`` (so a momentum of 0 stays 0); an equal loss is not
-    worse.
+    when the result stays below ``max_momentum`` (pydnn's rule: it never
+    reaches the cap exactly; a momentum of 0 stays 0); an equal loss is not
+    worse. The final epochs do not ramp it.
 
     Parameters
     ----------
     initial_momentum : float
         The momentum of the first epoch, in [0, 1).
     max_momentum : float
-        The cap, in [initial_momentum, 1).
+        The bound, in [initial_momentum, 1).
     learning_rate : float or LearningRateAdjuster
 
     Examples
@@ -177,13 +171,15 @@ class Momentum(LearningRule):
         return MomentumOptimizer(params, lr=self.annealer.learning_rate, momentum=self.momentum)
 
     def epoch_done(self, epoch, train_loss, optimizer):
-        """Ramp the momentum up after a worse training loss; else record the best."""
+        """Ramp the momentum up by 1% after a worse training loss (as long as it stays
+        below ``max_momentum``, as in pydnn); else record the best loss."""
         if train_loss <= self.best_train_loss:
             self.best_train_loss = train_loss
             return
-        self.momentum = min(self.momentum * 1.01, self.max_momentum)
-        for group in optimizer.param_groups:
-            group['momentum'] = self.momentum
+        if self.momentum * 1.01 < self.max_momentum:
+            self.momentum *= 1.01
+            for group in optimizer.param_groups:
+                group['momentum'] = self.momentum
 
 
 class Adam(LearningRule):

@@ -57,6 +57,11 @@ class EpochResult:
         return self.row is not None
 
 
+def _rows(preprocessor, index):
+    """Rows of set ``index`` (0 train, 1 valid, 2 test) the preprocessor holds."""
+    return len(preprocessor.get_raw_y()[index])
+
+
 def penalised_weights(module):
     """The weight matrices and filters (what l1/l2 penalise): not biases, batch
     norm or PReLU slopes."""
@@ -81,7 +86,9 @@ class Session:
         self._accelerate(net, config.speed)
         self.writer = BackgroundWriter()
         self.keepers = Keepers()
-        self.best = self.keepers.get('valid_loss')      # best validation loss and weights
+        # the best net: by validation loss, or by training loss when there is no validation set
+        self.has_valid = _rows(net.preprocessor, 1) > 0
+        self.best = self.keepers.get('valid_loss' if self.has_valid else 'train_loss')
         rule.annealer.attach(self.keepers)
         table = [EpochTable(self.log)] if self.verbose else []
         self.callbacks = CallbackList(table + list(config.callbacks or []), self)

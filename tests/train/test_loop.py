@@ -205,3 +205,46 @@ def test_the_module_is_plain_pytorch(sets, tmp_path):
     net.module.eval()
     assert net.module(x).shape == (5, 10)
     assert isinstance(net.module, torch.nn.Module)
+
+
+def test_final_epochs_go_on_from_the_last_weights_without_stepping_the_annealer(small_net):
+    """pydnn's final phase: exactly final_epochs epochs, from the last weights, at the
+    rate of the best validation epoch, with neither the annealer nor the momentum
+    stepped (a Wacky annealer that stopped the main phase used to cut it to 1)."""
+    net = small_net()
+    wacky = nn.WackyLearningRateAnnealer(0.05, 0.04, patience=0, train_improvement_threshold=0.5,
+                                         valid_improvement_threshold=0.5)
+    rule = nn.Momentum(0.5, 0.9, wacky)
+    seen = {}
+
+    class Spy(nn.Callback):
+        def on_epoch_begin(self, net, logs):
+            if logs['phase'] == 'final' and 'final' not in seen:
+                seen['final'] = (net.get_params(), logs['learning_rate'], rule.state_dict())
+
+        def on_epoch_end(self, net, logs):
+            if logs['phase'] == 'main':
+                seen['last'] = net.get_params()
+
+    history = net.train(rule, epochs=10, final_epochs=2, callbacks=[Spy()], verbose=False)
+    assert history['phase'] == ['main', 'main', 'final', 'final']     # the annealer stopped
+    weights, rate, state = seen['final']
+    assert all(torch.equal(weights[k], v) for k, v in seen['last'].items())
+    assert rate == wacky.best_valid_rate == 0.05
+    assert rule.state_dict() == state                                 # nothing stepped
+    assert os.path.isfile(os.path.join(net.output_dir, 'net_final_net.pt'))
+
+
+def test_restore_best_true_starts_the_final_epochs_from_the_best_weights(small_net):
+    net = small_net()
+    seen = {}
+
+    class Spy(nn.Callback):
+        def on_epoch_begin(self, net, logs):
+            if logs['phase'] == 'final':
+                seen.setdefault('final', net.get_params())
+
+    net.train(nn.Adam(0.05), epochs=4, final_epochs=1, restore_best=True, callbacks=[Spy()],
+              verbose=False)
+    best = nn.load(os.path.join(net.output_dir, 'net_best_net.pt')).get_params()
+    assert all(torch.equal(best[k], v) for k, v in seen['final'].items())

@@ -1,0 +1,314 @@
+"""Export a trained net to ONNX or TorchScript, standardisation and softmax included.
+
+The exported model takes what :meth:`~pydnn2.NN.predict` takes, minus the
+steps that cannot live in a graph, and returns what ``predict`` returns
+second: the class probabilities ``(N, num_classes)`` (float32, the
+softmax of the logits). It has one input per channel the net reads, in the
+order :func:`export_inputs` gives them, each with a dynamic batch axis:
+
+- :class:`~pydnn2.preprocess.ArrayPreprocessor` channels: the raw rows
+  ``(N, *row shape)`` as float32 (the graph centres them on the training
+  mean and divides by the training standard deviation); token channels
+  ``(N, T)`` as int64, unchanged.
+- Image preprocessors (:class:`~pydnn2.preprocess.Canonicalizer`,
+  :class:`~pydnn2.preprocess.Rotator360`,
+  :class:`~pydnn2.preprocess.Rotator360PlusGeometry`): resizing images of
+  any size cannot live in a graph, so ``'images'`` is the *resized* images
+  ``(N, C, H, W)`` as uint8 (as the preprocessor resizes them for
+  prediction, orientation included), ``'shapes'`` the raw images' heights
+  and widths ``(N, 2)`` and ``'geometry'`` their
+  :data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES` ``(N, 8)``, both
+  float32; the graph standardises all three with the training statistics.
+
+:func:`export_inputs` turns raw data into exactly these arrays.
+ONNX export needs the ``export`` extra (``pip install pydnn2[export]``:
+onnx and onnxscript, with onnxruntime to run the file).
+
+>>> import torch
+>>> from pydnn2 import neuralnet as nn, preprocess, data
+>>> sets = preprocess.split_training_data(data.load_digits(), 64, 80, 10, 10)
+>>> net = nn.NN(preprocess.ArrayPreprocessor(sets), 'images', 10, 64, 0, verbose=False)
+>>> net.add_hidden(16)
+>>> net.add_logistic()
+>>> path = export(net, 'digits.ts', format='torchscript')
+>>> inputs = export_inputs(net, sets[2][0])                # {'images': float32 (N, 1, 8, 8)}
+>>> probabilities = torch.jit.load(path)(*map(torch.from_numpy, inputs.values()))
+>>> bool(torch.allclose(probabilities, torch.from_numpy(net.predict(sets[2][0])[1]),
+...                     atol=1e-5))
+True
+"""
+
+import contextlib
+import copy
+import importlib
+import io
+import logging
+import os
+import warnings
+
+import numpy as np
+import torch
+
+from . import checks, files
+from .errors import ConfigError, DataError, Pydnn2Error
+from .preprocess.arrays import ArrayPreprocessor
+from .preprocess.images import ImagePreprocessor
+
+#: The formats :func:`export` writes.
+FORMATS = ('onnx', 'torchscript')
+#: The name of the exported model's output.
+OUTPUT_NAME = 'probabilities'
+#: What the ONNX export imports, and the extra that installs it.
+ONNX_PACKAGES = ('onnx', 'onnxscript')
+EXTRA = 'pip install pydnn2[export]'
+
+
+class MissingDependencyError(Pydnn2Error, ImportError):
+    """An optional package a feature needs is not installed; the message names
+    the extra that installs it."""
+
+
+class Standardize(torch.nn.Module):
+    """``(x - mean) / std`` in ``mean``'s dtype, returned as float32.
+
+    Parameters
+    ----------
+    mean : array_like
+        The training mean, broadcast over the batch (a row, or one value per column).
+    std : array_like or float
+        The training standard deviation (one number, or one per column).
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        mean = torch.as_tensor(np.asarray(mean))
+        self.register_buffer('mean', mean.clone())
+        self.register_buffer('std', torch.as_tensor(np.asarray(std), dtype=mean.dtype).clone())
+
+    def forward(self, x):
+        return ((x.to(self.mean.dtype) - self.mean) / self.std).float()  # (N, ...) float32
+
+
+def _array_steps(pre, channels):
+    """ArrayPreprocessor: each value channel standardised; tokens pass unchanged."""
+    state = pre.state_dict()
+    return {c: torch.nn.Identity() if c in pre.token_channels
+            else Standardize(state['mean'][c].numpy(), np.float32(state['std'][c]))
+            for c in channels}
+
+
+def _image_steps(pre, channels):
+    """Image preprocessors: the images and the raw shapes (and geometry) standardised."""
+    stats = pre.state_dict()['stats']
+    steps = {}
+    for c in channels:
+        if c == 'images':          # float32, as ImagePreprocessor._normalised computes it
+            steps[c] = Standardize(stats['image_mean'].float().numpy(),
+                                   np.float32(stats['image_std']))
+        else:                      # float64, as ImagePreprocessor._features computes it
+            steps[c] = Standardize(np.asarray(stats[f'{c}_mean'], np.float64),
+                                   np.asarray(stats[f'{c}_std'], np.float64))
+    return steps
+
+
+def _steps(net, channels):
+    """The standardisation of each channel, as the net's preprocessor does it."""
+    pre = net.preprocessor
+    if isinstance(pre, ArrayPreprocessor):
+        return _array_steps(pre, channels)
+    if isinstance(pre, ImagePreprocessor):
+        return _image_steps(pre, channels)
+    raise ConfigError(f'export supports nets on an ArrayPreprocessor or an image preprocessor '
+                      f'(Canonicalizer, Rotator360, Rotator360PlusGeometry); received '
+                      f'{type(pre).__name__}')
+
+
+def input_names(net):
+    """The channels ``net`` reads, in the order of the exported model's inputs.
+
+    >>> input_names(net)                                   # doctest: +SKIP
+    ('images', 'shapes')
+    """
+    names = []
+    for node in net.graph.nodes:
+        if node.op == 'input' and node.args['channel'] not in names:
+            names.append(node.args['channel'])
+    return tuple(names)
+
+
+class ExportedNet(torch.nn.Module):
+    """A net as one module: standardisation, the net, softmax.
+
+    ``forward(*inputs)`` takes one tensor per name of :attr:`input_names`
+    (as :func:`export_inputs` makes them) and returns the class
+    probabilities ``(N, num_classes)``, float32. The module is a CPU copy
+    of ``net.module`` in evaluation mode; the net itself is left as it was.
+
+    Parameters
+    ----------
+    net : pydnn2.NN
+        A complete net (ending in ``add_logistic``).
+
+    Examples
+    --------
+    >>> model = ExportedNet(net)                           # doctest: +SKIP
+    >>> model(*map(torch.from_numpy, export_inputs(net, x).values()))  # doctest: +SKIP
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        net.check_complete()
+        self.input_names = input_names(net)
+        steps = _steps(net, self.input_names)
+        self.steps = torch.nn.ModuleList([steps[c] for c in self.input_names])
+        self.net = copy.deepcopy(net.module).cpu()
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, *inputs):
+        x = {name: step(value)
+             for name, step, value in zip(self.input_names, self.steps, inputs)}
+        return torch.softmax(self.net(x).float(), 1)   # (N, num_classes)
+
+    def example_inputs(self, net, rows=2):
+        """Zero-valued inputs of ``rows`` rows with the exported dtypes and shapes."""
+        pre = net.preprocessor
+        return tuple(torch.zeros((rows,) + tuple(pre.shape_for(c)), dtype=_dtype(pre, c))
+                     for c in self.input_names)
+
+
+def _dtype(pre, channel):
+    """The exported input dtype of ``channel``."""
+    if isinstance(pre, ImagePreprocessor) and channel == 'images':
+        return torch.uint8
+    if isinstance(pre, ArrayPreprocessor) and channel in pre.token_channels:
+        return torch.int64
+    return torch.float32
+
+
+def export_inputs(net, data):
+    """The exported model's inputs for raw ``data``, as numpy arrays by input name.
+
+    Parameters
+    ----------
+    net : pydnn2.NN
+    data
+        Raw input as :meth:`~pydnn2.NN.predict` takes it: an array or a dict
+        of arrays by channel for an ArrayPreprocessor; a list of raw images
+        (or ``{'images': list}``) for an image preprocessor, which resizes
+        them here as for prediction and measures their shapes.
+
+    Returns
+    -------
+    dict of ndarray
+        ``{name: array}`` in the order of :func:`input_names`: float32 rows,
+        int64 tokens, uint8 resized images. Pass it to onnxruntime's
+        ``session.run(None, inputs)``, or its values in order to a
+        TorchScript module.
+
+    Examples
+    --------
+    >>> inputs = export_inputs(net, {'images': raw_images})   # doctest: +SKIP
+    >>> {name: a.dtype.name for name, a in inputs.items()}    # doctest: +SKIP
+    {'images': 'uint8', 'shapes': 'float32'}
+    """
+    pre = net.preprocessor
+    _steps(net, ())                           # refuses other preprocessors
+    if isinstance(pre, ImagePreprocessor):
+        images = pre._image_list(data, 'data to export', pre._channels)
+        x = {'images': pre._resize_all(images, pre.resizer.prediction).cpu().numpy(),
+             **pre._shapes_of(images)}
+    else:
+        x = pre._as_dict(data, 'data to export')
+        pre._check_channels(x, 'data to export')
+    dtypes = {torch.uint8: np.uint8, torch.int64: np.int64, torch.float32: np.float32}
+    return {c: np.ascontiguousarray(x[c], dtype=dtypes[_dtype(pre, c)])
+            for c in input_names(net)}
+
+def _require(packages):
+    """Import the optional ``packages`` or raise :class:`MissingDependencyError`."""
+    missing = []
+    for name in packages:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise MissingDependencyError(f'exporting to ONNX needs the optional packages '
+                                     f'{", ".join(packages)}; {", ".join(missing)} not '
+                                     f'installed: install them with {EXTRA}')
+
+
+def export(net, path, format='onnx', *, opset_version=None):
+    """Write ``net`` as one model file that computes ``predict``'s probabilities.
+
+    Parameters
+    ----------
+    net : pydnn2.NN
+        A complete net (ending in ``add_logistic``), trained or not.
+    path : str or os.PathLike
+        The file to write (atomically: a crash leaves any previous file whole).
+    format : {'onnx', 'torchscript'}
+        ONNX (needs ``pip install pydnn2[export]``) or TorchScript (read it
+        back with ``torch.jit.load``).
+    opset_version : int, optional
+        The ONNX opset (default: the exporter's recommended one).
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    See the module docstring for the inputs the model takes; the net and
+    its module are left as they were (the export runs on a CPU copy of the
+    module in evaluation mode).
+
+    Examples
+    --------
+    >>> export(net, 'net.onnx')                            # doctest: +SKIP
+    >>> import onnxruntime                                 # doctest: +SKIP
+    >>> session = onnxruntime.InferenceSession('net.onnx')  # doctest: +SKIP
+    >>> probabilities, = session.run(None, export_inputs(net, raw))  # doctest: +SKIP
+    """
+    checks.one_of(format, 'format', FORMATS, where='export')
+    model = ExportedNet(net)
+    example = model.example_inputs(net)
+    if format == 'onnx':
+        _require(ONNX_PACKAGES)
+        proto = _onnx_proto(model, example, opset_version)
+        write = lambda f: f.write(proto.SerializeToString())   # noqa: E731
+    else:
+        traced = _traced(model, example)
+        write = lambda f: torch.jit.save(traced, f)   # noqa: E731
+    return files._atomic_write(os.fspath(path), write)
+
+
+def _onnx_proto(model, example, opset_version):
+    """The ONNX model proto of ``model``, batch axis dynamic (torch.export based)."""
+    batch = torch.export.Dim('batch')
+    with _quiet():
+        program = torch.onnx.export(
+            model, example, input_names=list(model.input_names), output_names=[OUTPUT_NAME],
+            dynamic_shapes={'inputs': tuple({0: batch} for _ in example)},
+            opset_version=opset_version, dynamo=True, external_data=False, verbose=False)
+    return program.model_proto
+
+
+def _traced(model, example):
+    """``model`` traced to TorchScript."""
+    with _quiet():
+        return torch.jit.trace(model, example, check_trace=False)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress lines, warnings and log records."""
+    logger = logging.getLogger('torch.onnx')
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            yield
+    finally:
+        logger.setLevel(level)
