@@ -41,6 +41,11 @@ class FileFormatError(Pydnn2Error, ValueError):
     corrupted, written by a newer format version, or foreign."""
 
 
+class MissingDependencyError(Pydnn2Error, ImportError):
+    """An optional package a feature needs is not installed; the message names
+    the extra that installs it (e.g. ``pip install pydnn2[plot]``)."""
+
+
 class TrainingDivergedError(Pydnn2Error, FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch
     and the batch."""

@@ -40,7 +40,7 @@ def plain_tree(value):
     return value
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -78,12 +78,12 @@ def _sync_folder(folder):
 
 def atomic_save(obj, path):
     """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, rename)."""
-    return _atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_text(path, text):
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return _atomic_write(path, lambda f: f.write(text.encode('utf-8')))
+    return atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
 def header(kind):
@@ -100,7 +100,8 @@ def net_state(net, weights=None):
         **header('net'),
         'config': {'channel': net.channel, 'num_classes': net.num_classes,
                    'batch_size': net.batch_size, 'activation': net.activation_name,
-                   'name': net.name, 'output_dir': net.output_dir, 'seed': net.seed},
+                   'name': net.name, 'output_dir': net.output_dir, 'seed': net.seed,
+                   'initialization': net.initialization},
         'calls': plain_tree(net.calls),
         'weights': {k: v.detach().cpu()
                     for k, v in (weights or net.module.state_dict()).items()},

@@ -6,14 +6,15 @@ Everything pydnn's ``neuralnet`` module offered, under the same names:
 metrics, initialisers, errors).
 """
 
-from .errors import (ConfigError, DataError, FileFormatError, NetBuildError, Pydnn2Error,
-                     TrainingDivergedError)
+from .errors import (ConfigError, DataError, FileFormatError, MissingDependencyError,
+                     NetBuildError, Pydnn2Error, TrainingDivergedError)
 from .evaluate.metrics import (Accuracy, LogLoss, Misclassification, PrecisionRecall,
                                TopKMisclassification)
 from .files import save
 from .model.activations import prelu, relu, sigmoid, tanh
 from .model.builder import Pathway
-from .model.initializers import Constant, Gaussian, GlorotUniform, Kaiming, Orthogonal, Uniform
+from .model.initializers import (Constant, Gaussian, GlorotUniform, Kaiming, LeCun, Orthogonal,
+                                 Uniform)
 from .model.recording import RerunWarning
 from .model.size import SizeReport, net_size
 from .net import NN, load, load_checkpoint
@@ -29,8 +30,8 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'LearningRateDecay', 'LearningRateSchedule', 'WackyLearningRateAnnealer', 'relu',
            'prelu', 'tanh', 'sigmoid', 'save', 'load', 'net_size', 'SizeReport', 'Pydnn2Error',
            'NetBuildError', 'DataError', 'ConfigError', 'FileFormatError',
-           'TrainingDivergedError', 'Accuracy', 'LogLoss', 'Misclassification',
+           'TrainingDivergedError', 'MissingDependencyError', 'Accuracy', 'LogLoss', 'Misclassification',
            'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint', 'Callback',
            'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen',
-           'Constant', 'Gaussian', 'GlorotUniform', 'Kaiming', 'Orthogonal', 'Uniform',
+           'Constant', 'Gaussian', 'GlorotUniform', 'Kaiming', 'LeCun', 'Orthogonal', 'Uniform',
            'TrainConfig', 'Speed']

@@ -50,10 +50,11 @@ def with_value(value):
         preprocess.split_training_data((x, DIGITS[1][:200]), 16, 60, 20, 20, shuffle=False))
 
 
-def two_rules():
+def two_runs_at_once():
+    """A run that has not ended still steps the annealer another run is given."""
     annealer = nn.LearningRateDecay(0.1, 0.01)
-    nn.Adam(annealer)
-    nn.Momentum(0.5, 0.9, annealer)
+    annealer.bind(nn.Adam(annealer))
+    net().train(nn.Momentum(0.5, 0.9, annealer), epochs=1)
 
 
 def save_into_a_file(tmp_path):
@@ -89,15 +90,15 @@ CATALOGUE = [
      'NaN or infinite'),
     ('empty training set', lambda t: preprocess.split_training_data(DIGITS, 16, 0, 50, 50),
      DataError, 'the train set is empty'),
-    ('empty validation set', lambda t: preprocess.split_training_data(DIGITS, 16, 90, 0, 10),
-     DataError, 'the valid set is empty'),
+    ('percentages under 100', lambda t: preprocess.split_training_data(DIGITS, 16, 80, 10, 5),
+     ConfigError, 'must add up to 100'),
     ('no rows to predict', lambda t: net().predict(np.zeros((0, 1, 8, 8))), DataError,
      'no rows'),
     ('batch_size larger than the set', lambda t: preprocess.split_training_data(
         tuple(a[:40] for a in DIGITS), 64, 60, 20, 20), DataError,
-     'batch_size 64 is larger than the training set (24 rows)'),
+     'the train set is empty: 60% of 40 rows rounded down to whole batches of 64 is 0 rows'),
     ('percentages over 100', lambda t: preprocess.split_training_data(DIGITS, 16, 80, 20, 10),
-     ConfigError, 'must not exceed 100'),
+     ConfigError, 'must add up to 100'),
     ('merge of nothing', lambda t: net(logistic=False).merge_pathways([]), NetBuildError,
      'needs at least one other pathway'),
     ('merge of the net into itself', lambda t: net(logistic=False).merge_pathways(
@@ -125,7 +126,8 @@ CATALOGUE = [
      'rate must be a number in [0, 1)'),
     ('negative epochs', lambda t: net().train(nn.Adam(0.01), epochs=-1), ConfigError,
      'epochs must be a non-negative integer'),
-    ('an annealer given to two rules', lambda t: two_rules(), ConfigError, 'annealer'),
+    ('an annealer stepped by two runs at once', lambda t: two_runs_at_once(), ConfigError,
+     'twice per epoch'),
     ('unknown activation', lambda t: net(logistic=False).add_hidden(4, activation='swish'),
      ConfigError, "unknown activation: expected one of relu, tanh, sigmoid, prelu"),
     ('a learning rule that is not one', lambda t: net().train('adam'), ConfigError,

@@ -7,6 +7,7 @@ ignored everywhere.
 """
 
 import os
+import random
 import warnings
 
 import numpy as np
@@ -41,12 +42,16 @@ def _check_extensions(extensions):
     return tuple(e.lower() if e.startswith('.') else '.' + e.lower() for e in extensions)
 
 
+def _draw(rng, n):
+    """One integer in ``[0, n)`` from a numpy RandomState or Generator."""
+    return rng.integers(n) if isinstance(rng, np.random.Generator) else rng.randint(n)
+
+
 class _ImageFolder:
     """What the two image sets share: reading options and the loaded file list."""
 
-    def __init__(self, base_dir, dtype, color, on_error, extensions, progress, workers):
+    def __init__(self, base_dir, color, on_error, extensions, progress, workers):
         self.base_dir = _check_folder(base_dir, type(self).__name__)
-        self.dtype = _check_dtype(dtype)
         self.color = bool(color)
         self.on_error = check_on_error(on_error)
         self.extensions = _check_extensions(extensions)
@@ -56,7 +61,7 @@ class _ImageFolder:
 
     def _read(self, paths):
         images, kept, self.skipped = read_images(
-            paths, self.color, self.dtype, self.on_error, self.progress, self.workers,
+            paths, self.color, np.uint8, self.on_error, self.progress, self.workers,
             desc=f'reading {os.path.basename(os.path.normpath(self.base_dir))}')
         return images, kept
 
@@ -81,8 +86,8 @@ class DirectoryLabeledImageSet(_ImageFolder):
     base_dir : str or os.PathLike
         The folder holding the class folders.
     dtype : numpy dtype
-        Type of the image arrays (values stay 0..255). Unlike pydnn, where
-        ``dtype`` typed the labels, classes are always int64.
+        Type of the classes :meth:`build` returns (pydnn's argument; int64
+        by default). Images are uint8 grey levels, as read.
     color : bool
         False reads grey levels ``(H, W)``; True keeps colour as ``(3, H, W)``.
     on_error : {'raise', 'skip'}
@@ -112,9 +117,10 @@ class DirectoryLabeledImageSet(_ImageFolder):
     '.../train/acantharia_protist/100224.jpg'
     """
 
-    def __init__(self, base_dir, dtype=np.uint8, color=False, on_error='raise',
+    def __init__(self, base_dir, dtype=np.int64, color=False, on_error='raise',
                  extensions=None, progress=None, workers=None):
-        super().__init__(base_dir, dtype, color, on_error, extensions, progress, workers)
+        super().__init__(base_dir, color, on_error, extensions, progress, workers)
+        self.dtype = _check_dtype(dtype)
         self._index = None
 
     def _scan(self):
@@ -145,8 +151,9 @@ class DirectoryLabeledImageSet(_ImageFolder):
         Parameters
         ----------
         num_files : int, optional
-            Return a random sample of this many files (in sorted order);
-            the same ``seed`` always gives the same sample.
+            Return a random sample of this many files instead, in the order
+            drawn: pydnn's ``random.sample`` with the seed 12345, so the
+            same folder always gives the same sample.
         seed : int
             Seed of the sample.
         """
@@ -155,8 +162,18 @@ class DirectoryLabeledImageSet(_ImageFolder):
             return files
         checks.integer(num_files, 'num_files', 1, maximum=len(files),
                        expected=f'an integer from 1 to the {len(files)} files found')
-        chosen = np.sort(np.random.RandomState(seed).choice(len(files), num_files, replace=False))
-        return [files[i] for i in chosen]
+        return random.Random(seed).sample(files, num_files)
+
+    def get_random_file(self, rng):
+        """The path of a file drawn at random: a class folder, then a file in it.
+
+        Parameters
+        ----------
+        rng : numpy.random.RandomState or numpy.random.Generator
+        """
+        index = self._scan()
+        label = list(index)[int(_draw(rng, len(index)))]
+        return os.path.join(self.base_dir, label, index[label][int(_draw(rng, len(index[label])))])
 
     def build(self, num_images=None):
         """Read the images (all, or a reproducible sample of ``num_images``).
@@ -165,7 +182,7 @@ class DirectoryLabeledImageSet(_ImageFolder):
         -------
         images : list of ndarray
             ``(H, W)`` (or ``(3, H, W)`` with ``color``) arrays of their own sizes.
-        classes : ndarray of int64
+        classes : ndarray of ``dtype``
             Index into :meth:`get_labels` of each image's class.
         file_indices : ndarray of int64
             Index into :attr:`files` (see :meth:`file_name`) of each image.
@@ -175,7 +192,7 @@ class DirectoryLabeledImageSet(_ImageFolder):
         images, kept = self._read(paths)
         number = {label: i for i, label in enumerate(self.get_labels())}
         self.files = [paths[i] for i in kept]
-        classes = np.array([number[pairs[i][1]] for i in kept], np.int64)
+        classes = np.array([number[pairs[i][1]] for i in kept], self.dtype)
         return images, classes, np.arange(len(kept), dtype=np.int64)
 
 
@@ -186,7 +203,7 @@ class UnlabeledImageSet(_ImageFolder):
     ----------
     base_dir : str or os.PathLike
         The folder holding the images.
-    dtype, color, on_error, extensions, progress, workers
+    color, on_error, extensions, progress, workers
         As for :class:`DirectoryLabeledImageSet`.
 
     Examples
@@ -196,9 +213,9 @@ class UnlabeledImageSet(_ImageFolder):
     >>> probabilities = net.predict({'images': images})      # doctest: +SKIP
     """
 
-    def __init__(self, base_dir, dtype=np.uint8, color=False, on_error='raise',
-                 extensions=None, progress=None, workers=None):
-        super().__init__(base_dir, dtype, color, on_error, extensions, progress, workers)
+    def __init__(self, base_dir, *, color=False, on_error='raise', extensions=None,
+                 progress=None, workers=None):
+        super().__init__(base_dir, color, on_error, extensions, progress, workers)
         self._names = None
 
     def get_files(self):

@@ -82,7 +82,7 @@ def describe(net, get_weights=False):
         layers.append(entry)
     config = {'name': net.name, 'channel': net.channel, 'num_classes': net.num_classes,
               'batch_size': net.batch_size, 'activation': net.activation_name,
-              'seed': net.seed, 'layers': layers}
+              'seed': net.seed, 'initialization': net.initialization, 'layers': layers}
     return {'model': {'type': 'pydnn2.NN', 'config': config},
             'calls': net.calls,
             'preprocessor': type(net.preprocessor).__name__,

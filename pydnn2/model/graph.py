@@ -83,12 +83,14 @@ class Graph:
     ----------
     generator : torch.Generator
         Draws the initial weights of every layer added.
+    scheme : {'pydnn', 'he-glorot'}
+        The default initialisation of weights without an ``init=`` of their own.
     device : torch.device or str
         Where the modules live.
     """
 
-    def __init__(self, generator, device='cpu'):
-        self.generator, self.device = generator, device
+    def __init__(self, generator, device='cpu', scheme='pydnn'):
+        self.generator, self.device, self.scheme = generator, device, scheme
         self.module = GraphModule().to(device)
         self.nodes, self.pathways, self.handles, self.calls = [], {}, {}, []
         self.sites = {}            # (file, line) of a call -> the code object that ran it
@@ -168,7 +170,7 @@ class Graph:
                     spec.out_dtype(incoming))
         module = spec.make_module(incoming)
         if module is not None:
-            initialize(module, spec.init_plan(incoming), self.generator)
+            initialize(module, spec.init_plan(incoming), self.generator, scheme=self.scheme)
             self.module.layers[node.key] = module.to(self.device)
         self.nodes.append(node)
         pathway.tip = node.id
@@ -202,7 +204,7 @@ class Graph:
             module = self.module_of(node)
             if module is not None:
                 reset(module, node.spec.init_plan(self.incoming(node.inputs)), self.generator,
-                      override)
+                      override, self.scheme)
 
     # -- recording -----------------------------------------------------------------------
 

@@ -100,10 +100,14 @@ class Uniform(Initializer):
 
 
 class GlorotUniform(Initializer):
-    """Uniform in ``±sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio 2010)."""
+    """Uniform in ``±gain * sqrt(6 / (fan_in + fan_out))`` (Glorot & Bengio 2010;
+    they advise ``gain=4`` before a sigmoid)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = _real('GlorotUniform', 'gain', gain)
 
     def fill(self, tensor, fan_in, fan_out, generator):
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        bound = self.gain * math.sqrt(6.0 / (fan_in + fan_out))
         with torch.no_grad():
             tensor.uniform_(-bound, bound, generator=generator)
 
@@ -114,6 +118,15 @@ class Kaiming(Initializer):
     def fill(self, tensor, fan_in, fan_out, generator):
         with torch.no_grad():
             tensor.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+
+
+class LeCun(Initializer):
+    """Normal with standard deviation ``1 / sqrt(fan_in)`` (LeCun et al. 1998):
+    pydnn's weights before relu and prelu."""
+
+    def fill(self, tensor, fan_in, fan_out, generator):
+        with torch.no_grad():
+            tensor.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
 
 
 class Orthogonal(Initializer):
@@ -158,45 +171,68 @@ class ParamInit:
     fan_out: int           # units one input feeds
     default: str = 'zeros'  # without init: 'zeros', an activation name (He/Glorot), or an
     #                         Initializer class name such as 'Orthogonal'
-    role: str = 'weight'   # 'weight', 'inner' (recurrent weights) or 'bias'
+    role: str = 'weight'   # 'weight', 'inner' (recurrent weights), 'bias' or 'scale'
     chunks: int = 1        # gates stacked along dim 0, each filled on its own
 
 
-def default_initializer(default):
-    """The initialiser a :class:`ParamInit` falls back on: He (normal) before
-    relu/prelu, Glorot (uniform) before tanh, sigmoid and the classifier
-    ('linear'), zeros, or an initialiser named by its class."""
+#: The net-wide choices of default initialisation (``NN(..., initialization=...)``).
+SCHEMES = ('pydnn', 'he-glorot')
+
+
+def default_initializer(default, role='weight', scheme='pydnn'):
+    """The initialiser a :class:`ParamInit` without ``init`` falls back on.
+
+    ``default`` names the activation the layer feeds ('relu', 'prelu',
+    'tanh', 'sigmoid'), 'linear' (the classifier), 'bn_gamma' (batch norm's
+    scale), 'zeros', or an initialiser class. Under pydnn's scheme (the
+    default): weights before relu/prelu normal with std ``1 / sqrt(fan_in)``
+    and their biases 1, Glorot uniform before tanh (times 4 before sigmoid)
+    with zero biases, a zero classifier, batch-norm scales uniform in
+    [0.95, 1.05]. Under 'he-glorot': He normal before relu/prelu, Glorot
+    uniform before tanh, sigmoid and the classifier, zero biases, scales 1.
+    """
+    pydnn = scheme == 'pydnn'
     if default in ('relu', 'prelu'):
-        return Kaiming()
+        if role == 'bias':
+            return Constant(1.0 if pydnn else 0.0)
+        return LeCun() if pydnn else Kaiming()
     if default in ACTIVATIONS or default == 'linear':
-        return GlorotUniform()
+        if role == 'bias' or (pydnn and default == 'linear'):
+            return Constant(0.0)
+        return GlorotUniform(4.0 if pydnn and default == 'sigmoid' else 1.0)
+    if default == 'bn_gamma':
+        return Uniform(0.95, 1.05) if pydnn else Constant(1.0)
     if default == 'zeros':
         return Constant(0.0)
     return _KINDS[default]()
 
 
-def initialize(module, plan, generator, override=None):
+def initialize(module, plan, generator, override=None, scheme='pydnn'):
     """Fill the parameters of ``module`` named in ``plan`` (a list of
-    :class:`ParamInit`) from ``generator``.
+    :class:`ParamInit`) from ``generator``, by ``scheme`` where a parameter has
+    no initialiser of its own (see :func:`default_initializer`).
 
     ``override`` (an Initializer) replaces the layer's own initialiser of its
-    weights (``role`` 'weight' and 'inner'); biases keep their own.
+    weights (``role`` 'weight' and 'inner'); biases and scales keep their own.
     """
     for item in plan:
         init = as_initializer(item.init, 'initialize', item.name)
-        if override is not None and item.role != 'bias':
+        if override is not None and item.role in ('weight', 'inner'):
             init = override
-        init = init if init is not None else default_initializer(item.default)
+        if init is None:
+            init = default_initializer(item.default, item.role, scheme)
         tensor = module.get_parameter(item.name)
         for block in tensor.data.chunk(item.chunks, 0):
             init.fill(block, item.fan_in, item.fan_out, generator)
 
 
-def reset(module, plan, generator, override=None):
-    """Initialise a layer's module again: by its ``plan`` (see :func:`initialize`),
-    else by torch's ``reset_parameters`` (batch norm, PReLU); layers without
-    parameters are left alone."""
+def reset(module, plan, generator, override=None, scheme='pydnn'):
+    """Initialise a layer's module again: its running statistics (batch norm),
+    then by its ``plan`` (see :func:`initialize`), else by torch's
+    ``reset_parameters`` (PReLU); layers without parameters are left alone."""
+    if hasattr(module, 'reset_running_stats'):
+        module.reset_running_stats()
     if plan:
-        initialize(module, plan, generator, override)
+        initialize(module, plan, generator, override, scheme)
     elif hasattr(module, 'reset_parameters'):
         module.reset_parameters()

@@ -137,7 +137,8 @@ class GraphModule(nn.Module):
     """The compiled network: layers in a ModuleDict, run in recorded order.
 
     ``forward`` takes a dict ``{channel: tensor (B, ...)}`` of preprocessed
-    inputs on the module's device and returns the logits ``(B, classes)``.
+    inputs on the module's device and returns the logits ``(B, classes)``;
+    float inputs of another precision than the weights are converted.
     The builder (``NN``) adds and removes layers; users may run the module
     anywhere plain PyTorch is used.
     """
@@ -161,12 +162,19 @@ class GraphModule(nn.Module):
         self._plan = list(plan)
         self._output = output
 
+    def _entering(self, value):
+        """A channel's values in the precision of the weights (tokens stay integers)."""
+        if not value.is_floating_point():
+            return value
+        weight = next(self.parameters(), None)
+        return value if weight is None or weight.dtype == value.dtype else value.to(weight.dtype)
+
     def forward(self, inputs):
         values = {}
         layers = self.layers
         for key, channel, sources in self._plan:
             if channel is not None:
-                values[key] = inputs[channel]
+                values[key] = self._entering(inputs[channel])
             elif len(sources) == 1:
                 values[key] = layers[key](values[sources[0]])
             else:

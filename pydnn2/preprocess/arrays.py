@@ -120,7 +120,7 @@ class ArrayPreprocessor(Preprocessor):
             files = np.asarray(part[2]) if len(part) == 3 else np.arange(n)
             if len(y) != n:
                 raise DataError(f'the {name} set has {n} rows of x but {len(y)} labels')
-            if n == 0 and name != 'test':
+            if n == 0 and name == 'train':
                 raise DataError(f'the {name} set is empty; it needs at least one row')
             sets.append((x, y, files))
         for name, (x, _, _) in zip(SET_NAMES, sets):
@@ -228,11 +228,16 @@ class ArrayPreprocessor(Preprocessor):
     def _single(self):
         return list(self._shapes) == [self.channel]
 
+    def prepare(self, data, what='data to predict'):
+        """Unseen raw data (an array, or a dict by channel) checked and made into a
+        dict of numpy arrays by channel, not yet standardised."""
+        x = self._as_dict(data, what)
+        self._check_channels(x, what)
+        return x
+
     def preprocess(self, data):
         """Standardise unseen raw data (an array, or a dict by channel) for predict."""
-        x = self._as_dict(data, 'data to predict')
-        self._check_channels(x, 'data to predict')
-        return self._transform(x)
+        return self._transform(self.prepare(data))
 
     def state_dict(self):
         """Channel names, row shapes and standardisation statistics, as plain data."""

@@ -103,6 +103,11 @@ class Preprocessor:
         self._require_data('get_files')
         return [files for _, _, files in self._sets]
 
+    def prepare(self, data, what='data to predict'):
+        """Unseen raw data checked and made into numpy arrays by channel, before any
+        statistic is applied (what an exported net takes; see :mod:`pydnn2.export`)."""
+        raise NotImplementedError(f'{type(self).__name__}.prepare')
+
     def preprocess(self, data):
         """Turn raw inputs into the channel dict a net predicts from."""
         raise NotImplementedError(f'{type(self).__name__}.preprocess')

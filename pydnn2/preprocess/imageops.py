@@ -4,8 +4,8 @@ and the orientation and shape statistics of raw images.
 :func:`transform_images` turns, flips and stretches a whole batch of
 equally sized images at once with ``grid_sample`` on the device the batch is
 on; :func:`affine_matrices` builds its per-image matrices. The raw-image
-helpers (:func:`geometry_features`, :func:`principal_angle`) work on one
-numpy image of any size.
+helpers (:func:`canonicalize`, :func:`geometry_features`) work on one numpy
+image of any size, as pydnn's did.
 
 Examples
 --------
@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .boxes import threshold_box
-from .pixels import as_image, dark_mask
+from .boxes import largest_blob_box
+from .pixels import as_image, pydnn_dark_mask
 
-GEOMETRY_FEATURES = ('height', 'width', 'dark_area', 'ink', 'box_height', 'box_width',
-                     'major_axis', 'minor_axis')
+GEOMETRY_FEATURES = ('height', 'width', 'box_height', 'box_width', 'angle', 'flip_ud',
+                     'flip_lr')
 
 
 def affine_matrices(angles, size, flip_lr=None, flip_ud=None, scales=None):
@@ -115,56 +115,69 @@ def transform_images(images, theta, fill=255, mean=None, std=1.0, chunk_size=Non
     return out
 
 
-def geometry_features(image, threshold=128):
-    """Simple shape statistics of one raw image, in :data:`GEOMETRY_FEATURES` order.
+def stat_height(image):
+    """pydnn's measure of how tall the dark mass of a grey image is: the darkness
+    of each row times its squared distance from the median row."""
+    rows = (255.0 - image.astype(np.float64)).sum(axis=1)
+    total = rows.sum()
+    if total <= 0:
+        return 0.0
+    middle = int(np.argmax(np.cumsum(rows) > total / 2))
+    return float(((np.arange(len(rows)) - middle) ** 2 * rows).sum())
 
-    ``height`` and ``width`` of the image; ``dark_area``, the number of
-    pixels darker than ``threshold``; ``ink``, the summed darkness
-    ``(255 - value) / 255``; ``box_height`` and ``box_width`` of the
-    dark pixels; ``major_axis`` and ``minor_axis``, the standard deviations
-    of the darkness along its principal axes. All but the first two are the
-    same at any rotation of the object.
+
+def _turn(image, degrees, fill=255):
+    """Turn a 2-D uint8 image counter-clockwise about its centre, keeping its size."""
+    return np.asarray(Image.fromarray(image).rotate(degrees, Image.Resampling.BILINEAR,
+                                                    fillcolor=fill))
+
+
+def flatten_angle(image, low=0.0, high=180.0):
+    """pydnn's search for the turn (degrees) that makes a grey image least tall:
+    score the turns at one and two thirds of the range and keep the half nearer
+    the better one, until the range is under a degree."""
+    while high - low >= 1:
+        step = (high - low) / 3.0
+        scores = [stat_height(_turn(image, low + k * step)) for k in (1, 2)]
+        if scores[0] < scores[1]:
+            high = low + (high - low) / 2.0
+        else:
+            low = low + (high - low) / 2.0
+    return low + (high - low) / 2
+
+
+def canonicalize(image, fill=255):
+    """pydnn's canonical form of a raw image: centred on a white square, turned to
+    be least tall. Returns ``(image, angle, flip_ud, flip_lr)``; the flags say
+    whether the top half is darker than the bottom and the left lighter than the
+    right (pydnn recorded them without flipping)."""
+    image = as_image(image)
+    gray = image if image.ndim == 2 else image.mean(axis=0).astype(np.uint8)
+    side = max(gray.shape)
+    square = np.full(image.shape[:-2] + (side, side), fill, np.uint8)
+    top, left = (side - gray.shape[0]) // 2, (side - gray.shape[1]) // 2
+    square[..., top:top + gray.shape[0], left:left + gray.shape[1]] = image
+    angle = flatten_angle(square if square.ndim == 2 else square.mean(axis=0).astype(np.uint8))
+    planes = [square] if square.ndim == 2 else list(square)
+    turned = np.stack([_turn(p, angle, fill) for p in planes]).reshape(square.shape)
+    g = turned if turned.ndim == 2 else turned.mean(axis=0)
+    half_h, half_w = g.shape[0] // 2, g.shape[1] // 2
+    flip_ud = bool(g[:half_h].sum() < g[half_h:].sum())
+    flip_lr = bool(g[:, :half_w].sum() > g[:, half_w:].sum())
+    return turned, angle, flip_ud, flip_lr
+
+
+def geometry_features(image, threshold=2, canonical=None):
+    """pydnn's geometry of one raw image, in :data:`GEOMETRY_FEATURES` order.
+
+    ``height`` and ``width`` of the raw image; ``box_height`` and
+    ``box_width`` of the largest contiguous dark blob (pixels with
+    ``255 - value > threshold``) of its canonical form; the ``angle`` it was
+    turned by and the ``flip_ud`` and ``flip_lr`` flags of :func:`canonicalize`.
+    ``canonical`` is :func:`canonicalize`'s result when already made.
     """
     image = as_image(image)
-    gray = image if image.ndim == 2 else image.mean(axis=0)  # (C, H, W) -> (H, W)
-    mask = dark_mask(image, threshold)
-    box = threshold_box(mask)
-    box_hw = (0, 0) if box is None else (box[1] - box[0], box[3] - box[2])
-    darkness = (255.0 - gray) / 255.0
-    major, minor = _axes(darkness)
-    return np.array([gray.shape[0], gray.shape[1], mask.sum(), darkness.sum(),
-                     box_hw[0], box_hw[1], major, minor], np.float64)
-
-
-def _covariance(weights):
-    """Weighted 2x2 covariance of pixel positions, in (x, y) order."""
-    total = weights.sum()
-    if total <= 0:
-        return np.zeros((2, 2))
-    ys, xs = np.indices(weights.shape)
-    points = np.stack([xs.ravel(), ys.ravel()])  # (2, H*W)
-    return np.cov(points, aweights=weights.ravel(), bias=True)
-
-
-def _axes(weights):
-    eigen = np.clip(np.linalg.eigvalsh(_covariance(weights)), 0, None)
-    return float(np.sqrt(eigen[1])), float(np.sqrt(eigen[0]))
-
-
-def principal_angle(image):
-    """Degrees to turn ``image`` counter-clockwise to lay its dark mass horizontal."""
-    image = as_image(image)
-    gray = image if image.ndim == 2 else image.mean(axis=0)  # (C, H, W) -> (H, W)
-    cov = _covariance(255.0 - gray.astype(np.float64))
-    # the major axis points at (cos a, sin a) with y down, i.e. a degrees clockwise
-    return float(np.degrees(0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])))
-
-
-def rotate_expand(image, degrees, fill):
-    """Turn a raw image ``degrees`` counter-clockwise with Pillow, growing the
-    canvas to fit and filling the new space with ``fill``."""
-    if image.ndim == 3:
-        return np.stack([rotate_expand(plane, degrees, fill) for plane in image])
-    turned = Image.fromarray(image).rotate(degrees, Image.Resampling.BILINEAR, expand=True,
-                                           fillcolor=fill)
-    return np.asarray(turned)
+    turned, angle, flip_ud, flip_lr = canonical or canonicalize(image)
+    box = largest_blob_box(pydnn_dark_mask(turned, threshold))
+    box_hw = turned.shape[-2:] if box is None else (box[1] - box[0], box[3] - box[2])
+    return np.array([*image.shape[-2:], *box_hw, angle, flip_ud, flip_lr], np.float64)

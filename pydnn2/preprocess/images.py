@@ -33,7 +33,7 @@ Examples
 >>> pre = Rotator360(sets, (16, 16), StretchResizer(), rng)
 >>> x, y = pre.get_train()
 >>> tuple(x['images'].shape), tuple(x['shapes'].shape), pre.channels
-((30, 1, 16, 16), (30, 2), ('images', 'shapes'))
+((32, 1, 16, 16), (32, 2), ('images', 'shapes'))
 """
 
 import dataclasses
@@ -46,17 +46,39 @@ from ..data import parallel_map
 from ..errors import ConfigError, DataError
 from .augment import Augmentation, Schedule
 from .base import Preprocessor
-from .imageops import (GEOMETRY_FEATURES, affine_matrices, geometry_features, principal_angle,
-                       rotate_expand, transform_images)
+from .imageops import (GEOMETRY_FEATURES, affine_matrices, canonicalize, geometry_features,
+                       transform_images)
 from .pixels import as_image, check_fill, check_size
 from .resize import Resizer, resizer_from_state
 from .split import SET_NAMES, as_labels
 
-STATE_VERSION = 1
+STATE_VERSION = 2            # 2: pydnn's scaling, geometry and canonical orientation
 
 
 def _num_channels(image):
     return 1 if image.ndim == 2 else image.shape[0]
+
+
+def float_dtype(dtype):
+    """``dtype`` as a numpy floating dtype (pydnn's dtype argument), or a ConfigError."""
+    try:
+        result = np.dtype(dtype)
+    except TypeError:
+        result = None
+    if result is None or result.kind != 'f':
+        raise ConfigError(f"dtype must be a float type such as 'float32'; received {dtype!r}")
+    return result
+
+
+def _check_state_version(cls, state):
+    """Refuse a state this version cannot serve the same way: unknown versions, and
+    version 1 (pydnn2 0.1) states whose orientation or geometry changed meaning."""
+    version = state.get('version')
+    old_ok = version == 1 and not state['options']['orient'] and not cls.serves_geometry
+    if version != STATE_VERSION and not old_ok:
+        raise DataError(f'{cls.__name__} state version {version!r} cannot be served as it was '
+                        f'trained: this pydnn2 reads version {STATE_VERSION} (and version 1 '
+                        'without orient or geometry); train the net again')
 
 
 def _standardise(values, eps=1e-8):
@@ -86,15 +108,20 @@ class ImagePreprocessor(Preprocessor):
     rng : numpy.random.RandomState, numpy.random.Generator, int or None
         Seeds the preprocessor's own generator (one draw), which drives the
         augmentation schedule.
+    dtype : str or numpy dtype
+        The float type of the served data (pydnn's fifth argument; a net
+        computing in another precision converts it as it enters).
     augmentation : Augmentation
         What changes between epochs.
     fill : int
         Grey level of space uncovered by rotations (white, 255, as in pydnn).
     orient : bool
-        Turn every raw image (training and unseen alike) so that its dark
-        mass lies horizontal before resizing (see :func:`~pydnn2.preprocess.imageops.principal_angle`).
+        Put every raw image (training and unseen alike) in pydnn's canonical
+        form before resizing: centred on a white square and turned to be least
+        tall (see :func:`~pydnn2.preprocess.imageops.canonicalize`).
     geometry_threshold : float
-        Grey level below which a pixel counts as dark for ``'geometry'``.
+        The contiguous-box threshold of ``'geometry'`` (pydnn: 2, pixels with
+        ``255 - value > 2``).
     chunk_size : int, optional
         Images per batch of the augmentation; by default sized to the device.
     progress : bool, optional
@@ -103,9 +130,11 @@ class ImagePreprocessor(Preprocessor):
 
     serves_geometry = False
 
-    def __init__(self, data, image_shape, resizer, rng=None, augmentation=None, fill=255,
-                 orient=False, geometry_threshold=128, chunk_size=None, progress=None):
+    def __init__(self, data, image_shape, resizer, rng=None, dtype='float32', *,
+                 augmentation=None, fill=255, orient=False, geometry_threshold=2,
+                 chunk_size=None, progress=None):
         self.image_shape = check_size(image_shape)
+        self.dtype = float_dtype(dtype)
         if not isinstance(resizer, Resizer):
             raise ConfigError(f'resizer must be a pydnn2 Resizer such as StretchResizer(); '
                               f'received {type(resizer).__name__}')
@@ -158,7 +187,7 @@ class ImagePreprocessor(Preprocessor):
             if len(y) != len(images) or len(files) != len(images):
                 raise DataError(f'the {name} set has {len(images)} images but {len(y)} classes '
                                 f'and {len(files)} file indices')
-            if not images and name != 'test':
+            if not images and name == 'train':
                 raise DataError(f'the {name} set is empty; it needs at least one image')
             sets.append((images, y, files))
         return sets
@@ -179,10 +208,11 @@ class ImagePreprocessor(Preprocessor):
         # a random stretch resizer's stretch is redrawn every epoch by the augmentation
         train_resize = (self.resizer.prediction if self.resizer.stretch_range is not None
                         else self.resizer.training)
-        self._u8 = {name: self._resize_all(part[0], train_resize if name == 'train'
-                                           else self.resizer.prediction, name)
+        prepared = {name: self._prepare_all(part[0], train_resize if name == 'train'
+                                            else self.resizer.prediction, name)
                     for name, part in zip(SET_NAMES, sets)}
-        self._raw_shapes = {name: self._shapes_of(part[0]) for name, part in zip(SET_NAMES, sets)}
+        self._u8 = {name: u8 for name, (u8, _) in prepared.items()}
+        self._raw_shapes = {name: raw for name, (_, raw) in prepared.items()}
         total = sum(len(part[0]) for part in sets)
         if len(self._schedule.offsets) != total:
             self._schedule.draw(total)
@@ -190,35 +220,34 @@ class ImagePreprocessor(Preprocessor):
             self._fit()
         self._served = {}
 
-    def _resize_all(self, images, resize, name='new'):
-        """Raw images -> one uint8 tensor (N, C, H, W) on ``self.device``."""
-        h, w = self.image_shape
+    def _prepare_one(self, image, resize):
+        """One raw image: resized to uint8 (canonical first with ``orient``), and its
+        geometry row when served."""
+        canonical = canonicalize(image, self.fill) if self.orient or self.serves_geometry \
+            else None
+        out = np.asarray(resize(canonical[0] if self.orient else image, self.image_shape))
+        if out.shape[-2:] != self.image_shape:
+            raise DataError(f'{type(self.resizer).__name__} returned an image of shape '
+                            f'{out.shape}; expected (..., {self.image_shape[0]}, '
+                            f'{self.image_shape[1]})')
+        geometry = (geometry_features(image, self.geometry_threshold, canonical)
+                    if self.serves_geometry else None)
+        return out, geometry
 
-        def one(image):
-            if self.orient:
-                image = rotate_expand(image, principal_angle(image), self.fill)
-            out = np.asarray(resize(image, self.image_shape))
-            if out.shape[-2:] != (h, w):
-                raise DataError(f'{type(self.resizer).__name__} returned an image of shape '
-                                f'{out.shape}; expected (..., {h}, {w})')
-            return out
-
-        resized = parallel_map(one, images, desc=f'resizing {name} images', progress=self.progress)
-        if not resized:
-            return torch.zeros((0, self._channels, h, w), dtype=torch.uint8, device=self.device)
-        # N x ([C,] H, W) -> (N, C, H, W)
-        stacked = np.stack(resized).reshape(len(resized), -1, h, w)
-        return torch.from_numpy(stacked).to(self.device)
-
-    def _shapes_of(self, images):
-        """(N, 2) original heights and widths, plus geometry when served."""
-        shapes = np.array([image.shape[-2:] for image in images], np.float64).reshape(-1, 2)
-        if not self.serves_geometry:
-            return {'shapes': shapes}
-        geometry = parallel_map(lambda im: geometry_features(im, self.geometry_threshold),
-                                images, desc='geometry', progress=self.progress)
-        return {'shapes': shapes,
-                'geometry': np.array(geometry, np.float64).reshape(-1, len(GEOMETRY_FEATURES))}
+    def _prepare_all(self, images, resize, name='new'):
+        """Raw images -> (uint8 tensor (N, C, H, W) on the device, their raw
+        ``'shapes'`` (N, 2) and, when served, ``'geometry'``)."""
+        (h, w), n = self.image_shape, len(images)
+        done = parallel_map(lambda image: self._prepare_one(image, resize), images,
+                            desc=f'preparing {name} images', progress=self.progress)
+        u8 = (np.stack([d[0] for d in done]).reshape(n, -1, h, w) if done    # -> (N, C, H, W)
+              else np.zeros((0, self._channels, h, w), np.uint8))
+        raw = {'shapes': np.array([image.shape[-2:] for image in images],
+                                  np.float64).reshape(-1, 2)}
+        if self.serves_geometry:
+            raw['geometry'] = np.array([d[1] for d in done],
+                                       np.float64).reshape(-1, len(GEOMETRY_FEATURES))
+        return torch.from_numpy(u8).to(self.device), raw
 
     @property
     def _shapes(self):
@@ -237,34 +266,35 @@ class ImagePreprocessor(Preprocessor):
         return self._schedule.angles(epoch, start, stop)
 
     def _fit(self):
-        """Mean image and pixel std of the training set as the net will see it."""
+        """The mean training image as the net will see it (over its turns and flips);
+        images are served as ``(x - mean) / 255``, as in pydnn."""
         u8 = self._u8['train']
         n = len(u8)
         theta = affine_matrices(self._schedule.base_angles(n), self.image_shape)
         total = torch.zeros(u8.shape[1:], dtype=torch.float64, device=self.device)
-        squares = torch.zeros_like(total)
         for start in range(0, n, 4096):
-            x = transform_images(u8[start:start + 4096], theta[start:start + 4096], self.fill,
-                                 chunk_size=self.chunk_size).double()
-            total += x.sum(0)
-            squares += (x * x).sum(0)
-        mean, mean_sq = total / n, squares / n
+            total += transform_images(u8[start:start + 4096], theta[start:start + 4096],
+                                      self.fill, chunk_size=self.chunk_size).double().sum(0)
+        mean = total / n
         for flip, dim in ((self.augmentation.flip_lr, -1), (self.augmentation.flip_ud, -2)):
             if flip:  # expectation over random flips
-                mean, mean_sq = (mean + mean.flip(dim)) / 2, (mean_sq + mean_sq.flip(dim)) / 2
-        std = float((mean_sq - mean * mean).clamp(min=0).mean().sqrt())
-        self._stats = {'image_mean': mean.float(), 'image_std': std if std > 1e-6 else 1.0}
+                mean = (mean + mean.flip(dim)) / 2
+        self._stats = {'image_mean': mean.float(), 'image_std': 255.0}
         for channel, values in self._raw_shapes['train'].items():
             self._stats[f'{channel}_mean'], self._stats[f'{channel}_std'] = _standardise(values)
 
     def _features(self, raw_shapes):
         return {channel: torch.from_numpy(((values - self._stats[f'{channel}_mean'])
-                                           / self._stats[f'{channel}_std']).astype(np.float32))
+                                           / self._stats[f'{channel}_std']).astype(self.dtype))
                 .to(self.device) for channel, values in raw_shapes.items()}
 
     def _normalised(self, u8):
         mean = self._stats['image_mean'].to(self.device)
-        return (u8.float() - mean) / self._stats['image_std']
+        return ((u8.float() - mean) / self._stats['image_std']).to(self._torch_dtype)
+
+    @property
+    def _torch_dtype(self):
+        return torch.from_numpy(np.zeros(0, self.dtype)).dtype
 
     def _combined(self, names):
         """Cached uint8 images, raw shapes and classes of several sets, concatenated."""
@@ -285,7 +315,7 @@ class ImagePreprocessor(Preprocessor):
         theta = self._schedule.next_epoch(len(u8), self.image_shape)
         images = transform_images(u8, theta, self.fill, self._stats['image_mean'],
                                   self._stats['image_std'], self.chunk_size)
-        return {'images': images, **features}, y
+        return {'images': images.to(self._torch_dtype), **features}, y
 
     def _plain(self, names):
         key = ('plain',) + names
@@ -333,9 +363,19 @@ class ImagePreprocessor(Preprocessor):
         dict of torch.Tensor
             The channels, on ``self.device``.
         """
-        images = self._image_list(data, 'data to predict', self._channels)
-        u8 = self._resize_all(images, self.resizer.prediction)
-        return {'images': self._normalised(u8), **self._features(self._shapes_of(images))}
+        u8, raw = self._prepared(data, 'data to predict')
+        return {'images': self._normalised(u8), **self._features(raw)}
+
+    def _prepared(self, data, what):
+        images = self._image_list(data, what, self._channels)
+        return self._prepare_all(images, self.resizer.prediction)
+
+    def prepare(self, data, what='data to predict'):
+        """Unseen raw images as the net's graph sees them before standardisation:
+        ``{'images': uint8 (N, C, H, W) resized for prediction, 'shapes': (N, 2)
+        raw heights and widths[, 'geometry': (N, 7)]}``, numpy arrays."""
+        u8, raw = self._prepared(data, what)
+        return {'images': u8.cpu().numpy(), **raw}
 
     def to(self, device):
         """Serve tensors on ``device`` from now on (caches move once); returns ``self``."""
@@ -375,7 +415,7 @@ class ImagePreprocessor(Preprocessor):
         return {'version': STATE_VERSION, 'image_shape': list(self.image_shape),
                 'channels': self._channels, 'resizer': self.resizer.state_dict(),
                 'augmentation': self.augmentation.to_plain(),
-                'options': {'fill': self.fill, 'orient': self.orient,
+                'options': {'fill': self.fill, 'orient': self.orient, 'dtype': self.dtype.name,
                             'geometry_threshold': self.geometry_threshold,
                             'chunk_size': self.chunk_size},
                 'stats': stats, 'schedule': self.get_state()}
@@ -383,15 +423,14 @@ class ImagePreprocessor(Preprocessor):
     @classmethod
     def from_state(cls, state):
         """Rebuild the preprocessor (statistics and schedule, no data) from its state."""
-        if state.get('version') != STATE_VERSION:
-            raise DataError(f'{cls.__name__} state version {state.get("version")!r} is not '
-                            f'supported; expected {STATE_VERSION}')
+        _check_state_version(cls, state)
         self = cls.__new__(cls)
         self.image_shape, self._channels = tuple(state['image_shape']), state['channels']
         self.resizer = resizer_from_state(state['resizer'])
         self.augmentation = Augmentation.from_plain(state['augmentation'])
         options = state['options']
         self.fill, self.orient = options['fill'], options['orient']
+        self.dtype = float_dtype(options.get('dtype', 'float32'))
         self.geometry_threshold, self.chunk_size = options['geometry_threshold'], \
             options['chunk_size']
         self.progress, self._sets, self._served = None, None, {}

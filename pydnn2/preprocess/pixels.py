@@ -74,3 +74,10 @@ def dark_mask(image, threshold):
     """
     gray = image if image.ndim == 2 else image.mean(axis=0)  # (C, H, W) -> (H, W)
     return gray < threshold
+
+
+def pydnn_dark_mask(image, threshold):
+    """Boolean ``(H, W)`` mask of the pixels pydnn's contiguous boxes count:
+    ``255 - value > threshold`` (a colour image by the mean of its channels)."""
+    gray = image if image.ndim == 2 else image.mean(axis=0)  # (C, H, W) -> (H, W)
+    return 255.0 - gray > threshold

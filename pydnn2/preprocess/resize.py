@@ -31,7 +31,8 @@ from PIL import Image
 from .. import checks
 from ..errors import ConfigError, DataError
 from .boxes import crop, largest_blob_box, threshold_box
-from .pixels import as_image, check_fill, check_size, check_threshold, dark_mask
+from .pixels import (as_image, check_fill, check_size, check_threshold, dark_mask,
+                     pydnn_dark_mask)
 
 __all__ = ['Resizer', 'StretchResizer', 'PreserveAspectRatioResizer',
            'ThresholdBoxStretchResizer', 'ThresholdBoxPreserveAspectRatioResizer',
@@ -218,27 +219,30 @@ class ThresholdBoxPreserveAspectRatioResizer(ThresholdBoxStretchResizer):
 class ContiguousBoxStretchResizer(Resizer):
     """Crop to the box of the largest connected blob of dark pixels, then stretch.
 
-    Dark pixels are those below ``threshold``; blobs are 8-connected by
-    default. (pydnn counted pixels with ``255 - value > threshold``; pass
-    ``255 - t`` to reproduce a pydnn threshold ``t``.)
+    pydnn's rule: a pixel counts when ``255 - value > threshold`` (so the
+    plankton setting ``threshold=2`` keeps everything darker than 253), blobs
+    are 4-connected, and the largest is the one with the largest bounding box.
+    An image with no such pixel is stretched whole.
 
     Parameters
     ----------
     threshold : float
-        Grey level in (0, 256]; darker pixels count as the object.
+        In [0, 255): how much darker than white a pixel must be to count.
     fill : int
         Grey level of added space.
     connectivity : {4, 8}
-        Whether diagonal neighbours belong to the same blob.
+        Whether diagonal neighbours belong to the same blob (pydnn: 4).
     """
 
-    def __init__(self, threshold, fill=255, connectivity=8):
+    def __init__(self, threshold, fill=255, connectivity=4):
         super().__init__(fill)
-        self.threshold = check_threshold(threshold)
+        self.threshold = checks.number(threshold, 'threshold', at_least=0, below=255,
+                                       expected='a number in [0, 255): how much darker than '
+                                                'white a pixel must be to count')
         self.connectivity = checks.one_of(connectivity, 'connectivity', (4, 8))
 
     def _box(self, image):
-        return largest_blob_box(dark_mask(image, self.threshold), self.connectivity)
+        return largest_blob_box(pydnn_dark_mask(image, self.threshold), self.connectivity)
 
     def _resize(self, image, size):
         return _stretch(crop(image, self._box(image)), size)

@@ -1,41 +1,50 @@
 """pydnn's three image preprocessors: Canonicalizer, Rotator360 and
 Rotator360PlusGeometry, each an :class:`~pydnn2.preprocess.images.ImagePreprocessor`
-with its own augmentation."""
+with pydnn's augmentation and channels.
+
+All three take pydnn's arguments in pydnn's order,
+``(data, image_shape, resizer, rng, dtype)``, and serve images as
+``(x - mean training image) / 255``; the options pydnn2 adds are keywords.
+"""
 
 from .augment import Augmentation
 from .images import ImagePreprocessor
 
 
 class Canonicalizer(ImagePreprocessor):
-    """Resize and standardise images, with no augmentation by default.
+    """Put every image in pydnn's canonical form; flip training images every epoch.
 
-    Optionally turns each image so that its dark mass lies horizontal
-    (``orient=True``, pydnn's canonical orientation, done once with Pillow
-    for training and unseen images alike) and flips training images at
-    random each epoch.
+    Each raw image (training, validation, test and unseen alike) is centred on
+    a white square and turned to be least tall, as pydnn's Canonicalizer did
+    (``orient``); training images are then flipped left-right and upside down
+    at random every epoch. Serves ``'images'``, ``'geometry'`` (pydnn's seven
+    values, see :class:`Rotator360PlusGeometry`) and ``'shapes'``.
 
     Parameters
     ----------
-    data, image_shape, resizer, rng
-        As for :class:`ImagePreprocessor`.
+    data, image_shape, resizer, rng, dtype
+        As for :class:`~pydnn2.preprocess.images.ImagePreprocessor`.
     orient : bool
-        Turn images to their principal axis before resizing.
+        The canonical turn (pydnn: always).
     flip_lr, flip_ud : bool
-        Random left-right / upside-down flips of training images.
+        Random left-right / upside-down flips of training images (pydnn: both).
     **options
-        ``fill``, ``chunk_size``, ``progress`` (see :class:`ImagePreprocessor`).
+        ``fill``, ``geometry_threshold``, ``chunk_size``, ``progress``.
 
     Examples
     --------
     >>> pre = Canonicalizer(sets, (32, 32), StretchResizer(), rng)   # doctest: +SKIP
-    >>> pre.shape_for('images'), pre.shape_for('shapes')              # doctest: +SKIP
-    ((1, 32, 32), (2,))
+    >>> pre.shape_for('images'), pre.shape_for('geometry')            # doctest: +SKIP
+    ((1, 32, 32), (7,))
     """
 
-    def __init__(self, data, image_shape, resizer, rng=None, orient=False, flip_lr=False,
-                 flip_ud=False, **options):
+    serves_geometry = True
+
+    def __init__(self, data, image_shape, resizer, rng=None, dtype='float32', *, orient=True,
+                 flip_lr=True, flip_ud=True, **options):
         augmentation = Augmentation((0.0, 0.0), 1.0, flip_lr, flip_ud)
-        super().__init__(data, image_shape, resizer, rng, augmentation, orient=orient, **options)
+        super().__init__(data, image_shape, resizer, rng, dtype, augmentation=augmentation,
+                         orient=orient, **options)
 
 
 class Rotator360(ImagePreprocessor):
@@ -50,8 +59,8 @@ class Rotator360(ImagePreprocessor):
 
     Parameters
     ----------
-    data, image_shape, resizer, rng
-        As for :class:`ImagePreprocessor`.
+    data, image_shape, resizer, rng, dtype
+        As for :class:`~pydnn2.preprocess.images.ImagePreprocessor`.
     rotation_range : tuple
         ``(low, high)`` degrees; use e.g. ``(-15, 15)`` for data that is
         not rotation-invariant, ``(0, 0)`` for none.
@@ -65,7 +74,7 @@ class Rotator360(ImagePreprocessor):
         ``rand_range`` (the cached images are then plainly stretched).
     **options
         ``fill``, ``orient``, ``chunk_size``, ``progress`` (see
-        :class:`ImagePreprocessor`).
+        :class:`~pydnn2.preprocess.images.ImagePreprocessor`).
 
     Examples
     --------
@@ -75,18 +84,24 @@ class Rotator360(ImagePreprocessor):
     >>> x, y = pre.get_train()   # a new rotation of every image      # doctest: +SKIP
     """
 
-    def __init__(self, data, image_shape, resizer, rng=None, rotation_range=(0, 360),
-                 rotation_step=1, flip_lr=True, flip_ud=False, stretch=None, **options):
+    def __init__(self, data, image_shape, resizer, rng=None, dtype='float32', *,
+                 rotation_range=(0, 360), rotation_step=1, flip_lr=True, flip_ud=False,
+                 stretch=None, **options):
         augmentation = Augmentation(rotation_range, rotation_step, flip_lr, flip_ud, stretch)
-        super().__init__(data, image_shape, resizer, rng, augmentation, **options)
+        super().__init__(data, image_shape, resizer, rng, dtype, augmentation=augmentation,
+                         **options)
 
 
 class Rotator360PlusGeometry(Rotator360):
-    """:class:`Rotator360` plus a ``'geometry'`` channel of shape statistics.
+    """:class:`Rotator360` plus pydnn's ``'geometry'`` channel.
 
-    ``'geometry'`` holds the :data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES` of each raw image
-    (:func:`~pydnn2.preprocess.imageops.geometry_features`), standardised with training statistics.
-    Parameters as for :class:`Rotator360`, plus ``geometry_threshold``.
+    ``'geometry'`` holds pydnn's seven values of each raw image
+    (:data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES`): its height and
+    width, the height and width of the largest contiguous blob of its
+    canonical form, the angle of that form, and its two flip flags
+    (:func:`~pydnn2.preprocess.imageops.geometry_features`), standardised
+    with training statistics. Parameters as for :class:`Rotator360`, plus
+    ``geometry_threshold``.
     """
 
     serves_geometry = True

@@ -6,8 +6,10 @@ Examples
 >>> from pydnn2 import data
 >>> train, valid, test = split_training_data(data.load_digits(), 32, 80, 10, 10)
 >>> len(train[1]), len(valid[1]), len(test[1])
-(1437, 179, 179)
+(1472, 160, 160)
 """
+
+import warnings
 
 import numpy as np
 
@@ -43,9 +45,65 @@ def _check_percent(name, value):
                   where='split_training_data')
 
 
+#: The seed of pydnn's split, so that the same percentages always give the same sets.
+SPLIT_SEED = 24680
+
+
+def set_sizes(n, batch_size, train_per, valid_per, test_per):
+    """pydnn's rows per set: each percentage of ``n`` rounded down to whole batches,
+    then the whole batches left over added to the training set.
+
+    >>> set_sizes(1797, 32, 60, 20, 20)
+    (1088, 352, 352)
+    """
+    def whole_batches(per):
+        rows = int(n * per / 100.0)
+        return rows - rows % batch_size
+
+    train, valid, test = (whole_batches(p) for p in (train_per, valid_per, test_per))
+    train += (n - train - valid - test) // batch_size * batch_size
+    return train, valid, test
+
+
+def shuffled_order(n, rng):
+    """pydnn's shuffle of ``n`` rows: for each row in turn, swap it with the row
+    ``rng.randint(n - 1)`` draws. Returns the new order of the row indices."""
+    draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
+    order = np.arange(n)
+    if n < 2:
+        return order
+    for i, j in enumerate(draw(n - 1, size=n)):
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _check_split(n, batch_size, percents, sizes):
+    """Refuse an empty training set; warn of a validation or test set that its
+    percentage asked for but the rounding to whole batches left empty."""
+    for name, per, size in zip(SET_NAMES, percents, sizes):
+        if size or not (per > 0 or name == 'train'):
+            continue
+        message = (f'the {name} set is empty: {per}% of {n} rows rounded down to whole '
+                   f'batches of {batch_size} is 0 rows; raise its percentage, supply more data '
+                   'or use a smaller batch_size')
+        if name == 'train':
+            raise DataError(f'split_training_data: {message}')
+        warnings.warn(f'{message} (training goes on without it)', stacklevel=3)
+
+
 def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=None,
                         shuffle=True):
-    """Shuffle labelled data and split it into training, validation and test sets.
+    """Shuffle labelled data and split it into training, validation and test sets
+    (pydnn's split).
+
+    The percentages must add up to 100. Each set gets its percentage of the
+    rows rounded down to whole batches, and the whole batches left over go to
+    the training set (the last few rows that make no batch are left out). The
+    shuffle is pydnn's, from a fixed seed, so the same data and percentages
+    always give the same sets. ``valid_per`` and ``test_per`` may be 0 (and a
+    set its percentage leaves empty is empty, with a warning): a net trained
+    without a validation set keeps its best net by the training loss, and
+    nothing is evaluated on an empty set.
 
     Parameters
     ----------
@@ -54,14 +112,11 @@ def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=No
         ``(N, ...)``, a list of N arrays (images of different sizes), or a
         dict of those by channel name.
     batch_size : int
-        The training batch size; the training set must hold at least one
-        full batch.
+        The training batch size.
     train_per, valid_per, test_per : float
-        Percentages of the rows for each set; they may add up to less than
-        100 to use a sample of the data. ``test_per`` may be 0.
+        Percentages of the rows for each set, adding up to 100.
     rng : numpy.random.RandomState or numpy.random.Generator, optional
-        Source of the shuffle; by default a fixed seed, so the split is the
-        same on every run.
+        Source of the shuffle; by default ``RandomState(24680)``, as in pydnn.
     shuffle : bool
         False keeps the rows in their given order.
 
@@ -69,8 +124,36 @@ def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=No
     -------
     tuple
         ``((x, y, files) for train, valid, test)``, with ``y`` and ``files``
-        int64 arrays.
+        int64 arrays. The data given is not changed.
+
+    Examples
+    --------
+    >>> from pydnn2 import data
+    >>> train, valid, test = split_training_data(data.load_digits(), 32, 80, 10, 10)
+    >>> len(train[1]), len(valid[1]), len(test[1])
+    (1472, 160, 160)
     """
+    x, classes, files = _labelled(data)
+    percents = (train_per, valid_per, test_per)
+    for name, value in zip(('train_per', 'valid_per', 'test_per'), percents):
+        _check_percent(name, value)
+    if abs(sum(percents) - 100) > 1e-9:
+        raise ConfigError('split_training_data: train_per + valid_per + test_per must add up '
+                          f'to 100; received {train_per} + {valid_per} + {test_per}')
+    checks.batch_size(batch_size)
+    n = len(classes)
+    sizes = set_sizes(n, batch_size, *percents)
+    _check_split(n, batch_size, percents, sizes)
+    order = np.arange(n)
+    if shuffle:
+        order = shuffled_order(n, np.random.RandomState(SPLIT_SEED) if rng is None else rng)
+    bounds = np.cumsum((0,) + sizes)
+    return tuple((take_rows(x, order[a:b]), classes[order[a:b]], files[order[a:b]])
+                 for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def _labelled(data):
+    """``(x, classes, files)`` of labelled data, checked."""
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise DataError('split_training_data needs data as (x, classes) or '
                         f'(x, classes, file_indices); received {type(data).__name__}'
@@ -81,33 +164,7 @@ def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=No
     if len(classes) != n or len(files) != n:
         raise DataError(f'split_training_data: x has {n} rows but classes has {len(classes)} '
                         f'and file_indices {len(files)}')
-    classes = as_labels(classes, 'classes')
-    for name, value in (('train_per', train_per), ('valid_per', valid_per),
-                        ('test_per', test_per)):
-        _check_percent(name, value)
-    if train_per + valid_per + test_per > 100 + 1e-9:
-        raise ConfigError('split_training_data: train_per + valid_per + test_per must not exceed '
-                        f'100; received {train_per} + {valid_per} + {test_per}')
-    checks.batch_size(batch_size)
-    order = np.arange(n)
-    if shuffle:
-        rng = np.random.RandomState(0) if rng is None else rng
-        order = rng.permutation(n)
-    n_train, n_valid = int(n * train_per / 100), int(n * valid_per / 100)
-    n_test = int(n * test_per / 100)
-    bounds = np.cumsum([0, n_train, n_valid, n_test])
-    sets = []
-    for name, start, stop in zip(SET_NAMES, bounds[:-1], bounds[1:]):
-        index = order[start:stop]
-        if name != 'test' and len(index) == 0:
-            raise DataError(f'split_training_data: the {name} set is empty ({n} rows at '
-                            f'{dict(train=train_per, valid=valid_per)[name]}%); '
-                            'raise its percentage or supply more data')
-        sets.append((take_rows(x, index), classes[index], files[index].astype(np.int64)))
-    if len(sets[0][1]) < batch_size:
-        raise DataError(f'batch_size {batch_size} is larger than the training set '
-                        f'({len(sets[0][1])} rows); use a smaller batch_size')
-    return tuple(sets)
+    return x, as_labels(classes, 'classes'), files.astype(np.int64)
 
 
 def as_labels(y, what='labels'):

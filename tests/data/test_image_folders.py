@@ -78,10 +78,20 @@ def test_color_keeps_rgb_channels_first(labelled_dir):
     assert (rgb[2] == 255).all() and np.array_equal(rgb[0], rgb[1])
 
 
-def test_dtype_sets_the_image_type_and_classes_stay_int64(labelled_dir):
-    images, classes, _ = DirectoryLabeledImageSet(labelled_dir, dtype=np.float32).build()
-    assert images[0].dtype == np.float32 and images[0].max() <= 255
-    assert classes.dtype == np.int64
+def test_dtype_types_the_classes_and_images_stay_uint8_as_in_pydnn(labelled_dir):
+    images, classes, _ = DirectoryLabeledImageSet(labelled_dir, 'float32').build()
+    assert classes.dtype == np.float32 and images[0].dtype == np.uint8
+    assert DirectoryLabeledImageSet(labelled_dir).build()[1].dtype == np.int64
+
+
+def test_get_random_file_draws_a_class_then_a_file(labelled_dir):
+    image_set = DirectoryLabeledImageSet(labelled_dir)
+    rng = np.random.RandomState(4)
+    drawn = {image_set.get_random_file(rng) for _ in range(60)}
+    every = {os.path.join(labelled_dir, label, name) for name, label in image_set.get_files()}
+    assert drawn <= every and len(drawn) > 6
+    again = np.random.RandomState(4)
+    assert image_set.get_random_file(again) == image_set.get_random_file(np.random.RandomState(4))
 
 
 def test_get_files_samples_reproducibly(labelled_dir):
@@ -89,6 +99,7 @@ def test_get_files_samples_reproducibly(labelled_dir):
     assert len(image_set.get_files()) == 12
     sample = image_set.get_files(5)
     assert sample == image_set.get_files(5) and len(set(sample)) == 5
+    assert sample == __import__('random').Random(12345).sample(image_set.get_files(), 5)  # pydnn
     assert set(sample) <= set(image_set.get_files())
     images, classes, files = image_set.build(5)
     assert len(images) == len(classes) == 5 and len(image_set.files) == 5

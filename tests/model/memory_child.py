@@ -36,7 +36,7 @@ def status_bytes(field):
 
 def build(kind, batch):
     rng = np.random.RandomState(0)
-    x, y = rng.rand(2 * batch, 1, 28, 28).astype(np.float32), np.arange(2 * batch) % 10
+    x, y = rng.rand(4 * batch, 1, 28, 28).astype(np.float32), np.arange(4 * batch) % 10
     sets = preprocess.split_training_data((x, y), batch, 50, 25, 25)
     net = nn.NN(preprocess.ArrayPreprocessor(sets), 'images', 10, batch, 0, verbose=False,
                 device='cpu')

@@ -184,7 +184,7 @@ def test_merge_of_different_shapes_flattens_and_a_data_channel_merges():
     net.merge_data_channel('shapes')
     assert net.output_shape == (3 * 3 * 3 + 2,)
     assert net.nodes[-1].args['mode'] == 'flat'
-    net.add_logistic()
+    net.add_logistic(init=nn.GlorotUniform())       # pydnn's zero classifier would hide it
     check_forward_shapes(net)
     # the shapes channel really feeds the output
     x = {'images': torch.zeros(1, 1, 8, 8), 'shapes': torch.zeros(1, 2)}
@@ -286,16 +286,40 @@ def test_verbose_prints_in_and_out_shapes(capsys):
     assert capsys.readouterr().out.strip() == 'add_conv_pool: (1, 12, 12) -> (2, 5, 5)'
 
 
-def test_weight_initialisation_follows_the_activation():
+def test_weight_initialisation_follows_the_activation_pydnns_way():
     net = make_net((1, 40, 40))
     net.add_fully_connected(400, nn.relu)
-    he = net.module.layers[net.nodes[-1].key].weight
-    assert he.std().item() == pytest.approx(math.sqrt(2 / 1600), rel=0.05)
+    layer = net.module.layers[net.nodes[-1].key]
+    assert layer.weight.std().item() == pytest.approx(1 / math.sqrt(1600), rel=0.05)
+    assert torch.equal(layer.bias, torch.ones(400))                   # pydnn's relu biases
     net.add_fully_connected(300, nn.tanh)
-    glorot = net.module.layers[net.nodes[-1].key].weight
+    layer = net.module.layers[net.nodes[-1].key]
     bound = math.sqrt(6 / (400 + 300))
-    assert glorot.abs().max().item() <= bound
-    assert glorot.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    assert layer.weight.abs().max().item() <= bound
+    assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+    assert torch.equal(layer.bias, torch.zeros(300))
+    net.add_fully_connected(200, nn.sigmoid)                          # Glorot times 4
+    layer = net.module.layers[net.nodes[-1].key]
+    assert layer.weight.abs().max().item() > bound
+    assert layer.weight.std().item() == pytest.approx(
+        4 * math.sqrt(6 / 500) / math.sqrt(3), rel=0.05)
+    net.add_batch_normalization()
+    gamma = net.module.layers[net.nodes[-1].key].weight
+    assert 0.95 <= gamma.min().item() < gamma.max().item() <= 1.05
+    net.add_logistic()
+    assert not net.module.layers[net.nodes[-1].key].weight.any()     # a zero classifier
+
+
+def test_he_glorot_initialization_is_one_keyword_away():
+    net = make_net((1, 40, 40), initialization='he-glorot')
+    net.add_fully_connected(400, nn.relu)
+    layer = net.module.layers[net.nodes[-1].key]
+    assert layer.weight.std().item() == pytest.approx(math.sqrt(2 / 1600), rel=0.05)
+    assert not layer.bias.any()
+    net.add_logistic()
+    assert net.module.layers[net.nodes[-1].key].weight.abs().max() > 0
+    with pytest.raises(ConfigError, match="initialization must be one of 'pydnn', 'he-glorot'"):
+        make_net(initialization='xavier')
 
 
 def test_same_rng_builds_the_same_weights():

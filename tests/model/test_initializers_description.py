@@ -120,8 +120,19 @@ def test_recurrent_init_init_inner_and_bias_reach_the_right_weights():
         assert torch.allclose(gate @ gate.T, torch.eye(3), atol=1e-5)
 
 
-def test_defaults_are_pydnns_he_and_glorot_draws():
+def test_defaults_are_pydnns_draws():
     net = make_net()
+    net.add_fully_connected(7)                       # relu follows: N(0, 1/sqrt(fan_in)), bias 1
+    net.add_logistic()                               # a zero classifier
+    generator = torch.Generator().manual_seed(net.seed)
+    lecun = torch.empty(7, 64).normal_(0, 1 / math.sqrt(64), generator=generator)
+    assert torch.equal(net.layers[1].W, lecun) and torch.equal(net.layers[1].b, torch.ones(7))
+    assert torch.equal(net.layers[2].W, torch.zeros(3, 7))
+    assert torch.equal(net.layers[2].b, torch.zeros(3))
+
+
+def test_he_glorot_defaults_draw_from_the_same_generator():
+    net = make_net(initialization='he-glorot')
     net.add_fully_connected(7)                       # relu follows: He normal
     net.add_logistic()                               # Glorot uniform
     generator = torch.Generator().manual_seed(net.seed)
@@ -176,13 +187,15 @@ def test_init_model_overwrite_redraws_each_layers_own_initialisers():
             p.add_(1.0)
         bn = net.layers[2].module
         bn.running_mean.fill_(3.0)
-    before = net.layers[5].W.clone()
+    before = net.layers[2].module.weight.clone()
     assert net.init_model(overwrite=True) is True
     assert torch.equal(net.layers[1].W, torch.full((6, 64), 0.2))
-    assert torch.equal(bn.weight, torch.ones(6)) and torch.equal(bn.running_mean, torch.zeros(6))
+    assert torch.equal(bn.running_mean, torch.zeros(6)) and torch.equal(bn.bias, torch.zeros(6))
+    assert 0.95 <= bn.weight.min() and bn.weight.max() <= 1.05      # pydnn's scale, redrawn
+    assert not torch.equal(bn.weight, before)
     assert torch.equal(net.layers[4].params['slopes'], torch.full((6,), 0.25))
     assert torch.equal(net.layers[5].b, torch.zeros(3))
-    assert not torch.equal(net.layers[5].W, before)              # redrawn, not restored
+    assert torch.equal(net.layers[5].W, torch.zeros(3, 6))       # the zero classifier again
 
 
 def tiny_training(net, **options):

@@ -75,9 +75,27 @@ def test_contiguous_box_ignores_specks_that_the_threshold_box_keeps():
 
 def test_contiguous_box_threshold_decides_what_is_dark():
     image = blob_image((40, 40), (20, 30, 20, 30))
-    image[2:12, 2:20] = 150  # a large grey region, darker than 200 but not than 128
+    image[2:12, 2:20] = 150  # a large grey region: 255 - 150 = 105 above white
     assert (ContiguousBoxStretchResizer(128).prediction(image, (8, 8)) == 0).all()
-    assert (ContiguousBoxStretchResizer(200).prediction(image, (8, 8)) == 150).all()
+    assert (ContiguousBoxStretchResizer(50).prediction(image, (8, 8)) == 150).all()
+
+
+def test_the_largest_blob_is_the_one_with_the_largest_box_as_in_pydnn():
+    mask = np.zeros((20, 20), bool)
+    mask[1:12, 1] = mask[1:12, 11] = mask[1, 1:12] = mask[11, 1:12] = True  # a ring: 40 pixels
+    mask[14:20, 14:20] = True                                            # a block: 36
+    assert largest_blob_box(mask) == (1, 12, 1, 12)      # the ring's box (121) beats 36
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_largest_blob_box_matches_scipys_labels_and_pydnns_choice(seed):
+    ndimage = pytest.importorskip('scipy.ndimage')
+    mask = np.random.RandomState(seed).rand(30, 40) < 0.45
+    coded, _ = ndimage.label(mask)                       # pydnn's call: 4-connected
+    slices = ndimage.find_objects(coded)
+    biggest = slices[int(np.argmax([mask[s].size for s in slices]))]
+    expected = (biggest[0].start, biggest[0].stop, biggest[1].start, biggest[1].stop)
+    assert largest_blob_box(mask) == expected
 
 
 def test_stochastic_stretch_is_random_for_training_and_plain_for_prediction():

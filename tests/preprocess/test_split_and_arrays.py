@@ -1,8 +1,8 @@
 """Tests of pydnn2.preprocess: the splitter and ArrayPreprocessor.
 
-The oracles are numpy computations written out here: set sizes as
-``floor(n * percent / 100)``, rows looked up through the file indices, and
-standardisation ``(x - mean_train) / std_train`` in float64.
+The oracles are written out here: pydnn's set sizes and shuffle transcribed from
+its code, rows looked up through the file indices, and standardisation
+``(x - mean_train) / std_train`` in float64.
 """
 
 import copy
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pydnn2.errors import ConfigError, DataError
-from pydnn2.preprocess import ArrayPreprocessor, Preprocessor, split_training_data
+from pydnn2.preprocess import SET_NAMES, ArrayPreprocessor, Preprocessor, split_training_data
 
 
 def labelled(n=100, shape=(3,), seed=0):
@@ -30,38 +30,71 @@ def files_of(sets):
 
 # -- split_training_data -------------------------------------------------------------------
 
-@pytest.mark.parametrize('n, percents', [(1797, (60, 20, 20)), (100, (50, 30, 20)),
-                                         (100, (40, 10, 0)), (37, (33.3, 33.3, 33.3)),
-                                         (250, (12.5, 7.5, 2.5))])
-def test_split_sizes_follow_the_percentages(n, percents):
+def pydnn_sizes(n, batch_size, train_per, valid_per, test_per):
+    """pydnn's split_training_data sizes, transcribed (Python 2's / on ints is //)."""
+    def calc_num(per):
+        num = int(n * per / 100.0)
+        num -= num % batch_size
+        return num
+
+    num_train, num_valid, num_test = calc_num(train_per), calc_num(valid_per), calc_num(test_per)
+    num_train += (n - num_train - num_valid - num_test) // batch_size * batch_size
+    return [num_train, num_valid, num_test]
+
+
+def pydnn_order(n, seed=24680):
+    """pydnn's _shuffle_lists on the row numbers, transcribed."""
+    rng, rows = np.random.RandomState(seed), list(range(n))
+    for i in range(n):
+        j = rng.randint(n - 1)
+        rows[i], rows[j] = rows[j], rows[i]
+    return rows
+
+
+@pytest.mark.parametrize('n, batch_size, percents', [
+    (1797, 32, (60, 20, 20)), (1797, 64, (80, 10, 10)), (100, 1, (50, 30, 20)),
+    (100, 4, (40, 60, 0)), (37, 1, (33.4, 33.3, 33.3)), (250, 7, (12.5, 80, 7.5)),
+    (160, 4, (80, 15, 5)), (1000, 16, (100, 0, 0)), (30336, 64, (80, 15, 5))])
+def test_split_sizes_are_pydnns(n, batch_size, percents):
     x, classes = labelled(n)
-    sets = split_training_data((x, classes), 1, *percents)
-    assert [len(y) for _, y, _ in sets] == [math.floor(n * p / 100) for p in percents]
-    assert [len(x) for x, _, _ in sets] == [len(y) for _, y, _ in sets]
+    sets = split_training_data((x, classes), batch_size, *percents)
+    sizes = [len(y) for _, y, _ in sets]
+    assert sizes == pydnn_sizes(n, batch_size, *percents)
+    assert all(size % batch_size == 0 for size in sizes)            # whole batches only
+    assert n - sum(sizes) < batch_size                              # what is left makes no batch
+    assert [len(x) for x, _, _ in sets] == sizes
+
+
+@pytest.mark.parametrize('n', [10, 17, 1797])
+def test_split_order_is_pydnns_shuffle(n):
+    x, classes = labelled(n)
+    sets = split_training_data((x, classes), 1, 60, 20, 20)
+    np.testing.assert_array_equal(np.concatenate(files_of(sets)), pydnn_order(n)[:n])
+    assert files_of(split_training_data((x, classes), 1, 60, 20, 20))[0].tolist() == \
+        files_of(sets)[0].tolist()                                  # the same every time
+
+
+def test_split_leaves_the_given_data_alone(digits):
+    images, classes, files = digits
+    before = [a.copy() for a in digits]
+    split_training_data((images, classes, files), 32, 60, 20, 20)
+    for a, b in zip(before, digits):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_split_sets_are_disjoint_and_rows_match_the_source(digits):
     images, classes, files = digits
     files = files * 7 + 3                      # file indices that are not row numbers
-    sets = split_training_data((images, classes, files), 32, 50, 25, 15)
+    sets = split_training_data((images, classes, files), 32, 50, 25, 25)
     chosen = np.concatenate(files_of(sets))
     assert len(np.unique(chosen)) == len(chosen)                   # disjoint
-    assert len(chosen) == sum(math.floor(len(classes) * p / 100) for p in (50, 25, 15))
+    assert len(chosen) == sum(pydnn_sizes(len(classes), 32, 50, 25, 25))
     assert set(chosen) <= set(files)
     for x, y, f in sets:
         rows = (f - 3) // 7                                        # back to source rows
         np.testing.assert_array_equal(x, images[rows])
         np.testing.assert_array_equal(y, classes[rows])
         assert y.dtype == np.int64 and f.dtype == np.int64
-
-
-def test_split_with_all_rows_covers_every_row_once(digits):
-    sets = split_training_data(digits, 32, 70, 20, 10)
-    chosen = np.concatenate(files_of(sets))
-    n = len(digits[1])
-    # floor() may leave at most two rows unused when the percentages add up to 100
-    assert len(chosen) == len(np.unique(chosen)) >= n - 2
-    assert set(chosen) <= set(range(n))
 
 
 def test_split_is_reproducible_with_the_same_rng_and_differs_with_another(digits):
@@ -77,16 +110,10 @@ def test_split_is_reproducible_with_the_same_rng_and_differs_with_another(digits
     np.testing.assert_array_equal(files_of(generator)[1], files_of(again)[1])
 
 
-def test_split_default_rng_is_fixed_and_shuffle_false_keeps_order(digits):
-    first = files_of(split_training_data(digits, 32, 60, 20, 20))
-    second = files_of(split_training_data(digits, 32, 60, 20, 20))
-    for a, b in zip(first, second):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(first[0], np.sort(first[0]))        # it did shuffle
+def test_split_shuffle_false_keeps_order(digits):
     ordered = files_of(split_training_data(digits, 32, 60, 20, 20, shuffle=False))
-    n = len(digits[1])
     np.testing.assert_array_equal(np.concatenate(ordered),
-                                  np.arange(sum(math.floor(n * p / 100) for p in (60, 20, 20))))
+                                  np.arange(sum(pydnn_sizes(len(digits[1]), 32, 60, 20, 20))))
 
 
 def test_split_dict_x_keeps_channels_aligned(digits):
@@ -128,30 +155,32 @@ def test_split_rejects_bad_percentages(percents):
         split_training_data(labelled(), 1, *percents)
 
 
-@pytest.mark.parametrize('percents', [(60, 30, 20), (100, 1, 0), (34, 33, 33.5)])
-def test_split_rejects_percentages_over_100(percents):
-    with pytest.raises(ConfigError, match='must not exceed 100'):
+@pytest.mark.parametrize('percents', [(60, 30, 20), (100, 1, 0), (34, 33, 33.5), (60, 20, 10)])
+def test_split_needs_percentages_adding_up_to_100(percents):
+    with pytest.raises(ConfigError, match='must add up to 100'):
         split_training_data(labelled(), 1, *percents)
 
 
-@pytest.mark.parametrize('n, percents, empty', [(10, (0, 50, 50), 'train'),
-                                                (10, (5, 50, 0), 'train'),
-                                                (10, (80, 5, 0), 'valid'),
-                                                (10, (80, 0, 20), 'valid')])
-def test_split_rejects_empty_train_or_valid_sets(n, percents, empty):
-    with pytest.raises(DataError, match=f'the {empty} set is empty'):
-        split_training_data(labelled(n), 1, *percents)
+@pytest.mark.parametrize('n, batch_size, percents', [(10, 1, (0, 50, 50)),
+                                                     (10, 4, (20, 40, 40))])
+def test_split_refuses_an_empty_training_set(n, batch_size, percents):
+    with pytest.raises(DataError, match='the train set is empty'):
+        split_training_data(labelled(n), batch_size, *percents)
 
 
-def test_split_allows_an_empty_test_set():
-    sets = split_training_data(labelled(10), 1, 80, 10, 0)
+@pytest.mark.parametrize('n, batch_size, percents, empty', [
+    (10, 1, (95, 5, 0), 'valid'), (40, 8, (80, 15, 5), 'valid'), (40, 8, (75, 20, 5), 'test')])
+def test_split_warns_of_a_set_its_percentage_leaves_empty(n, batch_size, percents, empty):
+    with pytest.warns(UserWarning, match=f'the {empty} set is empty.*goes on without it'):
+        sets = split_training_data(labelled(n), batch_size, *percents)
+    assert len(sets[SET_NAMES.index(empty)][1]) == 0
+
+
+def test_split_allows_empty_validation_and_test_sets_at_0_percent():
+    sets = split_training_data(labelled(10), 1, 80, 20, 0)
     assert len(sets[2][1]) == 0 and sets[2][0].shape == (0, 3)
-
-
-def test_split_rejects_batch_size_larger_than_the_training_set():
-    with pytest.raises(DataError, match=r'batch_size 61 is larger than the training set \(60'):
-        split_training_data(labelled(100), 61, 60, 20, 20)
-    assert len(split_training_data(labelled(100), 60, 60, 20, 20)[0][1]) == 60
+    sets = split_training_data(labelled(10), 4, 100, 0, 0)
+    assert [len(y) for _, y, _ in sets] == [8, 0, 0]
 
 
 @pytest.mark.parametrize('batch_size', [0, -3, 2.0, True, '8'])
@@ -432,7 +461,7 @@ def test_a_loaded_preprocessor_has_no_data_and_says_how_to_attach_it(digits_sets
 def test_set_data_on_a_loaded_preprocessor_keeps_its_statistics(digits_sets, digits):
     pre = ArrayPreprocessor(digits_sets)
     loaded = ArrayPreprocessor.from_state(pre.state_dict())
-    other = split_training_data(digits, 32, 30, 30, 30, rng=np.random.RandomState(9))
+    other = split_training_data(digits, 32, 40, 30, 30, rng=np.random.RandomState(9))
     loaded.set_data(other)
     assert loaded.has_data()
     np.testing.assert_allclose(loaded.get_train()[0]['images'].numpy(),

@@ -47,7 +47,7 @@ def images():
 def callbacks(output_dir):
     """A history file and early stopping: both must go on exactly after a resume."""
     return [nn.HistoryLogger(f'{output_dir}/history.csv'),
-            nn.EarlyStopping('valid_loss', patience=1, min_delta=0.1, restore_best=False)]
+            nn.EarlyStopping('valid_loss', patience=1, min_delta=0.15, restore_best=False)]
 
 
 def main(rule, output_dir, result, checkpoint=False, resume=False, with_callbacks=False):

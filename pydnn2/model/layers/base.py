@@ -180,11 +180,13 @@ class LayerSpec:
         return self.args[name]
 
 
-def filter_plan(prefix, args, in_channels):
+def filter_plan(prefix, args, in_channels, pool_area=1):
     """The init plan of a bank of ``args['num_filters']`` filters over ``in_channels``
-    maps, whose fans count the filter area (``C * h * w`` in, ``F * h * w`` out)."""
+    maps, whose fans count the filter area: ``C * h * w`` in and, as in pydnn,
+    ``F * h * w / pool area`` out (each input's gradient comes back through
+    the pools)."""
     area = math.prod(args['filter_shape'])
-    fans = in_channels * area, args['num_filters'] * area
+    fans = in_channels * area, args['num_filters'] * area / pool_area
     return weight_and_bias(prefix, args, fans, args['weight_init'], args['use_bias'])
 
 
@@ -193,5 +195,5 @@ def weight_and_bias(prefix, args, fans, default, bias=True):
     bias (``args['bias']``), named ``<prefix>weight`` and ``<prefix>bias``."""
     plan = [ParamInit(prefix + 'weight', args.get('init'), *fans, default)]
     if bias:
-        plan.append(ParamInit(prefix + 'bias', args.get('bias'), *fans, role='bias'))
+        plan.append(ParamInit(prefix + 'bias', args.get('bias'), *fans, default, role='bias'))
     return plan

@@ -12,6 +12,7 @@ from torch import nn
 from ...errors import NetBuildError
 from .. import modules as M
 from ..activations import Nonlinearity, PReLU, SequencePReLU
+from ..initializers import ParamInit
 from .base import FLOAT, TOKENS, Cost, LayerSpec, filter_plan, weight_and_bias
 
 
@@ -82,7 +83,8 @@ class ConvPool(LayerSpec):
                           a['pool_shape'], a['pool_stride'], a['use_bias'])
 
     def init_plan(self, incoming):
-        return filter_plan('conv.', self.args, incoming[0].shape[0])
+        return filter_plan('conv.', self.args, incoming[0].shape[0],
+                           math.prod(self.args['pool_shape']))
 
     def describe(self):
         a = self.args
@@ -244,11 +246,17 @@ class BatchNorm(LayerSpec):
 
     def make_module(self, incoming):
         shape, eps = incoming[0].shape, self.args['epsilon']
+        # running averages move 0.35 towards each batch, as pydnn's did
         if len(shape) == 3:
-            return nn.BatchNorm2d(shape[0], eps=eps)
+            return nn.BatchNorm2d(shape[0], eps=eps, momentum=0.35)
         if len(shape) == 2:
-            return M.SequenceBatchNorm(shape[1], eps=eps)
-        return nn.BatchNorm1d(shape[0], eps=eps)
+            return M.SequenceBatchNorm(shape[1], eps=eps, momentum=0.35)
+        return nn.BatchNorm1d(shape[0], eps=eps, momentum=0.35)
+
+    def init_plan(self, incoming):
+        features = incoming[0].shape[0] if len(incoming[0].shape) != 2 else incoming[0].shape[1]
+        return [ParamInit('weight', None, features, features, 'bn_gamma', role='scale'),
+                ParamInit('bias', None, features, features, role='bias')]
 
     def describe(self):
         return 'batch norm'
