@@ -1,6 +1,7 @@
-"""Export a trained net to ONNX or TorchScript, standardisation and softmax included.
+"""Export a net to ONNX, TorchScript or ``torch.export``, standardisation and softmax included.
 
-The exported model takes what :meth:`~pydnn2.NN.predict` takes, minus the
+:func:`export` writes one file (``format='onnx'``, ``'torchscript'`` or
+``'exported_program'``). The exported model takes what :meth:`~pydnn2.NN.predict` takes, minus the
 steps that cannot live in a graph, and returns what ``predict`` returns
 second: the class probabilities ``(N, num_classes)`` (float32, the
 softmax of the logits). It has one input per channel the net reads, in the
@@ -17,8 +18,9 @@ order :func:`export_inputs` gives them, each with a dynamic batch axis:
   ``(N, C, H, W)`` as uint8 (as the preprocessor resizes them for
   prediction, orientation included), ``'shapes'`` the raw images' heights
   and widths ``(N, 2)`` and ``'geometry'`` their
-  :data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES` ``(N, 8)``, both
-  float32; the graph standardises all three with the training statistics.
+  :data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES` ``(N, k)``, both
+  float32; the graph centres and scales all three as the preprocessor does
+  (with its training statistics).
 
 :func:`export_inputs` turns raw data into exactly these arrays.
 ONNX export needs the ``export`` extra (``pip install pydnn2[export]``:
@@ -30,9 +32,10 @@ onnx and onnxscript, with onnxruntime to run the file).
 >>> net = nn.NN(preprocess.ArrayPreprocessor(sets), 'images', 10, 64, 0, verbose=False)
 >>> net.add_hidden(16)
 >>> net.add_logistic()
->>> path = export(net, 'digits.ts', format='torchscript')
+>>> path = export(net, 'digits.pt2', format='exported_program')
 >>> inputs = export_inputs(net, sets[2][0])                # {'images': float32 (N, 1, 8, 8)}
->>> probabilities = torch.jit.load(path)(*map(torch.from_numpy, inputs.values()))
+>>> model = torch.export.load(path).module()
+>>> probabilities = model(*map(torch.from_numpy, inputs.values()))
 >>> bool(torch.allclose(probabilities, torch.from_numpy(net.predict(sets[2][0])[1]),
 ...                     atol=1e-5))
 True
@@ -50,22 +53,17 @@ import numpy as np
 import torch
 
 from . import checks, files
-from .errors import ConfigError, DataError, Pydnn2Error
+from .errors import ConfigError, DataError, MissingDependencyError
 from .preprocess.arrays import ArrayPreprocessor
 from .preprocess.images import ImagePreprocessor
 
 #: The formats :func:`export` writes.
-FORMATS = ('onnx', 'torchscript')
+FORMATS = ('onnx', 'torchscript', 'exported_program')
 #: The name of the exported model's output.
 OUTPUT_NAME = 'probabilities'
 #: What the ONNX export imports, and the extra that installs it.
 ONNX_PACKAGES = ('onnx', 'onnxscript')
 EXTRA = 'pip install pydnn2[export]'
-
-
-class MissingDependencyError(Pydnn2Error, ImportError):
-    """An optional package a feature needs is not installed; the message names
-    the extra that installs it."""
 
 
 class Standardize(torch.nn.Module):
@@ -166,6 +164,9 @@ class ExportedNet(torch.nn.Module):
         self.eval()
 
     def forward(self, *inputs):
+        if len(inputs) != len(self.input_names):
+            raise DataError(f'the exported net takes {len(self.input_names)} inputs '
+                            f'{list(self.input_names)}; received {len(inputs)}')
         x = {name: step(value)
              for name, step, value in zip(self.input_names, self.steps, inputs)}
         return torch.softmax(self.net(x).float(), 1)   # (N, num_classes)
@@ -214,16 +215,11 @@ def export_inputs(net, data):
     """
     pre = net.preprocessor
     _steps(net, ())                           # refuses other preprocessors
-    if isinstance(pre, ImagePreprocessor):
-        images = pre._image_list(data, 'data to export', pre._channels)
-        x = {'images': pre._resize_all(images, pre.resizer.prediction).cpu().numpy(),
-             **pre._shapes_of(images)}
-    else:
-        x = pre._as_dict(data, 'data to export')
-        pre._check_channels(x, 'data to export')
+    x = pre.prepare(data, 'data to export')
     dtypes = {torch.uint8: np.uint8, torch.int64: np.int64, torch.float32: np.float32}
     return {c: np.ascontiguousarray(x[c], dtype=dtypes[_dtype(pre, c)])
             for c in input_names(net)}
+
 
 def _require(packages):
     """Import the optional ``packages`` or raise :class:`MissingDependencyError`."""
@@ -248,49 +244,88 @@ def export(net, path, format='onnx', *, opset_version=None):
         A complete net (ending in ``add_logistic``), trained or not.
     path : str or os.PathLike
         The file to write (atomically: a crash leaves any previous file whole).
-    format : {'onnx', 'torchscript'}
-        ONNX (needs ``pip install pydnn2[export]``) or TorchScript (read it
-        back with ``torch.jit.load``).
+    format : {'onnx', 'torchscript', 'exported_program'}
+        ``'onnx'`` (needs ``pip install pydnn2[export]``; run it with
+        onnxruntime), ``'torchscript'`` (``torch.jit.load``; PyTorch
+        deprecates TorchScript) or ``'exported_program'`` (``torch.export``'s
+        ``.pt2`` file: ``torch.export.load(path).module()``).
     opset_version : int, optional
-        The ONNX opset (default: the exporter's recommended one).
+        The ONNX opset (default: the exporter's recommended one); ONNX only.
 
     Returns
     -------
     str
         ``path``.
 
-    See the module docstring for the inputs the model takes; the net and
-    its module are left as they were (the export runs on a CPU copy of the
-    module in evaluation mode).
+    The model takes one tensor per channel the net reads, in the order of
+    :func:`input_names` (see the module docstring; :func:`export_inputs`
+    makes them from raw data), batch axis dynamic, and returns the class
+    probabilities. The net and its module are left as they were: the export
+    runs on a CPU copy of the module in evaluation mode.
 
     Examples
     --------
     >>> export(net, 'net.onnx')                            # doctest: +SKIP
+    'net.onnx'
     >>> import onnxruntime                                 # doctest: +SKIP
     >>> session = onnxruntime.InferenceSession('net.onnx')  # doctest: +SKIP
     >>> probabilities, = session.run(None, export_inputs(net, raw))  # doctest: +SKIP
     """
     checks.one_of(format, 'format', FORMATS, where='export')
+    opset_version = checks.integer(opset_version, 'opset_version', 1, none=True,
+                                   where='export')
+    if opset_version is not None and format != 'onnx':
+        raise ConfigError(f"export: opset_version applies to format='onnx' only; received "
+                          f'opset_version={opset_version} with format={format!r}')
     model = ExportedNet(net)
-    example = model.example_inputs(net)
-    if format == 'onnx':
-        _require(ONNX_PACKAGES)
-        proto = _onnx_proto(model, example, opset_version)
-        write = lambda f: f.write(proto.SerializeToString())   # noqa: E731
-    else:
-        traced = _traced(model, example)
-        write = lambda f: torch.jit.save(traced, f)   # noqa: E731
-    return files._atomic_write(os.fspath(path), write)
+    write = _WRITERS[format](model, model.example_inputs(net), opset_version)
+    return files.atomic_write(os.fspath(path), write)
+
+
+def _onnx_writer(model, example, opset_version):
+    _require(ONNX_PACKAGES)
+    data = _onnx_proto(model, example, opset_version).SerializeToString()
+    return lambda f: f.write(data)
+
+
+def _torchscript_writer(model, example, opset_version):
+    traced = _traced(model, example)
+
+    def write(f):
+        with _quiet():                     # torch.jit.save warns that it is deprecated
+            torch.jit.save(traced, f)
+    return write
+
+
+def _program_writer(model, example, opset_version):
+    program = _exported(model, example)
+    return lambda f: torch.export.save(program, f)
+
+
+_WRITERS = {'onnx': _onnx_writer, 'torchscript': _torchscript_writer,
+            'exported_program': _program_writer}
+
+
+def _batch_axes(example):
+    """Dynamic shapes for ``forward(*inputs)``: axis 0 of every input is one 'batch'."""
+    batch = torch.export.Dim('batch')
+    return {'inputs': tuple({0: batch} for _ in example)}
+
+
+def _exported(model, example):
+    """``model`` as a ``torch.export`` program with a dynamic batch axis."""
+    with _quiet():
+        return torch.export.export(model, example, dynamic_shapes=_batch_axes(example),
+                                   strict=False)
 
 
 def _onnx_proto(model, example, opset_version):
-    """The ONNX model proto of ``model``, batch axis dynamic (torch.export based)."""
-    batch = torch.export.Dim('batch')
+    """The ONNX model proto of ``model``, batch axis dynamic (named 'batch')."""
     with _quiet():
         program = torch.onnx.export(
             model, example, input_names=list(model.input_names), output_names=[OUTPUT_NAME],
-            dynamic_shapes={'inputs': tuple({0: batch} for _ in example)},
-            opset_version=opset_version, dynamo=True, external_data=False, verbose=False)
+            dynamic_shapes=_batch_axes(example), opset_version=opset_version, dynamo=True,
+            external_data=False, verbose=False)
     return program.model_proto
 
 

@@ -57,6 +57,12 @@ class NN(Builder):
         Where to train; CUDA if available, else the CPU.
     verbose : bool
         Print each call's ``in_shape -> out_shape`` as it is added.
+    initialization : {'pydnn', 'he-glorot'}
+        How weights without an ``init=`` of their own are drawn: pydnn's
+        scheme (normal with std ``1 / sqrt(fan_in)`` and biases 1 before relu
+        and prelu, Glorot before tanh and sigmoid, a zero classifier), so that
+        pydnn's hyperparameters train as they did; or He / Glorot with zero
+        biases (see :func:`~pydnn2.model.initializers.default_initializer`).
 
     Examples
     --------
@@ -75,7 +81,7 @@ class NN(Builder):
 
     def __init__(self, preprocessor, channel, num_classes, batch_size, rng,
                  activation=relu, name='net', output_dir='', *, device=None,
-                 verbose=True):
+                 verbose=True, initialization='pydnn'):
         if not hasattr(preprocessor, 'shape_for'):
             raise ConfigError('preprocessor must implement the preprocessor protocol '
                               '(e.g. pydnn2.preprocess.ArrayPreprocessor); received '
@@ -89,8 +95,10 @@ class NN(Builder):
         self.name, self.output_dir, self.verbose = name, output_dir, verbose
         self.device = torch.device(device) if device is not None else default_device()
         self.seed = rngs.seed_from(rng)
+        self.initialization = checks.one_of(initialization, 'initialization', inits.SCHEMES)
         self._net, self._pid = self, 0
-        self.graph = Graph(torch.Generator().manual_seed(self.seed), self.device)
+        self.graph = Graph(torch.Generator().manual_seed(self.seed), self.device,
+                           self.initialization)
         self.graph.reset(input_spec(preprocessor, channel), self)
         self._initialized = False      # see the initialized property
         preprocessor.to(self.device)
@@ -122,7 +130,8 @@ class NN(Builder):
                 state['preprocessor']['state'])
             net = cls(pre, config['channel'], config['num_classes'], config['batch_size'],
                       config['seed'], config['activation'], config['name'],
-                      config['output_dir'], device=device, verbose=False)
+                      config['output_dir'], device=device, verbose=False,
+                      initialization=config.get('initialization', 'he-glorot'))
             net.replay(state['calls'])
             net.module.load_state_dict(state['weights'])
         except (KeyError, TypeError, RuntimeError, ValueError) as exc:
@@ -382,6 +391,14 @@ class NN(Builder):
     def get_confusion_matrices(self):
         """:meth:`make_confusion_matrix` on the training, validation and test sets."""
         return evaluate.get_confusion_matrices(self)
+
+    def interpret(self, data='valid', class_names=None, top=20, **options):
+        """What the net gets wrong on a labelled set ('train', 'valid', 'test' or an
+        ``(x, classes)`` pair): per-class counts, precision and recall, share of the
+        data against share of the errors, the most confused pairs and the top
+        losses, as an :class:`~pydnn2.evaluate.interpret.Interpretation`; see
+        :func:`pydnn2.evaluate.interpret.interpret`."""
+        return evaluate.interpret(self, data, class_names, top, **options)
 
 
 def load(filename, device=None):

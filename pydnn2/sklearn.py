@@ -66,7 +66,9 @@ def mlp(net, hidden=64, dropout=0.0):
 
     Examples
     --------
-    >>> NNClassifier(build=mlp, build_params={'hidden': (64, 32), 'dropout': 0.2})
+    Two hidden layers of 64 and 32 units, each followed by dropout:
+
+    >>> NNClassifier(build_params={'hidden': (64, 32), 'dropout': 0.2})   # build=mlp
     NNClassifier(build_params={'dropout': 0.2, 'hidden': (64, 32)})
     """
     for units in (hidden,) if checks.is_integer(hidden) else hidden:
@@ -211,14 +213,6 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             self.build_params = {**base, **nested}
         return self
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        tags.target_tags.single_output = True
-        tags.non_deterministic = False
-        return tags
-
     # -- fitting -------------------------------------------------------------------------
 
     def fit(self, X, y):
@@ -228,6 +222,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
+        options = self._checked_options()
         _check_2d(X, 'fit')
         X, y = validate_data(self, X, y, dtype=(np.float32, np.float64))
         check_classification_targets(y)
@@ -235,7 +230,6 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         if len(encoder.classes_) < 2:
             raise DataError(f'{_WHERE} needs at least 2 classes in y; received 1 class '
                             f'({encoder.classes_[0]!r})')
-        options = self._checked_options()
         rows, codes = self._rows(X), encoder.transform(y)
         rng = check_random_state(self.random_state)
         train, valid = _split(len(rows), options['valid_fraction'], rng)
@@ -308,7 +302,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             net = NN(pre, CHANNEL, num_classes, batch, seed, options['activation'],
                      name='NNClassifier', output_dir=folder, device=self.device,
                      verbose=False)
-            (self.build or mlp)(net, **(self.build_params or {}))
+            (mlp if self.build is None else self.build)(net, **(self.build_params or {}))
             net.check_complete()
             history = net.train(options['rule'], epochs=options['epochs'],
                                 patience=options['patience'], verbose=bool(self.verbose),
@@ -324,7 +318,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         Each row sums to 1 (the net's softmax, in float64).
         """
         check_is_fitted(self)
-        _check_2d(X, 'predict')
+        _check_2d(X, 'predict_proba')
         X = validate_data(self, X, reset=False, dtype=(np.float32, np.float64))
         _, probabilities = self.net_.predict(self._rows(X))
         probabilities = probabilities.astype(np.float64)

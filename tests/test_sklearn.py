@@ -143,6 +143,26 @@ def test_pickle_round_trip_predicts_the_same(blobs):
     assert isinstance(clf.net_, nn.NN)                       # pickling left the original
 
 
+def test_random_state_makes_fit_reproducible_bit_for_bit(blobs):
+    X, y = blobs
+    first = NNClassifier(epochs=2, **CPU).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(NNClassifier(epochs=2, **CPU).fit(X, y).predict_proba(X),
+                                  first)
+    other = NNClassifier(epochs=2, device='cpu', random_state=1).fit(X, y).predict_proba(X)
+    assert not np.array_equal(other, first)
+
+
+@pytest.mark.parametrize('n, valid_fraction, sizes', [
+    (100, 0.25, (75, 25)), (4, 0.1, (3, 1)), (3, 0.9, (2, 1)), (2, 0.1, (2, 2)),
+    (50, 0.0, (50, 50))])
+def test_the_validation_split_leaves_rows_for_both(n, valid_fraction, sizes):
+    X, y = np.random.RandomState(0).rand(n, 2), np.arange(n) % 2
+    clf = NNClassifier(epochs=1, valid_fraction=valid_fraction, **CPU).fit(X, y)
+    train, valid, test = clf.net_.preprocessor.get_raw_y()
+    assert (len(train), len(valid), len(test)) == sizes + (0,)
+    assert clf.net_.batch_size == min(32, sizes[0])
+
+
 def test_predict_before_fit_is_not_fitted_error():
     with pytest.raises(NotFittedError):
         NNClassifier().predict(np.zeros((2, 3)))

@@ -12,10 +12,9 @@ classifier's mistakes:
 - which pairs of classes are confused most (:func:`confused_pairs`);
 - which rows cost the most loss (:func:`top_losses`).
 
-Its text repr is a short summary with the worst classes,
+Its repr is a summary with the worst classes (HTML tables in a notebook);
 :meth:`Interpretation.report` is pydnn's ``analyze_confusion_matrix`` as
-text, and in a notebook it shows as HTML tables. The pictures
-(:mod:`pydnn2.evaluate.plots`) draw from it.
+text; :mod:`pydnn2.evaluate.plots` draws pictures from it.
 
 >>> import numpy as np
 >>> stats = class_statistics(np.array([[8, 2], [0, 10]]))
@@ -120,7 +119,9 @@ def confused_pairs(confusion, top=None):
     of :class:`ConfusedPair`, at most ``top`` of them.
 
     >>> confused_pairs([[5, 2, 0], [3, 4, 0], [0, 2, 9]])
-    [ConfusedPair(actual=1, predicted=0, count=3), ConfusedPair(actual=0, predicted=1, count=2), ConfusedPair(actual=2, predicted=1, count=2)]
+    [ConfusedPair(actual=1, predicted=0, count=3),
+     ConfusedPair(actual=0, predicted=1, count=2),
+     ConfusedPair(actual=2, predicted=1, count=2)]
     """
     matrix = np.array(confusion, np.int64)
     np.fill_diagonal(matrix, 0)
@@ -133,22 +134,10 @@ def confused_pairs(confusion, top=None):
 def top_losses(actual, probabilities, losses, files=None, top=None):
     """The rows with the highest loss, highest first (ties in row order).
 
-    Parameters
-    ----------
-    actual : array_like (N,)
-        True classes.
-    probabilities : array_like (N, K)
-        Predicted probabilities; the predicted class is their argmax.
-    losses : array_like (N,)
-        Each row's loss.
-    files : array_like (N,), optional
-        File indices of the rows.
-    top : int, optional
-        How many rows to return (default: all).
-
-    Returns
-    -------
-    list of TopLoss
+    ``actual`` (N,) are the true classes, ``probabilities`` (N, K) the
+    predicted ones (the predicted class is their argmax), ``losses`` (N,)
+    each row's loss, ``files`` (N,) their file indices if known; at most
+    ``top`` rows are returned, as a list of :class:`TopLoss`.
     """
     actual, losses = np.asarray(actual), np.asarray(losses)
     probabilities = np.asarray(probabilities)

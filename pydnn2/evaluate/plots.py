@@ -2,7 +2,7 @@
 
 matplotlib is an optional extra (``pip install pydnn2[plot]``); it is
 imported only when a picture is drawn, and a missing matplotlib raises
-:class:`~pydnn2.errors.ConfigError` naming the extra.
+:class:`~pydnn2.errors.MissingDependencyError` naming the extra.
 
 - :func:`plot_history`: the learning curves (loss, error, learning rate);
 - :func:`plot_confusion`: the confusion matrix, counts and row-normalised;
@@ -11,13 +11,11 @@ imported only when a picture is drawn, and a missing matplotlib raises
 - :func:`plot_augmentation`: training images as read and as the
   preprocessor serves them (rotated, flipped, stretched).
 
-Each function returns a ``matplotlib.figure.Figure`` and, given ``path=``,
-also writes it there (PNG, PDF, SVG: by the file's extension). The figures
-are not registered with ``pyplot``: nothing needs a display, drawing them
-once per epoch leaks nothing, and in a notebook a figure shows when it is
-the cell's value (or through ``IPython.display.display(fig)``) and only
-then. Show one in a window with ``plt.figure`` managers of your own, or
-save it.
+Each returns a ``matplotlib.figure.Figure`` and, given ``path=``, writes it
+there too (PNG, PDF, SVG: by the extension). Figures are drawn on an Agg
+canvas, never registered with ``pyplot``: no display is needed, redrawing
+every epoch leaks nothing, and in a notebook a figure shows once, when it is
+the cell's value or is passed to ``IPython.display.display``.
 
 >>> fig = plot_history(net.history, path='curves.png')   # doctest: +SKIP
 """
@@ -29,7 +27,7 @@ import sys
 import numpy as np
 
 from .. import checks
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, MissingDependencyError
 from .interpret import Interpretation, input_row, interpret
 
 #: How to install what the pictures need.
@@ -39,14 +37,14 @@ ANNOTATE_UP_TO = 20
 
 
 def _matplotlib():
-    """Import matplotlib, or raise ConfigError naming the ``plot`` extra."""
+    """Import matplotlib, or raise MissingDependencyError naming the ``plot`` extra."""
     try:
         import matplotlib
         import matplotlib.colors
         import matplotlib.figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError as exc:
-        raise ConfigError(f'pictures need matplotlib, an optional extra: {PLOT_EXTRA} '
+        raise MissingDependencyError(f'pictures need matplotlib, an optional extra: {PLOT_EXTRA} '
                           f'(received ImportError: {exc})') from None
     ipython = sys.modules.get('IPython')
     if ipython is not None and ipython.get_ipython() is not None:
@@ -65,9 +63,7 @@ def _new_figure(size):
 def _finish(fig, path, dpi=100):
     """Write ``fig`` to ``path`` when given; return it."""
     if path is not None:
-        folder = os.path.dirname(os.fspath(path))
-        if folder:
-            os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(os.fspath(path)) or '.', exist_ok=True)
         fig.savefig(path, dpi=dpi, facecolor='white')
     return fig
 
@@ -103,10 +99,7 @@ def _draw_tiles(fig, images, titles, cols, fontsize=8):
     grid = fig.add_gridspec(rows, cols)
     for n, (image, title) in enumerate(zip(images, titles)):
         ax = fig.add_subplot(grid[n // cols, n % cols])
-        if image.ndim == 2:
-            ax.imshow(image, cmap='gray', vmin=0, vmax=1, interpolation='nearest')
-        else:
-            ax.imshow(image, interpolation='nearest')
+        ax.imshow(image, cmap='gray', vmin=0, vmax=1, interpolation='nearest')  # grey or RGB
         ax.set_title(title, fontsize=fontsize)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -137,14 +130,8 @@ def plot_images(images, titles=None, cols=None, tile=1.6, show_size=True, suptit
         Width of a tile in inches.
     show_size : bool
         Add each image's ``height x width`` to its title.
-    suptitle : str, optional
-        A title over the whole figure.
-    path : str, optional
-        Also write the figure there.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+    suptitle, path : str, optional
+        A title over the figure; a file to write the figure to.
 
     >>> images, _, _ = pydnn2.data.load_digits()              # doctest: +SKIP
     >>> plot_images(images[:20], titles=[str(i) for i in range(20)])   # doctest: +SKIP
@@ -198,19 +185,20 @@ def _history_axes(fig, axes):
         for ax in axes:
             ax.clear()
         return axes[0].figure, axes
-    if fig is None:
-        fig = _new_figure((13, 3.8))
-    else:
-        fig.clear()
+    fig = fig or _new_figure((13, 3.8))
+    fig.clear()
     return fig, list(fig.subplots(1, 3))
 
 
 def _draw_curves(ax, history, kind, epochs, marker):
     scale = 100 if kind == 'error' else 1
-    for part, style in (('train', '-'), ('valid', '-'), ('test', '--')):
+    for part, style, label in (('train', '-', 'train'), ('valid', '-', 'valid'),
+                               ('test', '--', 'test (at each new best valid)')):
         values = _series(history, f'{part}_{kind}') * scale
-        if not np.all(np.isnan(values)):
-            ax.plot(epochs, values, style, marker=marker, markersize=3, label=part)
+        present = ~np.isnan(values)                   # the test set is not run every epoch
+        if present.any():
+            ax.plot(epochs[present], values[present], style, marker=marker, markersize=3,
+                    label=label)
     if kind == 'loss':
         valid = _series(history, 'valid_loss')
         if not np.all(np.isnan(valid)):
@@ -223,8 +211,10 @@ def _draw_curves(ax, history, kind, epochs, marker):
 def plot_history(history, fig=None, axes=None, title=None, path=None):
     """The learning curves: loss, error and learning rate by epoch.
 
-    Train, valid and test curves (where recorded); the best validation
-    loss is starred and the final phase's epochs are shaded.
+    Train, valid and test curves (where recorded: validation in the main
+    phase, the test set at each new best validation loss); the best
+    validation loss is starred and the final phase's epochs (trained on all
+    the data) are shaded.
 
     Parameters
     ----------
@@ -235,13 +225,8 @@ def plot_history(history, fig=None, axes=None, title=None, path=None):
         one figure every epoch (then update its display handle).
     axes : sequence of three Axes, optional
         Or clear these (loss, error, learning rate) and draw into them.
-    title : str, optional
-    path : str, optional
-        Also write the figure there.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+    title, path : str, optional
+        A title over the figure; a file to write the figure to.
 
     >>> fig = plot_history(net.train(rule, epochs=10))      # doctest: +SKIP
     >>> plot_history(net.history, fig=fig)                  # doctest: +SKIP
@@ -255,7 +240,8 @@ def plot_history(history, fig=None, axes=None, title=None, path=None):
     for ax, kind in zip(axes, ('loss', 'error')):
         _draw_curves(ax, history, kind, epochs, marker)
     rates = _series(history, 'learning_rate')
-    axes[2].plot(epochs, rates, marker=marker, markersize=3, color='tab:purple')
+    if len(epochs):
+        axes[2].plot(epochs, rates, marker=marker, markersize=3, color='tab:purple')
     if np.nanmin(rates, initial=np.inf) > 0 and np.nanmax(rates, initial=0) > 10 * np.nanmin(
             rates, initial=np.inf):
         axes[2].set_yscale('log')
@@ -315,8 +301,11 @@ def _confusion_panel(fig, ax, matrix, names, normalized, annotate, side):
     cmap, norm = _confusion_colours(matplotlib, values, normalized)
     shown = np.ma.masked_where(~(values > 0), values)      # 0 and NaN: white
     image = ax.imshow(shown, cmap=cmap, norm=norm, interpolation='nearest')
-    fig.colorbar(image, ax=ax, shrink=0.8, label=('share of the actual class' if normalized
-                                                  else 'rows') + ' (log scale)')
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label=(
+        'share of the actual class (%)' if normalized else 'rows') + ', log scale')
+    if normalized:
+        ticks = [t for t in (.01, .02, .05, .1, .2, .5, 1) if norm.vmin <= t]
+        bar.set_ticks(ticks, labels=[f'{100 * t:g}' for t in ticks])
     ax.set_xlabel('predicted')
     ax.set_ylabel('actual')
     ax.set_title('row-normalised (%)' if normalized else 'counts')
@@ -342,17 +331,11 @@ def plot_confusion(matrix, class_names=None, normalize='both', annotate=None, ti
         False: the counts; True: each row divided by its total (recall on
         the diagonal); 'both': the two side by side.
     annotate : bool, optional
-        Write the values in the cells; by default up to
-        :data:`ANNOTATE_UP_TO` classes. Colours use a square-root scale, so
-        rare confusions still show; at 121 classes the names shrink to fit
-        and are thinned when they cannot.
-    title : str, optional
-    path : str, optional
-        Also write the figure there.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
+        Write the values in the cells (default: up to :data:`ANNOTATE_UP_TO`
+        classes). Colours follow a log scale, so one mistake shows among
+        121 classes; names shrink to fit, and are thinned when they cannot.
+    title, path : str, optional
+        A title over the figure; a file to write the figure to.
 
     >>> (_, _), (valid, _), _ = net.get_confusion_matrices()   # doctest: +SKIP
     >>> plot_confusion(valid, image_set.get_labels())          # doctest: +SKIP
@@ -382,17 +365,21 @@ def plot_confusion(matrix, class_names=None, normalize='both', annotate=None, ti
     return _finish(fig, path)
 
 
-def _file_label(interp, row, file_names):
-    """The name of a row's file: its last two path parts, or ``file 12`` / ``row 3``."""
+def _mistake_title(interp, row, names, file_names):
+    """Actual and predicted class, their probabilities, and the row's file: the
+    last two parts of its path, else ``file 12`` (a file index) or ``row 3``."""
+    a, p = interp.actual[row], interp.predicted[row]
     if interp.files is None:
-        return f'row {row}'
-    index = int(interp.files[row])
-    if file_names is None:
-        return f'file {index}'
-    name = file_names(index) if callable(file_names) else file_names[index]
-    parts = os.path.normpath(os.fspath(name)).split(os.sep)
-    label = '/'.join(parts[-2:])
-    return label if len(label) <= 28 else '...' + label[-25:]
+        label = f'row {row}'
+    elif file_names is None:
+        label = f'file {interp.files[row]}'
+    else:
+        index = int(interp.files[row])
+        name = file_names(index) if callable(file_names) else file_names[index]
+        label = '/'.join(os.path.normpath(os.fspath(name)).split(os.sep)[-2:])
+        label = label if len(label) <= 28 else '...' + label[-25:]
+    return (f'{names[a]} taken for {names[p]}\np={interp.probabilities[row, p]:.2f}, '
+            f'actual {interp.probabilities[row, a]:.2f}\n{label}')
 
 
 def plot_mistakes(source, data='valid', count=16, class_names=None, file_names=None, cols=None,
@@ -417,10 +404,6 @@ def plot_mistakes(source, data='valid', count=16, class_names=None, file_names=N
     cols, tile, path
         As for :func:`plot_images`.
 
-    Returns
-    -------
-    matplotlib.figure.Figure
-
     >>> plot_mistakes(net, 'valid', file_names=image_set.file_name)   # doctest: +SKIP
     """
     count = checks.integer(count, 'count', 1, where='plot_mistakes')
@@ -433,12 +416,7 @@ def plot_mistakes(source, data='valid', count=16, class_names=None, file_names=N
         fig.text(0.5, 0.5, f'no mistakes on the {interp.set_name} set', ha='center')
         return _finish(fig, path)
     images = [_as_display(interp.image(r), f'plot_mistakes: row {r}') for r in rows]
-    titles = []
-    for r in rows:
-        a, p = interp.actual[r], interp.predicted[r]
-        titles.append(f'{names[a]} taken for {names[p]}\np={interp.probabilities[r, p]:.2f}, '
-                      f'actual {interp.probabilities[r, a]:.2f}\n'
-                      f'{_file_label(interp, r, file_names)}')
+    titles = [_mistake_title(interp, r, names, file_names) for r in rows]
     cols, size = _grid_size(len(images), cols, tile, 3)
     fig = _draw_tiles(_new_figure(size), images, titles, cols, fontsize=7)
     fig.suptitle(f'worst mistakes on the {interp.set_name} set, highest loss first '
@@ -495,10 +473,6 @@ def plot_augmentation(net, count=8, rows=None, channel=None, class_names=None, t
     class_names : sequence of str, optional
     tile, path
         As for :func:`plot_images`.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
 
     >>> plot_augmentation(net, count=6, path='augmentation.png')   # doctest: +SKIP
     """

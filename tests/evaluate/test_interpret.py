@@ -212,3 +212,5 @@ def test_bad_arguments_say_what_was_expected_and_received(digits_net):
         class_statistics([[1, 2, 3]])
     with pytest.raises(DataError, match='expected classes 0 .. 1, received values from 0 to 2'):
         Interpretation.from_predictions([0, 2], [[.5, .5], [.5, .5]])
+    with pytest.raises(ConfigError, match="worst_classes: by must be one of .*received 'loss'"):
+        Interpretation.from_predictions([0, 1], [[.5, .5], [.5, .5]]).worst_classes('loss')
