@@ -307,7 +307,8 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
     epoch without a qualifying improvement) and starts over; training stops
     when the new rate would fall below ``min_learning_rate``. On a drop the
     net can be reset to the weights of its best training or validation loss.
-    The final epochs use the rate at which the best validation loss came.
+    The final epochs use the rate at which the best validation loss came (the
+    best training loss, without a validation set).
 
     Parameters
     ----------
@@ -409,6 +410,8 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
     def _record_bests(self, epoch, train_loss, valid_loss, net):
         if valid_loss is not None and valid_loss < self.best_valid_loss:
             self.best_valid_loss, self.best_valid_rate = valid_loss, self.learning_rate
+        elif self.best_valid_loss == math.inf and train_loss < self.best_train_loss:
+            self.best_valid_rate = self.learning_rate     # no validation set: the training loss
         self.best_train_loss = min(self.best_train_loss, train_loss)
         if self.reset_on_decay and net is not None:
             loss = train_loss if self.reset_on_decay == 'training' else valid_loss

@@ -176,3 +176,22 @@ def test_parallel_map_keeps_order_and_raises_the_first_error():
 
     with pytest.raises(DataError, match='seven'):
         parallel_map(fail_on_7, range(2000), workers=2, progress=False)
+
+
+def test_the_plankton_like_folder_is_121_classes_of_varied_sizes_drawn_the_same_each_time(
+        tmp_path):
+    from pydnn2.data import write_plankton_images
+    train_dir, test_dir = write_plankton_images(tmp_path / 'a', per_class=2, num_unlabeled=5)
+    image_set = DirectoryLabeledImageSet(train_dir)
+    images, classes, _ = image_set.build()
+    assert len(image_set.get_labels()) == 121 and np.bincount(classes).tolist() == [2] * 121
+    sizes = {image.shape for image in images}
+    assert len(sizes) > 100 and min(min(s) for s in sizes) >= 15    # of their own sizes
+    for image in images[:20]:
+        assert image[0, 0] > 200 and image.min() < 120                # dark shapes on white
+    again, _ = write_plankton_images(tmp_path / 'b', per_class=2, num_unlabeled=5)
+    first = os.path.join(train_dir, 'star_03', sorted(os.listdir(os.path.join(train_dir,
+                                                                              'star_03')))[0])
+    second = first.replace(str(tmp_path / 'a'), str(tmp_path / 'b'))
+    assert open(first, 'rb').read() == open(second, 'rb').read()
+    assert sorted(os.listdir(test_dir)) == ['1.jpg', '2.jpg', '3.jpg', '4.jpg', '5.jpg']

@@ -201,3 +201,12 @@ def test_the_loss_sequences_do_stall():
         wacky = WackyLearningRateAnnealer(**WACKY[1])
         decays += len(set(run_both(wacky, PydnnWacky(**WACKY[1]), train, valid))) > 1
     assert decays >= 6 and not math.isnan(decays)
+
+
+def test_without_a_validation_set_the_final_rate_is_that_of_the_best_training_loss():
+    wacky = WackyLearningRateAnnealer(0.08, 0.0008, patience=0, train_improvement_threshold=0.9)
+    for epoch, loss in enumerate([3.0, 2.0, 1.95, 1.5, 1.6, 1.6]):   # decays after 1.95 and 1.6
+        wacky.epoch_done(epoch, loss, None, None)
+    assert wacky.learning_rate == pytest.approx(0.0008)
+    wacky.final_epochs()
+    assert wacky.learning_rate == pytest.approx(0.008)     # the rate of the 1.5 epoch
