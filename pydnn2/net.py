@@ -7,7 +7,6 @@ prediction, sizing and files are handed to :mod:`pydnn2.train`,
 :mod:`pydnn2.evaluate`, :mod:`pydnn2.model.size` and :mod:`pydnn2.files`.
 """
 
-import html
 import os
 
 import numpy as np
@@ -19,6 +18,7 @@ from .model import description, initializers as inits
 from .model.activations import activation_name, relu
 from .model.builder import Builder, input_spec
 from .model.graph import Graph
+from .model.html import layer_table_html
 from .model.recording import unplain
 from .model.size import net_size_of
 from .preprocess import preprocessor_class
@@ -237,7 +237,10 @@ class NN(Builder):
                 f'total parameters: {total:,}')
 
     def _repr_html_(self):
-        return f'<p>{html.escape(self._title())}</p>{_LAYER_TABLE.html(self._table_rows())}'
+        """The layer table as HTML for notebooks, pathways drawn as branches."""
+        params = [r['params'] for r in self.layer_table()]
+        return layer_table_html(self._title(), self.graph, params,
+                                f'total parameters: {sum(params):,}')
 
     @property
     def layers(self):

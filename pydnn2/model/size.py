@@ -9,6 +9,7 @@ steps (pydnn guessed from a fixed "ec2 g2" speed instead).
 
 import copy
 import dataclasses
+import html
 import time
 
 import numpy as np
@@ -19,6 +20,7 @@ from .. import checks
 from ..errors import ConfigError
 from ..table import Table
 from .graph import Graph
+from .html import table_html
 from .layers import TOKENS, ConvPool, Dense, Input
 from .memory import Memory, training_memory
 
@@ -26,12 +28,14 @@ _COLUMNS = Table(('layer', 'output', 'mults', 'adds', 'params', 'pool loss'),
                  right=(2, 3, 4, 5))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class SizeReport:
     """The result of :func:`net_size` / ``NN.net_size()``.
 
     ``rows`` holds one dict per layer (``layer``, ``output_shape``, ``mults``,
-    ``adds``, ``params``, ``pool_loss``); totals and estimates follow.
+    ``adds``, ``params``, ``pool_loss``); totals and estimates follow. It shows
+    as the table ``net_size`` prints (``repr``, ``str``), and as an HTML table
+    in a notebook.
     """
 
     rows: list
@@ -45,18 +49,32 @@ class SizeReport:
     device: str = ''
     memory: Memory = None               # memory_bytes by what holds them
 
-    def __str__(self):
+    def _cells(self):
+        """The table's rows as strings, the totals last."""
         rows = [(r['layer'], str(r['output_shape']), f'{r["mults"]:,}', f'{r["adds"]:,}',
                  f'{r["params"]:,}', str(r['pool_loss']) if r['pool_loss'] else '')
                 for r in self.rows]
         rows.append(('total', '', f'{self.total_mults:,}', f'{self.total_adds:,}',
                      f'{self.total_params:,}', ''))
-        text = _COLUMNS.render(rows)
-        text += f'\ntraining memory: about {self.memory_bytes / 2 ** 20:,.1f} MiB'
+        return rows
+
+    def _notes(self):
+        """The lines under the table: memory and the time estimate."""
+        notes = [f'training memory: about {self.memory_bytes / 2 ** 20:,.1f} MiB']
         if self.seconds_per_epoch is not None:
-            text += (f'\nestimated time per epoch of {self.epoch_size:,} rows on '
-                     f'{self.device}: {self.seconds_per_epoch:,.2f} s')
-        return text
+            notes.append(f'estimated time per epoch of {self.epoch_size:,} rows on '
+                         f'{self.device}: {self.seconds_per_epoch:,.2f} s')
+        return notes
+
+    def __str__(self):
+        return '\n'.join([_COLUMNS.render(self._cells())] + self._notes())
+
+    def __repr__(self):
+        return str(self)
+
+    def _repr_html_(self):
+        notes = ''.join(f'<p>{html.escape(n)}</p>' for n in self._notes())
+        return f'<div class="pydnn2-size">{table_html(_COLUMNS.header, self._cells(), _COLUMNS.right)}{notes}</div>'
 
 
 def node_row(graph, node, label):
