@@ -344,7 +344,8 @@ class NN(Builder):
         Training starts from the weights the net has: it never re-initialises
         them unless ``force_init=True``, which first calls
         ``init_model(overwrite=True)`` (each layer's own initialisers, drawn
-        afresh). Returns the history: a dict of lists, one entry per epoch.
+        afresh). Returns the history: a dict of lists, one entry per epoch (a
+        :class:`~pydnn2.train.history.History`, which shows as the epoch table).
         """
         if force_init:
             self.init_model(overwrite=True)

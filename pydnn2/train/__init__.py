@@ -4,6 +4,7 @@ learning rules, annealers and optimizers.
 - :mod:`.config`: :class:`TrainConfig` and :class:`Speed`, the options of ``train``;
 - :mod:`.loop`: :func:`train`, from a batch up to the two phases;
 - :mod:`.session`: :class:`Session`, the run's state, which checkpoints itself;
+- :mod:`.history`: :class:`History`, the dict of lists ``train`` returns;
 - :mod:`.best`: the keepers of the best weights;
 - :mod:`.callbacks`: hooks into training (``EarlyStopping``, ``HistoryLogger``, ...);
 - :mod:`.checkpoints`: writing, finding and restoring checkpoints;
@@ -17,14 +18,15 @@ from .annealers import (ConstantLearningRate, LearningRateAdjuster, LearningRate
 from .best import BestWeights, Keepers
 from .callbacks import Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining, StopWhen
 from .config import Speed, TrainConfig
+from .history import History
 from .loop import train
 from .rules import (AdaDelta, Adam, LearningRule, Momentum, StochasticGradientDescent,
                     set_learning_rate)
 from .session import HISTORY_KEYS, EpochResult, EpochState, Session
 
 __all__ = ['train', 'TrainConfig', 'Speed', 'Session', 'EpochResult', 'EpochState',
-           'HISTORY_KEYS', 'BestWeights', 'Keepers', 'Callback', 'EarlyStopping', 'EpochTable',
-           'HistoryLogger', 'StopTraining', 'StopWhen', 'LearningRule',
+           'HISTORY_KEYS', 'History', 'BestWeights', 'Keepers', 'Callback', 'EarlyStopping',
+           'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen', 'LearningRule',
            'StochasticGradientDescent', 'Momentum', 'Adam', 'AdaDelta', 'set_learning_rate',
            'LearningRateAdjuster', 'ConstantLearningRate', 'LearningRateDecay',
            'LearningRateSchedule', 'WackyLearningRateAnnealer']

@@ -308,8 +308,9 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
 
     Returns
     -------
-    dict of lists
-        One entry per epoch for each of ``HISTORY_KEYS`` (and each metric).
+    pydnn2.train.history.History
+        A dict of lists: one entry per epoch for each of ``HISTORY_KEYS`` (and
+        each metric); it shows as the epoch table.
 
     Ctrl-C finishes the current batch, writes
     ``<name>_checkpoint_<epoch>_interrupted.pt`` and ends the phase; a second

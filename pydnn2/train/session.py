@@ -21,6 +21,7 @@ from ..evaluate import as_metrics
 from ..files import EXTENSION, BackgroundWriter, plain_tree
 from .best import Keepers
 from .callbacks import CallbackList, EpochTable
+from .history import History
 
 HISTORY_KEYS = ('epoch', 'phase', 'train_loss', 'train_error', 'valid_loss', 'valid_error',
                 'test_loss', 'test_error', 'learning_rate', 'seconds')
@@ -100,7 +101,7 @@ class Session:
             [p for p in net.module.parameters() if p.requires_grad])
         self.shuffle = torch.Generator().manual_seed(rngs.seed_from(net.rng))
         torch.manual_seed(rngs.seed_from(net.rng))   # dropout masks follow the net's rng
-        self.history = {key: [] for key in HISTORY_KEYS}
+        self.history = History({key: [] for key in HISTORY_KEYS})
         self.history.update({f'valid_{m.name}': [] for m in self.metrics})
         self.epoch, self.main_done, self.stop_requested = 0, False, False
         folder = net.output_dir or '.'
@@ -157,7 +158,8 @@ class Session:
     def state_dict(self):
         """Everything of the run that changes, as plain data and tensors."""
         return {'epoch': self.epoch, 'main_done': self.main_done,
-                'history': self.history, 'keepers': self.keepers.state_dict(),
+                'history': {k: list(v) for k, v in self.history.items()},
+                'keepers': self.keepers.state_dict(),
                 'rule': {'class': type(self.rule).__name__, 'state': self.rule.state_dict()},
                 'optimizer': self.optimizer.state_dict(), 'rng': self.rng_state(),
                 'callbacks': self.callbacks.state_dict()}
