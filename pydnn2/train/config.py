@@ -52,6 +52,7 @@ class TrainConfig:
     patience: int = None            # stop after this many epochs without a better valid loss
     eval_metric: object = None      # metric(s) evaluated on the validation set each epoch
     callbacks: list = None          # pydnn2.train.callbacks.Callback instances
+    plot: object = False            # live learning curves: True (in a notebook) or a file path
     speed: Speed = dataclasses.field(default_factory=Speed)
 
     def __post_init__(self):
@@ -66,6 +67,9 @@ class TrainConfig:
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
             raise ConfigError('callbacks must be a list of pydnn2 Callback instances; '
                               f'received {type(self.callbacks).__name__}')
+        if not isinstance(self.plot, (bool, str, os.PathLike)):
+            raise ConfigError(f'plot must be True, False or a file path for the learning '
+                              f'curves; received {self.plot!r}')
         resume = self.resume
         if resume not in (None, False, True) and not isinstance(resume, (str, os.PathLike)):
             raise ConfigError(f'resume must be None, True or a checkpoint path; received '

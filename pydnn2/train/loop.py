@@ -26,6 +26,7 @@ from ..evaluate import device_set, evaluate_set, metric_values
 from . import checkpoints
 from .callbacks import StopTraining
 from .config import TrainConfig
+from .live import with_live_curves
 from .rules import LearningRule, set_learning_rate
 from .session import EpochResult, EpochState, Session
 from .signals import CtrlC
@@ -299,7 +300,9 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
         many epochs without a better validation loss), ``eval_metric`` (a
         metric or list, evaluated on the validation set each main epoch and
         recorded as ``valid_<name>``), ``callbacks`` (a list of
-        :class:`~pydnn2.train.callbacks.Callback`), ``amp`` (None, 'bf16' or
+        :class:`~pydnn2.train.callbacks.Callback`), ``plot`` (live learning
+        curves, redrawn in place every epoch in a notebook; a path also
+        writes them there: :class:`~pydnn2.train.live.LiveCurves`), ``amp`` (None, 'bf16' or
         'fp16': forward passes under ``torch.autocast``), ``channels_last``
         (NHWC feature maps), ``compile`` (train through
         ``torch.compile(net.module)``), ``data_on_device`` (keep each epoch's
@@ -319,6 +322,7 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
     if config is None:
         config = TrainConfig.from_options(epochs=epochs, final_epochs=final_epochs,
                                           l1_reg=l1_reg, l2_reg=l2_reg, **options)
+    config = with_live_curves(config)
     check_ready(net, updater, config)
     updater.annealer.bind(updater)
     try:
