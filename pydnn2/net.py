@@ -23,6 +23,7 @@ from .model.recording import unplain
 from .model.size import net_size_of
 from .preprocess import preprocessor_class
 from .table import Table
+from .train.lr_find import lr_find
 
 _LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
 
@@ -359,6 +360,14 @@ class NN(Builder):
             raise
         self._initialized = True
         return history
+
+    def lr_find(self, updater=None, start_lr=1e-6, end_lr=1.0, num_steps=100, **options):
+        """Sweep the learning rate from ``start_lr`` to ``end_lr`` over ``num_steps``
+        batches and suggest one; the net, its rule and every random generator are
+        left exactly as they were. Returns an
+        :class:`~pydnn2.train.lr_find.LRFindResult` (``suggestion``, ``rates``,
+        ``losses``, ``plot()``); see :func:`pydnn2.train.lr_find.lr_find`."""
+        return lr_find(self, updater, start_lr, end_lr, num_steps, **options)
 
     def predict(self, data, **options):
         """Predict classes: returns ``(classes, probabilities)`` as numpy arrays.
