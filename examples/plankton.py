@@ -59,13 +59,13 @@ def write_submission_csv_file(file_name, probs, image_file_names):
 
 
 def generate_submission_file(net, name, num=None, slice_size=16300):
-    """Predict the test images ``slice_size`` at a time (memory stays flat) and
-    write the submission file; ``num`` limits how many (default: all)."""
+    """Predict the test images ``slice_size`` at a time (memory stays flat; the
+    next slice is read while this one is predicted) and write the submission
+    file; ``num`` limits how many (default: all)."""
     num = len(test_set.get_files()) if num is None else num
     probabilities, files = [], []
     print('generating probabilities...')
-    for start in range(0, num, slice_size):
-        names, images = test_set.build(start, min(num, start + slice_size))
+    for names, images in test_set.iter_slices(slice_size, stop=num):
         _, probs = net.predict({'images': images})
         probabilities.append(probs)
         files += names

@@ -9,6 +9,7 @@ ignored everywhere.
 import os
 import random
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -233,7 +234,46 @@ class UnlabeledImageSet(_ImageFolder):
             The names of the images returned (skipped files left out).
         images : list of ndarray
         """
+        names, images, self.files = self._slice(start, stop)
+        return names, images
+
+    def _slice(self, start, stop):
+        """Names, images and paths of the readable files ``start:stop``."""
         names = self.get_files()[start:stop]
         images, kept = self._read([os.path.join(self.base_dir, n) for n in names])
-        self.files = [os.path.join(self.base_dir, names[i]) for i in kept]
-        return [names[i] for i in kept], images
+        return ([names[i] for i in kept], images,
+                [os.path.join(self.base_dir, names[i]) for i in kept])
+
+    def iter_slices(self, slice_size, start=0, stop=None, prefetch=True):
+        """Yield ``(file_names, images)`` for files ``start:stop``, ``slice_size`` at a time.
+
+        Only one slice (two with ``prefetch``) is held at once, so predicting
+        a folder of any size this way keeps memory flat. With ``prefetch``
+        the next slice is read in a background thread while the caller
+        works on the current one (say, ``net.predict``, whose arithmetic
+        leaves the GIL free). While a slice is out, :attr:`files` and
+        :meth:`file_name` refer to it.
+
+        Examples
+        --------
+        >>> for names, images in test_set.iter_slices(16300):    # doctest: +SKIP
+        ...     _, probabilities = net.predict({'images': images})
+        """
+        slice_size = checks.integer(slice_size, 'slice_size', 1)
+        count = len(self.get_files())
+        stop = count if stop is None else min(checks.integer(stop, 'stop', 0), count)
+        starts = range(checks.integer(start, 'start', 0), stop, slice_size)
+        with ThreadPoolExecutor(1) as executor:
+            pending = None
+            for first in starts:
+                job = (first, min(stop, first + slice_size))
+                future = executor.submit(self._slice, *job) if prefetch else None
+                if pending is not None:
+                    yield self._hand_out(pending)
+                pending = future or self._slice(*job)
+            if pending is not None:
+                yield self._hand_out(pending)
+
+    def _hand_out(self, pending):
+        names, images, self.files = pending if isinstance(pending, tuple) else pending.result()
+        return names, images

@@ -1,13 +1,15 @@
-"""Reading image files with Pillow, many at a time in a pool of threads.
+"""Reading image files with Pillow, in a pool of threads when that is faster.
 
-Pillow decodes without holding the GIL, so the threads of :func:`parallel_map`
-keep every core busy; a progress bar appears for large sets. Images come back
-as arrays of their own sizes: ``(H, W)`` grey levels by default, ``(3, H, W)``
-with ``color=True``.
+Pillow decodes without holding the GIL, so for large images the threads of
+:func:`parallel_map` keep every core busy; for small ones one thread is
+faster, and :func:`parallel_map` times the first few to choose. A progress
+bar appears for large sets. Images come back as arrays of their own sizes:
+``(H, W)`` grey levels by default, ``(3, H, W)`` with ``color=True``.
 """
 
 import functools
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,11 +23,22 @@ from ..errors import ConfigError, DataError
 PROGRESS_MIN_ITEMS = 500  # show a progress bar by default from this many files on
 
 
+PROBE_ITEMS = 16           # items timed one by one before choosing threads or not
+THREADS_FROM = 2e-4        # seconds per item from which threads pay for their overhead
+CHUNK_SECONDS = 0.01       # the work handed to a thread at a time
+
+
 def parallel_map(fn, items, desc=None, progress=None, workers=None):
-    """Return ``[fn(item) for item in items]``, computed in a pool of threads.
+    """Return ``[fn(item) for item in items]``, computed in a pool of threads
+    when that is faster.
 
     Suits work that releases the GIL (Pillow's decoding and resizing,
-    file reads). The first exception stops the pool and is raised.
+    file reads). By default the first items are timed one by one: when an
+    item takes less than ``THREADS_FROM`` seconds (small images, where the
+    Python around Pillow holds the GIL most of the time) the rest run in
+    this thread too, which is then faster than a pool; otherwise the rest
+    run in a pool, handed out in chunks of about ``CHUNK_SECONDS``. The
+    first exception stops the pool and is raised.
 
     Parameters
     ----------
@@ -37,30 +50,50 @@ def parallel_map(fn, items, desc=None, progress=None, workers=None):
         Show a tqdm progress bar; by default only for
         ``PROGRESS_MIN_ITEMS`` items or more.
     workers : int, optional
-        Number of threads; by default twice the number of cores, at most 8.
+        Number of threads; by default twice the number of cores, at most 8,
+        if the timing says threads help. An explicit number above 1 always
+        uses a pool.
     """
     items = list(items)
+    chosen = workers is not None
     workers = min(8, 2 * (os.cpu_count() or 1)) if workers is None else workers
     workers = checks.integer(workers, 'workers', 1)
     show = len(items) >= PROGRESS_MIN_ITEMS if progress is None else bool(progress)
     bar = tqdm(total=len(items), desc=desc, disable=not show)
-    if workers == 1 or len(items) < 2:
-        results = []
-        for item in items:
-            results.append(fn(item))
-            bar.update()
+    try:
+        probe = 0 if chosen else min(PROBE_ITEMS, len(items))
+        started = time.perf_counter()
+        results = _serial(fn, items[:probe], bar)
+        per_item = (time.perf_counter() - started) / max(probe, 1)
+        rest = items[probe:]
+        if workers == 1 or len(rest) < 2 or (not chosen and per_item < THREADS_FROM):
+            return results + _serial(fn, rest, bar)
+        size = max(1, min(len(rest) // workers, int(CHUNK_SECONDS / max(per_item, 1e-6))))
+        return results + _pooled(fn, rest, bar, workers, size)
+    finally:
         bar.close()
-        return results
+
+
+def _serial(fn, items, bar):
+    results = []
+    for item in items:
+        results.append(fn(item))
+        bar.update()
+    return results
+
+
+def _pooled(fn, items, bar, workers, size):
+    """``fn`` over ``items`` in ``workers`` threads, ``size`` items at a time."""
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
     executor = ThreadPoolExecutor(workers)
     try:
         results = []
-        for result in executor.map(fn, items):
-            results.append(result)
-            bar.update()
+        for chunk in executor.map(lambda chunk: [fn(item) for item in chunk], chunks):
+            results += chunk
+            bar.update(len(chunk))
         return results
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-        bar.close()
 
 
 def check_on_error(on_error):
@@ -93,6 +126,8 @@ def _on_white(image):
 
 
 def _to_array(image, color):
+    if image.mode == 'L' and not color and 'transparency' not in image.info:
+        return np.asarray(image)                    # the common case, without a copy
     if image.mode in ('I', 'F') or image.mode.startswith('I;16'):
         image = _deep_to_uint8(image)
     if 'A' in image.mode or 'transparency' in image.info:

@@ -290,7 +290,7 @@ class ImagePreprocessor(Preprocessor):
 
     def _normalised(self, u8):
         mean = self._stats['image_mean'].to(self.device)
-        return ((u8.float() - mean) / self._stats['image_std']).to(self._torch_dtype)
+        return u8.float().sub_(mean).div_(self._stats['image_std']).to(self._torch_dtype)
 
     @property
     def _torch_dtype(self):

@@ -156,6 +156,24 @@ def test_unlabeled_set_builds_slices_in_sorted_order(labelled_dir):
     assert test_set.file_name(0).endswith('1.jpg')
 
 
+@pytest.mark.parametrize('prefetch', [True, False])
+def test_iter_slices_yields_what_build_reads_slice_by_slice(tmp_path, prefetch):
+    from pydnn2.data import write_plankton_images
+    _, test_dir = write_plankton_images(tmp_path, per_class=1, num_unlabeled=23, num_classes=2)
+    test_set = UnlabeledImageSet(test_dir)
+    whole_names, whole_images = test_set.build()
+    got = []
+    for names, images in test_set.iter_slices(5, start=2, prefetch=prefetch):
+        assert len(names) == len(images) <= 5
+        assert test_set.file_name(0).endswith(names[0])   # files: the slice handed out
+        got += list(zip(names, images))
+    assert [n for n, _ in got] == whole_names[2:]
+    assert all((a == b).all() for (_, a), b in zip(got, whole_images[2:]))
+    assert [len(n) for n, _ in test_set.iter_slices(10, stop=21, prefetch=prefetch)] == [10, 10, 1]
+    with pytest.raises(ConfigError, match='slice_size'):
+        next(test_set.iter_slices(0))
+
+
 def test_transparent_and_16_bit_images_are_shown_on_white(tmp_path):
     rgba = np.zeros((4, 4, 4), np.uint8)
     rgba[0, 0] = (0, 0, 0, 255)  # one opaque black pixel; the rest transparent black
@@ -176,6 +194,27 @@ def test_parallel_map_keeps_order_and_raises_the_first_error():
 
     with pytest.raises(DataError, match='seven'):
         parallel_map(fail_on_7, range(2000), workers=2, progress=False)
+
+
+def test_parallel_map_uses_threads_only_for_items_slow_enough_to_gain_from_them():
+    import threading
+    import time
+
+    def record(delay):
+        def fn(v):
+            time.sleep(delay)
+            return v, threading.get_ident()
+        return fn
+
+    fast = parallel_map(record(0), range(300), progress=False)
+    assert [v for v, _ in fast] == list(range(300))
+    assert {t for _, t in fast} == {threading.get_ident()}       # one thread: faster here
+    slow = parallel_map(record(0.002), range(60), progress=False, workers=4)
+    assert [v for v, _ in slow] == list(range(60))
+    assert len({t for _, t in slow}) > 1                          # an explicit pool is kept
+    auto = parallel_map(record(0.002), range(60), progress=False)
+    assert [v for v, _ in auto] == list(range(60))
+    assert len({t for _, t in auto[16:]}) > 1                     # slow items: a pool
 
 
 def test_the_plankton_like_folder_is_121_classes_of_varied_sizes_drawn_the_same_each_time(
