@@ -7,7 +7,9 @@ its ``in -> out`` shapes printed when the net is verbose, and a
 :class:`RerunWarning` when the same source line already added layers from
 an earlier run of its cell. Calls a builder method makes to others (such as
 ``add_convolution`` adding a conv-pool, a batch norm and a nonlinearity) are
-part of the outer call.
+part of the outer call. A pydnn2 error raised by a call from user code
+comes out with pydnn2's frames cut from its traceback
+(:mod:`pydnn2.tracebacks`).
 """
 
 import functools
@@ -15,7 +17,8 @@ import inspect
 import sys
 import warnings
 
-from ..errors import NetBuildError
+from .. import tracebacks
+from ..errors import NetBuildError, Pydnn2Error
 from .activations import activation_name
 from .initializers import Initializer, as_initializer, is_config
 from .layers.base import LayerSpec
@@ -102,13 +105,19 @@ def recorded(method):
         graph = self._graph
         if graph.current_call is not None:       # part of an outer builder call
             return method(self, *args, **kwargs)
-        self._check_open(method.__name__)
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        call = {'pathway': self._pid, 'method': method.__name__,
-                'args': {k: plain(v) for k, v in list(bound.arguments.items())[1:]}}
-        with graph.recording(call):
-            result = method(self, *args, **kwargs)
+        try:
+            self._check_open(method.__name__)
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            call = {'pathway': self._pid, 'method': method.__name__,
+                    'args': {k: plain(v) for k, v in list(bound.arguments.items())[1:]}}
+            with graph.recording(call):
+                result = method(self, *args, **kwargs)
+        except Pydnn2Error as exc:      # the user's line and the message, and no pydnn2 frames
+            if not tracebacks.filtering():
+                raise
+            users_frames = tracebacks.without_internal_frames(exc.__traceback__)
+            raise exc.with_traceback(users_frames)  # set_traceback_filtering(False) shows all
         if not graph.replaying:
             _announce(self._net, graph, call)
         return result
