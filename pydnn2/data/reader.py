@@ -15,9 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
-from .. import checks
+from .. import checks, progress as progress_bars
 from ..errors import ConfigError, DataError
 
 PROGRESS_MIN_ITEMS = 500  # show a progress bar by default from this many files on
@@ -47,7 +46,8 @@ def parallel_map(fn, items, desc=None, progress=None, workers=None):
     desc : str, optional
         Label of the progress bar.
     progress : bool, optional
-        Show a tqdm progress bar; by default only for
+        Show a progress bar (where the output can show one: see
+        :mod:`pydnn2.progress`); by default only for
         ``PROGRESS_MIN_ITEMS`` items or more.
     workers : int, optional
         Number of threads; by default twice the number of cores, at most 8,
@@ -59,7 +59,7 @@ def parallel_map(fn, items, desc=None, progress=None, workers=None):
     workers = min(8, 2 * (os.cpu_count() or 1)) if workers is None else workers
     workers = checks.integer(workers, 'workers', 1)
     show = len(items) >= PROGRESS_MIN_ITEMS if progress is None else bool(progress)
-    bar = tqdm(total=len(items), desc=desc, disable=not show)
+    bar = progress_bars.progress_bar(len(items), desc, enabled=show, leave=True)
     try:
         probe = 0 if chosen else min(PROBE_ITEMS, len(items))
         started = time.perf_counter()

@@ -18,9 +18,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from .. import files
+from .. import files, progress
 from ..errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
 from ..evaluate import device_set, evaluate_set, metric_values
 from . import checkpoints
@@ -73,8 +72,8 @@ def train_batches(session, x, y, order, state):
     errors = torch.zeros((), device=net.device, dtype=torch.long)
     hooks = session.callbacks if session.callbacks.batch_hooks else None
     net.module.train()
-    bar = tqdm(total=steps, initial=state.step, desc=f'epoch {session.epoch + 1}', leave=False,
-               delay=2.0, disable=not session.progress)
+    bar = progress.progress_bar(steps, f'epoch {session.epoch + 1}', session.progress,
+                                initial=state.step, delay=2.0)
     step, epoch = state.step, session.epoch + 1
     while step < steps and not session.stop_requested:
         if hooks:

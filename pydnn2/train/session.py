@@ -14,9 +14,8 @@ import functools
 import os
 
 import torch
-from tqdm.auto import tqdm
 
-from .. import rng as rngs
+from .. import progress, rng as rngs
 from ..evaluate import as_metrics
 from ..files import EXTENSION, BackgroundWriter, plain_tree
 from .best import Keepers
@@ -132,7 +131,7 @@ class Session:
     def log(self, message):
         """Print ``message`` beside the progress bars, when verbose."""
         if self.verbose:
-            tqdm.write(message)
+            progress.write(message)
 
     def record(self, row):
         """Append a finished epoch's row to the history."""
