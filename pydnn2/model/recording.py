@@ -29,14 +29,29 @@ class RerunWarning(UserWarning):
     (usually a re-run notebook cell)."""
 
 
+def _column(frame):
+    """The column of the call a frame is making (None before Python 3.11)."""
+    positions = getattr(frame.f_code, 'co_positions', None)
+    if positions is None:
+        return None
+    for index, position in enumerate(positions()):      # one per 2-byte instruction
+        if index == frame.f_lasti // 2:
+            return position[2]
+    return None
+
+
 def user_site():
-    """The (filename, line, code object) of the first caller outside pydnn2."""
+    """The (filename, line, column, code object) of the first caller outside pydnn2.
+
+    The column tells apart two calls on one line, which IPython runs as two
+    code objects (one per statement).
+    """
     frame = sys._getframe(1)
     while frame is not None and frame.f_globals.get('__name__', '').startswith('pydnn2'):
         frame = frame.f_back
     if frame is None:
         return None
-    return frame.f_code.co_filename, frame.f_lineno, frame.f_code
+    return frame.f_code.co_filename, frame.f_lineno, _column(frame), frame.f_code
 
 
 def plain(value):
@@ -77,14 +92,14 @@ def _announce(net, graph, call):
     """After a user's call: warn about a re-run source line, print the shapes."""
     site = user_site()
     if site is not None:
-        key = site[:2]
-        if key in graph.sites and graph.sites[key] is not site[2]:
+        key = site[:3]
+        if key in graph.sites and graph.sites[key] is not site[3]:
             warnings.warn(
                 f'{call["method"]} at {key[0]}:{key[1]} already added layers to net '
                 f'{net.name!r} in an earlier run (a re-run notebook cell?); they are now '
                 'there twice. Call net.undo() to remove the last addition.',
                 RerunWarning, stacklevel=3)
-        graph.sites[key] = site[2]
+        graph.sites[key] = site[3]
         call['site'] = key
     new = graph.nodes[call['first_node']:]
     if net.verbose and new:
