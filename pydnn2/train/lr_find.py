@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .. import checks, rng as rngs
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingDivergedError
 from ..evaluate import plots
 from .callbacks import Callback
 from .config import TrainConfig
@@ -281,8 +281,8 @@ def lr_find(net, updater=None, start_lr=1e-6, end_lr=1.0, num_steps=100, diverge
 def _result(rates, sweep, start_lr, end_lr):
     raw = np.array(sweep.losses, np.float64)
     if not len(raw):
-        raise ConfigError(f'lr_find: the loss was not finite at the first rate, {start_lr:.3g}; '
-                          'expected a finite loss: try a smaller start_lr')
+        raise TrainingDivergedError(f'lr_find: the loss was not finite at the first rate, '
+                                    f'{start_lr:.3g}; try a smaller start_lr')
     rates = np.asarray(rates[:len(raw)], np.float64)
     smoothed = smooth(raw)
     suggestion, how = suggest(rates, smoothed)

@@ -161,3 +161,14 @@ def test_bad_arguments_are_refused_before_anything_runs(sets, tmp_path, options,
     with pytest.raises(ConfigError, match=message):
         net.lr_find(**options)
     assert all(torch.equal(v, net.module.state_dict()[k]) for k, v in weights.items())
+
+
+def test_a_loss_that_is_never_finite_is_a_diverged_training(sets, tmp_path):
+    net = build(sets, tmp_path)
+    with torch.no_grad():
+        net.layers[-1].W.fill_(float('inf'))
+    weights = net.get_params()
+    with pytest.raises(nn.TrainingDivergedError, match='not finite at the first rate'):
+        net.lr_find(num_steps=10)
+    for key, value in weights.items():
+        assert torch.equal(value, net.module.state_dict()[key]), key
