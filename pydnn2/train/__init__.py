@@ -10,7 +10,9 @@ learning rules, annealers and optimizers.
 - :mod:`.checkpoints`: writing, finding and restoring checkpoints;
 - :mod:`.rules`, :mod:`.annealers`, :mod:`.optimizers`: pydnn's learning rules and
   learning-rate annealers, and the optimizers torch lacks;
-- :mod:`.signals`: Ctrl-C.
+- :mod:`.signals`: Ctrl-C;
+- :mod:`.live`: :class:`LiveCurves`, learning curves drawn during training;
+- :mod:`.lr_find`: the learning-rate finder behind ``net.lr_find``.
 """
 
 from .annealers import (ConstantLearningRate, LearningRateAdjuster, LearningRateDecay,
@@ -19,12 +21,14 @@ from .best import BestWeights, Keepers
 from .callbacks import Callback, EarlyStopping, EpochTable, HistoryLogger, StopTraining, StopWhen
 from .config import Speed, TrainConfig
 from .history import History
+from .live import LiveCurves
 from .loop import train
+from .lr_find import LRFindResult
 from .rules import (AdaDelta, Adam, LearningRule, Momentum, StochasticGradientDescent,
                     set_learning_rate)
 from .session import HISTORY_KEYS, EpochResult, EpochState, Session
 
-__all__ = ['train', 'TrainConfig', 'Speed', 'Session', 'EpochResult', 'EpochState',
+__all__ = ['train', 'LiveCurves', 'LRFindResult', 'TrainConfig', 'Speed', 'Session', 'EpochResult', 'EpochState',
            'HISTORY_KEYS', 'History', 'BestWeights', 'Keepers', 'Callback', 'EarlyStopping',
            'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen', 'LearningRule',
            'StochasticGradientDescent', 'Momentum', 'Adam', 'AdaDelta', 'set_learning_rate',

@@ -196,9 +196,11 @@ def test_parallel_map_keeps_order_and_raises_the_first_error():
         parallel_map(fail_on_7, range(2000), workers=2, progress=False)
 
 
-def test_parallel_map_uses_threads_only_for_items_slow_enough_to_gain_from_them():
+def test_parallel_map_uses_threads_only_for_items_slow_enough_to_gain_from_them(monkeypatch):
     import threading
     import time
+
+    from pydnn2.data import reader
 
     def record(delay):
         def fn(v):
@@ -206,12 +208,14 @@ def test_parallel_map_uses_threads_only_for_items_slow_enough_to_gain_from_them(
             return v, threading.get_ident()
         return fn
 
+    monkeypatch.setattr(reader, 'THREADS_FROM', 0.5)   # no item is that slow, even under load
     fast = parallel_map(record(0), range(300), progress=False)
     assert [v for v, _ in fast] == list(range(300))
     assert {t for _, t in fast} == {threading.get_ident()}       # one thread: faster here
     slow = parallel_map(record(0.002), range(60), progress=False, workers=4)
     assert [v for v, _ in slow] == list(range(60))
     assert len({t for _, t in slow}) > 1                          # an explicit pool is kept
+    monkeypatch.setattr(reader, 'THREADS_FROM', 0.001)  # every item sleeps 2 ms: slower
     auto = parallel_map(record(0.002), range(60), progress=False)
     assert [v for v, _ in auto] == list(range(60))
     assert len({t for _, t in auto[16:]}) > 1                     # slow items: a pool
