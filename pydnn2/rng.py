@@ -5,7 +5,10 @@ numpy ``Generator`` or an int seed. :func:`seed_from` turns any of them into
 one 31-bit seed for a torch or numpy generator of pydnn2's own.
 :func:`numpy_state` and :func:`set_numpy_state` are the one codec of numpy
 generator states that checkpoints and preprocessors use (plain data and
-tensors, which a safe file can hold).
+tensors, which a safe file can hold). :func:`forked` scopes torch's global
+generators: what is drawn (or seeded) inside leaves the caller's state as it
+was, which is how ``train`` runs dropout from the net's ``rng`` without
+reseeding the user's global generator.
 
 >>> import numpy as np
 >>> seed_from(7), seed_from(np.random.RandomState(0)) == seed_from(np.random.RandomState(0))
@@ -83,3 +86,40 @@ def set_torch_states(states):
     torch.set_rng_state(states['torch'])
     if 'cuda' in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states['cuda'])
+
+
+def cuda_devices(device='cpu'):
+    """The CUDA devices whose global generators work on ``device`` may touch: all of
+    them for a CUDA ``device`` or once CUDA has started, else none (so that work
+    on the CPU never starts CUDA)."""
+    if not torch.cuda.is_available():
+        return []
+    if torch.device(device).type == 'cuda' or torch.cuda.is_initialized():
+        return list(range(torch.cuda.device_count()))
+    return []
+
+
+def forked(device='cpu'):
+    """A context in which torch's global generators (the CPU one and those of
+    :func:`cuda_devices`) may be seeded and drawn from; on leaving it they are
+    back as they were (``torch.random.fork_rng``).
+
+    >>> state = torch.get_rng_state()
+    >>> with forked():
+    ...     seed_torch(0)
+    ...     _ = torch.rand(3)
+    >>> torch.equal(state, torch.get_rng_state())
+    True
+    """
+    return torch.random.fork_rng(devices=cuda_devices(device))
+
+
+def seed_torch(seed, device='cpu'):
+    """Seed torch's global CPU generator, and ``device``'s when it is a CUDA device:
+    the generators dropout draws from on that device (the other CUDA devices,
+    and a CUDA not yet started, are left alone)."""
+    torch.random.default_generator.manual_seed(seed)
+    device = torch.device(device)
+    if device.type == 'cuda':
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)

@@ -3,11 +3,19 @@
 Everything here runs the module in evaluation mode under
 ``torch.inference_mode()``: dropout passes its input through and batch norm
 uses its running statistics, so a row's prediction never depends on which
-other rows share its batch.
+other rows share its batch, and nothing is drawn from a random generator.
+Each batch runs inside :func:`inference_mode_of`, which gives every
+submodule its train/eval mode back afterwards and holds the module's
+:func:`~pydnn2.model.modules.module_lock` (which training steps hold too):
+so ``predict`` and the rest may be called from a callback or another thread
+while the net trains, and every training batch still trains in training
+mode, drawing the random numbers it would have drawn.
 
 Inference batches are sized to the device, not to the training batch: see
 :func:`inference_batch_size`.
 """
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +23,7 @@ import torch.nn.functional as F
 from .. import checks
 from ..errors import ConfigError, DataError
 from ..model.memory import inference_bytes_per_row
+from ..model.modules import module_lock
 from ..preprocess import SET_NAMES, as_labels, num_rows
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
@@ -24,6 +33,29 @@ EVAL_BATCH_SIZE = 4096
 MAX_EVAL_BATCH_SIZE = 65536
 #: The share of the free GPU memory an inference batch may fill.
 GPU_MEMORY_FRACTION = 0.5
+
+@contextlib.contextmanager
+def inference_mode_of(module):
+    """Run ``module`` in evaluation mode, under ``torch.inference_mode()``, for the
+    ``with`` block, holding its :func:`~pydnn2.model.modules.module_lock`;
+    afterwards each submodule has its own train/eval mode back.
+
+    >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5))
+    >>> with inference_mode_of(net):
+    ...     net.training
+    False
+    >>> net.training
+    True
+    """
+    with module_lock(module), torch.inference_mode():
+        modules = list(module.modules())
+        modes = [m.training for m in modules]
+        module.eval()
+        try:
+            yield module
+        finally:
+            for m, mode in zip(modules, modes):
+                m.training = mode
 
 
 def rows_that_fit(free_bytes, row_bytes, fraction=GPU_MEMORY_FRACTION,
@@ -65,27 +97,28 @@ def iter_logits(net, x, batch_size=None):
 
     Batches hold ``batch_size`` rows (default: :func:`inference_batch_size`).
     With the default on CUDA, a batch that runs out of memory is halved and
-    run again, so the largest batch that fits is found.
+    run again, so the largest batch that fits is found. Each batch runs in
+    :func:`inference_mode_of`: between batches the module is in the mode
+    its caller left it in.
     """
     module = net.module
-    module.eval()
     n = num_rows(x)
     step = eval_batch_size(net, batch_size)
     adaptive = batch_size is None and torch.device(net.device).type == 'cuda'
     start = 0
-    with torch.inference_mode():
-        while start < n:
-            try:
+    while start < n:
+        try:
+            with inference_mode_of(module):
                 logits = module({k: v[start:start + step].to(net.device, non_blocking=True)
                                  for k, v in x.items()})
-            except torch.cuda.OutOfMemoryError:
-                if not adaptive or step == 1:
-                    raise
-                step //= 2
-                torch.cuda.empty_cache()
-                continue
-            start += len(logits)
-            yield logits
+        except torch.cuda.OutOfMemoryError:
+            if not adaptive or step == 1:
+                raise
+            step //= 2
+            torch.cuda.empty_cache()
+            continue
+        start += len(logits)
+        yield logits
 
 
 def iter_probabilities(net, x, batch_size=None):

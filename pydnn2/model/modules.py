@@ -7,7 +7,13 @@ builder: the modules are plain PyTorch, usable anywhere PyTorch is.
 
 Sequence rows are ``(T, F)``: a batch is ``(B, T, F)``, time second, as with
 ``batch_first=True``; token rows are ``(T,)`` integers.
+
+:func:`module_lock` is the lock that training steps and inference batches of
+one module hold, so neither runs in the other's train/eval mode.
 """
+
+import threading
+import weakref
 
 import torch
 from torch import nn
@@ -180,3 +186,22 @@ class GraphModule(nn.Module):
             else:
                 values[key] = layers[key](*[values[s] for s in sources])
         return values[self._output]
+
+
+_LOCKS = weakref.WeakKeyDictionary()     # module -> its RLock (kept off the module,
+_LOCKS_GUARD = threading.Lock()          # which could then no longer be deep-copied)
+
+
+def module_lock(module):
+    """The re-entrant lock of ``module``.
+
+    A training step holds it, and so does every inference batch
+    (:func:`pydnn2.evaluate.inference_mode_of`) and ``net_size``'s timing: a
+    ``predict`` from another thread waits for the step to end instead of
+    switching the module to evaluation mode under it.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.RLock()
+        return lock

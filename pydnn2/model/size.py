@@ -16,13 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import checks
+from .. import checks, rng as rngs
 from ..errors import ConfigError
 from ..table import Table
 from .graph import Graph
 from .html import table_html
 from .layers import TOKENS, ConvPool, Dense, Input
 from .memory import Memory, training_memory
+from .modules import module_lock
 
 _COLUMNS = Table(('layer', 'output', 'mults', 'adds', 'params', 'pool loss'),
                  right=(2, 3, 4, 5))
@@ -97,8 +98,31 @@ def graph_report(graph, labels, batch_size):
 
 
 def time_training(module, make_batch, batch_size, device, budget=1.0):
-    """Seconds per row of training steps (forward, backward, SGD) on a copy of ``module``."""
+    """Seconds per row of training steps (forward, backward, SGD) on a copy of ``module``.
+
+    ``module`` itself (weights, buffers, train/eval modes, hooks) is not
+    touched, and torch's global generators, which the random rows and dropout
+    draw from, are left as they were; it holds the module's
+    :func:`~pydnn2.model.modules.module_lock`, so ``net_size`` may run in the
+    middle of training, from a callback or another thread.
+    """
+    with module_lock(module), rngs.forked(device):
+        return _time_steps(_bare_copy(module, device), make_batch, batch_size, device, budget)
+
+
+def _bare_copy(module, device):
+    """A copy of ``module`` in training mode on ``device``, without the hooks a user
+    may have put on the original (they should not see the timing steps)."""
     module = copy.deepcopy(module).to(device).train()
+    for sub in module.modules():
+        for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks,
+                      sub._backward_pre_hooks):
+            hooks.clear()
+    return module
+
+
+def _time_steps(module, make_batch, batch_size, device, budget):
+    """:func:`time_training` on ``module`` itself."""
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-6)
     x, y = make_batch(batch_size)
 

@@ -19,9 +19,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import files, progress
+from .. import files, progress, rng as rngs
 from ..errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
 from ..evaluate import device_set, evaluate_set, metric_values
+from ..model.modules import module_lock
 from . import checkpoints
 from .callbacks import StopTraining
 from .config import TrainConfig
@@ -71,7 +72,9 @@ def train_batches(session, x, y, order, state):
         state.losses = torch.zeros(steps, device=net.device)
     errors = torch.zeros((), device=net.device, dtype=torch.long)
     hooks = session.callbacks if session.callbacks.batch_hooks else None
-    net.module.train()
+    lock = module_lock(net.module)    # held by inference batches too (predict in a callback)
+    with lock:
+        net.module.train()
     bar = progress.progress_bar(steps, f'epoch {session.epoch + 1}', session.progress,
                                 initial=state.step, delay=2.0)
     step, epoch = state.step, session.epoch + 1
@@ -79,7 +82,8 @@ def train_batches(session, x, y, order, state):
         if hooks:
             hooks('on_minibatch_begin', net, {'epoch': epoch, 'batch': step + 1})
         batch, target = _batch(x, y, order[step * size:(step + 1) * size], net.device, resident)
-        logits, state.losses[step] = train_step(session, batch, target)
+        with lock:
+            logits, state.losses[step] = train_step(session, batch, target)
         errors += (logits.argmax(1) != target).sum()
         step += 1
         bar.update()
@@ -270,6 +274,11 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
     annealer chooses for them, without stepping the annealer or the momentum;
     the result is saved to ``<name>_final_net.pt``.
 
+    Training is reproducible from the net's ``rng`` alone: shuffling has its
+    own generator, and dropout draws from torch's global generators seeded
+    from the net's ``rng`` inside ``train``, which gives them back to the
+    caller as they were (:func:`pydnn2.rng.forked`).
+
     Parameters
     ----------
     net : NN
@@ -325,7 +334,8 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
     check_ready(net, updater, config)
     updater.annealer.bind(updater)
     try:
-        return run_session(Session(net, updater, config))
+        with rngs.forked(net.device):      # the caller's global torch generators stay theirs
+            return run_session(Session(net, updater, config))
     finally:
         updater.annealer.release(updater)
 

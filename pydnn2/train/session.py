@@ -18,6 +18,7 @@ import torch
 from .. import progress, rng as rngs
 from ..evaluate import as_metrics
 from ..files import EXTENSION, BackgroundWriter, plain_tree
+from ..model.modules import module_lock
 from .best import Keepers
 from .callbacks import CallbackList, EpochTable
 from .history import History
@@ -99,7 +100,10 @@ class Session:
         self.optimizer = rule.make_optimizer(
             [p for p in net.module.parameters() if p.requires_grad])
         self.shuffle = torch.Generator().manual_seed(rngs.seed_from(net.rng))
-        torch.manual_seed(rngs.seed_from(net.rng))   # dropout masks follow the net's rng
+        # dropout masks follow the net's rng; train() runs inside rngs.forked, so the
+        # caller's global torch generators come back as they were
+        with module_lock(net.module):     # (net_size in another thread forks them too)
+            rngs.seed_torch(rngs.seed_from(net.rng), net.device)
         self.history = History({key: [] for key in HISTORY_KEYS})
         self.history.update({f'valid_{m.name}': [] for m in self.metrics})
         self.epoch, self.main_done, self.stop_requested = 0, False, False
@@ -149,7 +153,8 @@ class Session:
 
     def set_rng_state(self, state):
         """Restore :meth:`rng_state`."""
-        rngs.set_torch_states(state)
+        with module_lock(self.net.module):
+            rngs.set_torch_states(state)
         self.shuffle.set_state(state['shuffle'])
         rngs.set_numpy_state(self.net.rng, state['net_rng'])
         self.net.preprocessor.set_state(state['preprocessor'])
