@@ -21,6 +21,8 @@ Bad *data* (labels, shapes, NaN) is checked where the data is read, and is a
 import math
 import numbers
 
+import torch
+
 from .errors import ConfigError
 
 
@@ -126,3 +128,26 @@ def one_of(value, name, options, *, where='', error=ConfigError):
 def batch_size(value, name='batch_size', where=''):
     """A batch size: a positive integer."""
     return integer(value, name, 1, where=where)
+
+
+def device(value, name='device'):
+    """``value`` as a ``torch.device`` that exists on this machine.
+
+    A CUDA (or MPS) device torch cannot reach here is a :class:`ConfigError`
+    naming it, not torch's ``AssertionError`` when the first tensor moves.
+    """
+    try:
+        result = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{name} must be a torch device such as 'cpu' or 'cuda:0'; "
+                          f'received {value!r}') from None
+    if result.type == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError(f'{name} {str(result)!r} is not available: torch finds no CUDA GPU '
+                          f"on this machine (torch {torch.__version__}); pass {name}='cpu', "
+                          'or leave it out for the best device here')
+    if result.type == 'cuda' and (result.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f'{name} {str(result)!r} does not exist: this machine has '
+                          f'{torch.cuda.device_count()} CUDA device(s), cuda:0 and up')
+    if result.type == 'mps' and not torch.backends.mps.is_available():
+        raise ConfigError(f"{name} 'mps' is not available on this machine; pass {name}='cpu'")
+    return result

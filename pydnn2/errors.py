@@ -41,6 +41,16 @@ class FileFormatError(Pydnn2Error, ValueError):
     corrupted, written by a newer format version, or foreign."""
 
 
+class FileWriteError(Pydnn2Error, OSError):
+    """A file pydnn2 writes could not be written (a full disk, a lost network
+    folder). The message names the file and the reason ("no space left on
+    device"); ``errno`` and ``filename`` are set as on the ``OSError`` behind
+    it, and the file at that path was left as it was."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ''
+
+
 class MissingDependencyError(Pydnn2Error, ImportError):
     """An optional package a feature needs is not installed; the message names
     the extra that installs it (e.g. ``pip install pydnn2[plot]``)."""

@@ -1,23 +1,31 @@
 """The one safe file format of nets and checkpoints (DESIGN decision 8).
 
 A file is a dict of plain data and tensors: the recorded builder calls, the
-weights and buffers, and the preprocessor's class name and state. Loading
-uses ``torch.load(weights_only=True)``, which refuses anything that would
-run code (:func:`read_file`); :meth:`pydnn2.NN.from_state` rebuilds the net
-by replaying its calls. Writes are atomic: a temporary file in the same
-folder, flushed and synced, then renamed over the target, so a crash never
-leaves a half-written file in its place.
+weights and buffers, and the preprocessor's class name and state, sealed
+with a SHA-256 checksum of all of it (:func:`sealed`). Loading uses
+``torch.load(weights_only=True)``, which refuses anything that would run
+code, and verifies the checksum (:func:`read_file`);
+:meth:`pydnn2.NN.from_state` rebuilds the net by replaying its calls, and a
+file's name and folder are kept only when they cannot steer a later write
+elsewhere (:func:`trusted_location`). Writes are atomic: a temporary file in
+the same folder, flushed and synced, then renamed over the target, so a
+crash or a full disk never leaves a half-written file in its place.
 """
 
+import errno
+import hashlib
 import os
 import pickle
+import re
+import stat
 import tempfile
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
-from .errors import ConfigError, FileFormatError
+from .errors import ConfigError, FileFormatError, FileWriteError, Pydnn2Error
 from .version import __version__
 
 FORMAT = 'pydnn2'
@@ -40,25 +48,100 @@ def plain_tree(value):
     return value
 
 
+class _WatchedFile:
+    """A file that remembers the ``OSError`` of a write: ``torch.save`` turns one
+    (a full disk) into a ``RuntimeError`` ('unexpected pos') that hides it."""
+
+    def __init__(self, file):
+        self._file, self.error = file, None
+
+    def write(self, data):
+        """Write ``data``, remembering an ``OSError``."""
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self):
+        """Flush, remembering an ``OSError``."""
+        try:
+            self._file.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+
+def _write_error(path, error):
+    """A :class:`FileWriteError` naming ``path`` for the ``OSError`` that stopped a write."""
+    if error.errno == errno.ENOSPC:
+        reason = ('no space left on device; free some space or write to another folder '
+                  '(output_dir)')
+    else:
+        reason = error.strerror or str(error)
+    exc = FileWriteError(f'cannot write {path!r}: {reason} ({path!r} was left as it was)')
+    exc.errno, exc.filename = error.errno, path
+    return exc
+
+
+def _write_target(path):
+    """The file a write replaces: a symlink's target (the link stays), never a folder."""
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    if os.path.isdir(target):
+        raise ConfigError(f'cannot write {path!r}: it is a folder; give the path of a file '
+                          '(inside it, for example)')
+    return target
+
+
+def _keep_mode(target, tmp):
+    """Give the temporary file the permissions of the file it replaces, if any."""
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return                                  # a new file: mkstemp's owner-only mode
+    os.chmod(tmp, mode)
+
+
 def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it.
+
+    A symlink at ``path`` is written through (its target is replaced, the
+    link kept), an existing file keeps its permissions, a folder is refused
+    (:class:`ConfigError`), and an ``OSError`` while writing (a full disk) is
+    a :class:`FileWriteError` naming ``path``; ``path`` is then as it was.
+    """
+    path = os.fspath(path)
+    target = _write_target(path)
+    folder = os.path.dirname(os.path.abspath(target))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp',
-                                   dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(target) + '.',
+                                   suffix='.tmp', dir=folder)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _write_error(path, exc) from exc
         raise ConfigError(f'cannot write {path!r}: {exc.strerror or exc}') from None
+    watched = None
     try:
         with os.fdopen(fd, 'wb') as f:
-            write(f)
+            _keep_mode(target, tmp)
+            watched = _WatchedFile(f)
+            write(watched)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, target)
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
+        error = watched.error if watched is not None else None
+        if isinstance(exc, OSError) and not isinstance(exc, Pydnn2Error):
+            error = error or exc
+        if error is None or not isinstance(exc, Exception):
+            raise
+        raise _write_error(path, error) from error
     _sync_folder(folder)
     return path
 
@@ -77,7 +160,11 @@ def _sync_folder(folder):
 
 
 def atomic_save(obj, path):
-    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, rename)."""
+    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, rename); a
+    pydnn2 file's dict (one that starts with :func:`header`) is :func:`sealed`
+    with its checksum first."""
+    if isinstance(obj, dict) and obj.get('format') == FORMAT:
+        obj = sealed(obj)
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -90,6 +177,112 @@ def header(kind):
     """The fields every pydnn2 file starts with: marker, versions, kind."""
     return {'format': FORMAT, 'format_version': FORMAT_VERSION, 'kind': kind,
             'pydnn2_version': __version__, 'torch_version': str(torch.__version__)}
+
+
+def _feed(sha, value):
+    """Hash ``value``: tensors by dtype, shape and bytes; containers item by item
+    (dicts in order); other plain data by type and ``repr``."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        sha.update(f'<tensor {tensor.dtype} {tuple(tensor.shape)}>'.encode())
+        sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray) and value.dtype != object:
+        sha.update(f'<ndarray {value.dtype.str} {value.shape}>'.encode())
+        sha.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, dict):
+        sha.update(f'<dict {len(value)}>'.encode())
+        for key, item in value.items():
+            _feed(sha, key)
+            _feed(sha, item)
+    elif isinstance(value, (list, tuple)):
+        sha.update(f'<{"list" if isinstance(value, list) else "tuple"} {len(value)}>'.encode())
+        for item in value:
+            _feed(sha, item)
+    else:
+        text = repr(value)
+        sha.update(f'<{type(value).__name__} {len(text)}>{text}'.encode('utf-8', 'replace'))
+
+
+def digest(state):
+    """The SHA-256 (hex) of a file's dict: every entry but ``'checksum'``, tensors
+    by dtype, shape and bytes, plain data by type and value."""
+    sha = hashlib.sha256()
+    _feed(sha, {k: v for k, v in state.items() if k != 'checksum'})
+    return sha.hexdigest()
+
+
+def sealed(state):
+    """``state`` with its ``'checksum'``: ``{'sha256': digest(state)}``."""
+    return {**state, 'checksum': {'sha256': digest(state)}}
+
+
+def _verify(state, filename):
+    """Raise :class:`FileFormatError` unless ``state`` matches its checksum (files
+    written before checksums have none and are not verified)."""
+    if 'checksum' not in state:
+        return
+    recorded = state['checksum']
+    if not isinstance(recorded, dict) or not isinstance(recorded.get('sha256'), str):
+        raise FileFormatError(f'{filename!r} is corrupted: its checksum record is damaged '
+                              f'({recorded!r:.80})')
+    try:
+        actual = digest(state)
+    except Exception as exc:  # noqa: BLE001 - crafted contents can fail anywhere
+        raise _corrupted(filename, exc) from None
+    if actual != recorded['sha256']:
+        raise FileFormatError(
+            f'{filename!r} failed its integrity check: checksum mismatch (its contents hash to '
+            f'SHA-256 {actual[:16]}..., the file records {recorded["sha256"][:16]}...); it '
+            'changed after pydnn2 wrote it (a disk or copy error?): use another copy')
+
+
+_SEPARATORS = re.compile(r'[/\\]')
+
+
+def _plain_name(name):
+    """A file-name stem: no folder separators, not '.' or '..'."""
+    return (isinstance(name, str) and name not in ('', '.', '..') and '\0' not in name
+            and not _SEPARATORS.search(name))
+
+
+def _relative_folder(folder):
+    """A relative folder path that stays inside the working directory ('' is it)."""
+    if not isinstance(folder, str) or '\0' in folder:
+        return False
+    if os.path.isabs(folder) or re.match(r'[/\\]|[A-Za-z]:', folder):
+        return False                            # absolute here, or on Windows
+    return '..' not in _SEPARATORS.split(folder)
+
+
+def trusted_location(state, filename):
+    """A loaded net's ``state`` whose ``name`` and ``output_dir`` cannot steer writes.
+
+    A file never chooses where pydnn2 writes: its net's name is kept only when
+    it is a plain file name (else ``'net'``), and its output folder only when
+    it is a relative path without ``..`` (else ``''``, the working
+    directory). An absolute folder is dropped quietly (it is where the file's
+    writer worked, often elsewhere); a name or folder that climbs out (``..``,
+    separators in a name) is dropped with a warning naming the file.
+    """
+    config = state.get('config') if isinstance(state, dict) else None
+    if not isinstance(config, dict):
+        return state                    # from_state reports a damaged file
+    kept, suspicious = {}, []
+    if 'name' in config and not _plain_name(config['name']):
+        kept['name'] = 'net'
+        suspicious.append(f'name {config["name"]!r}')
+    if 'output_dir' in config and not _relative_folder(config['output_dir']):
+        kept['output_dir'] = ''
+        if not (isinstance(config['output_dir'], str) and os.path.isabs(config['output_dir'])
+                and '..' not in _SEPARATORS.split(config['output_dir'])):
+            suspicious.append(f'output_dir {config["output_dir"]!r}')
+    if suspicious:
+        warnings.warn(
+            f'{filename!r} records {" and ".join(suspicious)}, which would write outside the '
+            "folder chosen; a file never chooses where pydnn2 writes, so the loaded net uses "
+            f'{", ".join(f"{key} {value!r}" for key, value in kept.items())}; set net.name '
+            'and net.output_dir to choose', UserWarning, stacklevel=3)
+    return {**state, 'config': {**config, **kept}} if kept else state
 
 
 def net_state(net, weights=None):
@@ -170,7 +363,11 @@ def _corrupted(filename, exc):
 
 
 def read_file(filename, kind='net'):
-    """Load a pydnn2 file's dict safely, with clear errors for bad files."""
+    """Load a pydnn2 file's dict safely, with clear errors for bad files.
+
+    The file's checksum is verified (a mismatch is a :class:`FileFormatError`
+    saying "checksum mismatch"); files written before checksums load unverified.
+    """
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
         raise FileFormatError(f'{filename!r} does not exist (or is not a file)')
@@ -193,6 +390,7 @@ def read_file(filename, kind='net'):
             f'{filename!r} was written in pydnn2 file format {version!r} by pydnn2 '
             f'{state.get("pydnn2_version")}; this pydnn2 reads format {FORMAT_VERSION} and '
             'older: upgrade pydnn2 to load it')
+    _verify(state, filename)
     if state.get('kind') != kind:
         raise FileFormatError(f'{filename!r} holds a pydnn2 {state.get("kind")!r}, '
                               f'not a {kind!r}')

@@ -19,7 +19,7 @@ from .model.activations import activation_name, relu
 from .model.builder import Builder, input_spec
 from .model.graph import Graph
 from .model.html import layer_table_html
-from .model.recording import unplain
+from .model.recording import builder_method, unplain
 from .model.size import net_size_of
 from .preprocess import preprocessor_class
 from .table import Table
@@ -94,7 +94,7 @@ class NN(Builder):
         self.preprocessor, self.channel, self.rng = preprocessor, channel, rng
         self.activation_name = activation_name(activation)
         self.name, self.output_dir, self.verbose = name, output_dir, verbose
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = checks.device(device) if device is not None else default_device()
         self.seed = rngs.seed_from(rng)
         self.initialization = checks.one_of(initialization, 'initialization', inits.SCHEMES)
         self._net, self._pid = self, 0
@@ -125,6 +125,8 @@ class NN(Builder):
     def from_state(cls, state, device=None, filename='<state>'):
         """Rebuild a net (module, weights, preprocessor statistics) from
         :func:`pydnn2.files.net_state`'s plain data."""
+        if device is not None:
+            device = checks.device(device)      # a bad device is the caller's, not the file's
         try:
             config = state['config']
             pre = preprocessor_class(state['preprocessor']['class']).from_state(
@@ -135,7 +137,7 @@ class NN(Builder):
                       initialization=config.get('initialization', 'he-glorot'))
             net.replay(state['calls'])
             net.module.load_state_dict(state['weights'])
-        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a file's contents break is the file's
             raise FileFormatError(f'{filename!r} has a pydnn2 marker but its contents are '
                                   f'damaged: {type(exc).__name__}: {exc}') from None
         return net
@@ -171,9 +173,7 @@ class NN(Builder):
         """
         def run(call):
             handle = self.graph.handles[call['pathway']]
-            method = getattr(type(handle), call['method'], None)
-            if not getattr(method, 'recorded', False):
-                raise NetBuildError(f'{call["method"]!r} is not a builder method')
+            method = builder_method(type(handle), call['method'])
             method(handle, **{k: unplain(v, self.graph.handles)
                               for k, v in call['args'].items()})
 
@@ -419,13 +419,19 @@ def load(filename, device=None):
     ``train``).
 
     Never executes code from the file. Raises
-    :class:`~pydnn2.errors.FileFormatError` for missing, truncated, corrupted,
-    foreign or too-new files.
+    :class:`~pydnn2.errors.FileFormatError` for missing, truncated, corrupted
+    (checksum mismatch), foreign or too-new files. The net's name and
+    output folder are kept only when they are a plain name and a relative
+    folder without ``..`` (see :func:`pydnn2.files.trusted_location`).
     """
-    return NN.from_state(files.read_file(filename, 'net'), device, os.fspath(filename))
+    filename = os.fspath(filename)
+    state = files.trusted_location(files.read_file(filename, 'net'), filename)
+    return NN.from_state(state, device, filename)
 
 
 def load_checkpoint(filename, device=None):
-    """Return the net stored in a checkpoint, for inspection or prediction."""
+    """Return the net stored in a checkpoint, for inspection or prediction
+    (verified and trusted as by :func:`load`)."""
+    filename = os.fspath(filename)
     state = files.read_file(filename, 'checkpoint')
-    return NN.from_state(state['net'], device, os.fspath(filename))
+    return NN.from_state(files.trusted_location(state.get('net'), filename), device, filename)

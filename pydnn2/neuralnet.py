@@ -6,8 +6,8 @@ Everything pydnn's ``neuralnet`` module offered, under the same names:
 metrics, initialisers, errors).
 """
 
-from .errors import (ConfigError, DataError, FileFormatError, MissingDependencyError,
-                     NetBuildError, Pydnn2Error, TrainingDivergedError)
+from .errors import (ConfigError, DataError, FileFormatError, FileWriteError,
+                     MissingDependencyError, NetBuildError, Pydnn2Error, TrainingDivergedError)
 from .evaluate.metrics import (Accuracy, LogLoss, Misclassification, PrecisionRecall,
                                TopKMisclassification)
 from .files import save
@@ -29,7 +29,7 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'Momentum', 'Adam', 'AdaDelta', 'LearningRateAdjuster', 'ConstantLearningRate',
            'LearningRateDecay', 'LearningRateSchedule', 'WackyLearningRateAnnealer', 'relu',
            'prelu', 'tanh', 'sigmoid', 'save', 'load', 'net_size', 'SizeReport', 'Pydnn2Error',
-           'NetBuildError', 'DataError', 'ConfigError', 'FileFormatError',
+           'NetBuildError', 'DataError', 'ConfigError', 'FileFormatError', 'FileWriteError',
            'TrainingDivergedError', 'MissingDependencyError', 'Accuracy', 'LogLoss', 'Misclassification',
            'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint', 'Callback',
            'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen',

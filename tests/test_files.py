@@ -92,8 +92,9 @@ def test_round_trip_is_not_vacuous(trained, small_net):
     assert not np.allclose(fresh_probabilities, probabilities, atol=1e-3)
 
 
-def test_loaded_net_keeps_the_config(small_net, tmp_path):
-    net = small_net(name='digits', activation=pydnn2.tanh)
+def test_loaded_net_keeps_the_config(small_net, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)             # a relative output_dir (an absolute one is dropped)
+    net = small_net(name='digits', activation=pydnn2.tanh, output_dir='runs')
     loaded = nn.load(files.save(net))
     for attribute in ('name', 'channel', 'num_classes', 'batch_size', 'activation_name',
                       'output_dir', 'seed'):
@@ -278,9 +279,9 @@ def test_damaged_contents_are_reported(small_net, tmp_path, damage):
         state['weights'] = {k: torch.zeros(0) for k in state['weights']}
     else:
         del state[damage]
-    path = tmp_path / 'damaged.pt'
-    torch.save(state, path)
-    with pytest.raises(FileFormatError, match='damaged'):
+    path = tmp_path / 'net.pt'
+    torch.save(files.sealed(state), path)      # sealed again: only the contents are wrong
+    with pytest.raises(FileFormatError, match='contents are damaged'):
         nn.load(path)
 
 

@@ -187,3 +187,18 @@ class BuilderBase:
         if bias is not None and batch_normalize:
             raise NetBuildError(f'{self._graph.current_call}: bias={bias!r} was given but '
                                 'batch_normalize=True leaves the layer without a bias')
+
+
+def builder_method(cls, name):
+    """The builder method ``name`` of builder class ``cls`` (for replaying a call).
+
+    Only names on the allow-list of ``cls``'s methods marked ``recorded``
+    are looked up, so a file's calls can name nothing else (not ``net_size``,
+    not a dunder); anything else is a :class:`NetBuildError`.
+    """
+    allowed = {key for klass in cls.__mro__ for key, value in vars(klass).items()
+               if getattr(value, 'recorded', False) is True}
+    if not isinstance(name, str) or name not in allowed:
+        raise NetBuildError(f'{name!r:.60} is not a builder method of {cls.__name__} (those '
+                            'are the add_* methods, split_pathways, merge_pathways, ...)')
+    return getattr(cls, name)

@@ -16,6 +16,7 @@ Files are named ``<name>_checkpoint_<epochs done>.pt`` (periodic) and
 import glob
 import os
 import re
+import warnings
 
 from .. import files
 from ..errors import ConfigError, FileFormatError
@@ -43,12 +44,26 @@ def list_checkpoints(net):
 
 
 def newest(net):
-    """The newest checkpoint of this net, or a clear error if there is none."""
+    """The newest intact checkpoint of this net, or a clear error if there is none.
+
+    A damaged newer one (checksum mismatch, truncated) is passed over with a
+    warning naming it and the problem.
+    """
     found = list_checkpoints(net)
     if not found:
         raise FileFormatError(f'resume=True found no checkpoint named {net.name}_checkpoint_*'
                               f'{files.EXTENSION} in {os.path.abspath(net.output_dir or ".")!r}')
-    return found[-1]
+    for path in reversed(found):
+        try:
+            files.read_file(path, 'checkpoint')
+        except FileFormatError as exc:
+            warnings.warn(f'resume=True passes over a damaged checkpoint: {exc}',
+                          UserWarning, stacklevel=2)
+            continue
+        return path
+    raise FileFormatError(f'resume=True found no intact checkpoint of {net.name!r} in '
+                          f'{os.path.abspath(net.output_dir or ".")!r}: all {len(found)} are '
+                          'damaged (see the warnings)')
 
 
 def prune(net, keep):

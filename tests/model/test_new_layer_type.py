@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from pydnn2 import files
 from pydnn2 import neuralnet as pnn
 from pydnn2.errors import FileFormatError, NetBuildError
 from pydnn2.model.initializers import ParamInit
@@ -112,6 +113,6 @@ def test_a_file_naming_an_unknown_layer_type_is_refused(small_net, tmp_path):
     path = pnn.save(net, tmp_path / 'scaled.pt')
     state = torch.load(path, weights_only=True)
     state['calls'][1]['args']['layer']['layer'] = 'no_such_layer'
-    torch.save(state, path)
+    torch.save(files.sealed(state), path)            # sealed again, as a crafted file would be
     with pytest.raises(FileFormatError, match="unknown layer type 'no_such_layer'"):
         pnn.load(path)
