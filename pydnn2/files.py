@@ -185,10 +185,10 @@ def _feed(sha, value):
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         sha.update(f'<tensor {tensor.dtype} {tuple(tensor.shape)}>'.encode())
-        sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        sha.update(tensor.reshape(-1).view(torch.uint8).numpy())      # no copy
     elif isinstance(value, np.ndarray) and value.dtype != object:
         sha.update(f'<ndarray {value.dtype.str} {value.shape}>'.encode())
-        sha.update(np.ascontiguousarray(value).tobytes())
+        sha.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8))
     elif isinstance(value, dict):
         sha.update(f'<dict {len(value)}>'.encode())
         for key, item in value.items():
