@@ -97,19 +97,35 @@ def _write_target(path):
 
 
 def _keep_mode(target, tmp):
-    """Give the temporary file the permissions of the file it replaces, if any."""
+    """Give the temporary file the permissions of the file it replaces, or those
+    ``open`` would give a new file (0666 less the umask), not mkstemp's 0600."""
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except OSError:
-        return                                  # a new file: mkstemp's owner-only mode
+        mode = 0o666 & ~_umask()
     os.chmod(tmp, mode)
+
+
+def _umask():
+    """The process's umask: from /proc on Linux, else by setting it and putting it back."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it.
 
     A symlink at ``path`` is written through (its target is replaced, the
-    link kept), an existing file keeps its permissions, a folder is refused
+    link kept), an existing file keeps its permissions (a new one gets
+    those of ``open``: 0666 less the umask), a folder is refused
     (:class:`ConfigError`), and an ``OSError`` while writing (a full disk) is
     a :class:`FileWriteError` naming ``path``; ``path`` is then as it was.
     """

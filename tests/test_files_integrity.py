@@ -319,6 +319,17 @@ def test_saving_over_a_file_keeps_its_mode(small_net, tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
 
 
+def test_a_new_file_gets_the_mode_open_would_give_it(small_net, tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = files.save(small_net(), tmp_path / 'new.pt')
+        plain = tmp_path / 'plain'
+        plain.write_bytes(b'')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640 == stat.S_IMODE(os.stat(plain).st_mode)
+
+
 @pytest.mark.parametrize('device', ['cuda', 'cuda:0', torch.device('cuda')])
 def test_loading_onto_a_missing_gpu_is_a_config_error_naming_it(small_net, tmp_path,
                                                                   monkeypatch, device):
