@@ -103,9 +103,14 @@ class NN(Builder):
         self.graph.reset(input_spec(preprocessor, channel), self)
         self._initialized = False      # see the initialized property
         preprocessor.to(self.device)
-        self._check_data()
+        self.check_data()
 
-    def _check_data(self):
+    def check_data(self):
+        """Raise :class:`~pydnn2.errors.DataError` unless the preprocessor's sets fit
+        the net: every label in ``0 .. num_classes - 1``, and a training set of at
+        least one batch. Run when the net is made and again when training starts,
+        so that sets attached later with ``preprocessor.set_data`` are checked
+        before any step."""
         pre = self.preprocessor
         if not (hasattr(pre, 'has_data') and pre.has_data()):
             return

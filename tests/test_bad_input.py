@@ -11,7 +11,7 @@ error from deep inside.
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pydnn2 import data, preprocess
@@ -50,11 +50,38 @@ def with_value(value):
         preprocess.split_training_data((x, DIGITS[1][:200]), 16, 60, 20, 20, shuffle=False))
 
 
-def two_runs_at_once():
+def relabelled(label):
+    """A net whose preprocessor is given, after the net was made, a set with ``label``."""
+    n = net()
+    x, y, f = (a[:200].copy() for a in DIGITS)
+    y[5] = label
+    n.preprocessor.set_data(preprocess.split_training_data((x, y, f), 16, 60, 20, 20,
+                                                           shuffle=False))
+    return n
+
+
+def batch_norm_net(batch_size, build):
+    pre = preprocess.ArrayPreprocessor(preprocess.split_training_data(
+        tuple(a[:200] for a in DIGITS), batch_size, 60, 20, 20))
+    n = nn.NN(pre, 'images', 10, batch_size, 0, verbose=False)
+    build(n)
+    n.add_logistic()
+    return n
+
+
+def symlink_loop(tmp_path):
+    from PIL import Image
+    (tmp_path / 'cats').mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / 'cats' / 'a.png')
+    (tmp_path / 'cats' / 'loop').symlink_to('loop')
+    return tmp_path
+
+
+def two_runs_at_once(tmp_path):
     """A run that has not ended still steps the annealer another run is given."""
     annealer = nn.LearningRateDecay(0.1, 0.01)
     annealer.bind(nn.Adam(annealer))
-    net().train(nn.Momentum(0.5, 0.9, annealer), epochs=1)
+    net(str(tmp_path)).train(nn.Momentum(0.5, 0.9, annealer), epochs=1)
 
 
 def save_into_a_file(tmp_path):
@@ -126,7 +153,7 @@ CATALOGUE = [
      'rate must be a number in [0, 1)'),
     ('negative epochs', lambda t: net().train(nn.Adam(0.01), epochs=-1), ConfigError,
      'epochs must be a non-negative integer'),
-    ('an annealer stepped by two runs at once', lambda t: two_runs_at_once(), ConfigError,
+    ('an annealer stepped by two runs at once', two_runs_at_once, ConfigError,
      'twice per epoch'),
     ('unknown activation', lambda t: net(logistic=False).add_hidden(4, activation='swish'),
      ConfigError, "unknown activation: expected one of relu, tanh, sigmoid, prelu"),
@@ -142,6 +169,28 @@ CATALOGUE = [
      'is not writable'),
     ('saving into a path that is not writable', save_into_a_file, ConfigError,
      'cannot write'),
+    ('labels outside num_classes given by set_data', lambda t: relabelled(13).train(
+        nn.Adam(0.01), epochs=1), DataError,
+     'the training set has class 13 but num_classes is 10'),
+    ('batch_size 1 with batch norm', lambda t: batch_norm_net(
+        1, lambda n: n.add_hidden(8)).train(nn.Adam(0.01), epochs=1), ConfigError,
+     'batch_size 1 is too small for the batch normalization of add_hidden'),
+    ('batch_size 1 with batch norm of 1x1 maps', lambda t: batch_norm_net(
+        1, lambda n: n.add_convolution(2, (8, 8), (1, 1))).train(nn.Adam(0.01), epochs=1),
+     ConfigError, 'one value, which has no variance'),
+    ('a symlink loop in an image folder', lambda t: data.DirectoryLabeledImageSet(
+        symlink_loop(t)).build(), DataError, 'Too many levels of symbolic links'),
+    ('a layer too big for memory', lambda t: net(logistic=False).add_hidden(10 ** 12),
+     NetBuildError, 'add_hidden: its parameters would take 32,000,000,000,000 bytes'),
+    ('a confusion matrix of classes out of range', lambda t: net().make_confusion_matrix(
+        DIGITS[0][:3], [0, 1, 11], [0, 1, 2]), DataError,
+     'classes must lie in 0 .. 9 (the net has num_classes 10); received class 11'),
+    ('a confusion matrix of a negative class', lambda t: net().make_confusion_matrix(
+        DIGITS[0][:3], [0, 1, -1], [0, 1, 2]), DataError, 'class indices >= 0; received -1'),
+    ('evaluating classes out of range', lambda t: net().evaluate(
+        (DIGITS[0][:3], [0, 1, 10]), nn.Accuracy()), DataError, 'received class 10'),
+    ('a fraction to UnlabeledImageSet.build', lambda t: data.UnlabeledImageSet(t).build(0.5),
+     ConfigError, 'start must be an integer; received 0.5'),
 ]
 
 
@@ -152,6 +201,28 @@ def test_bad_input_gets_a_clear_error(mistake, call, error, words, tmp_path):
         call(tmp_path)
     assert words in str(info.value)
     assert isinstance(info.value, Pydnn2Error)
+
+
+def test_bad_labels_from_set_data_are_refused_before_any_training(monkeypatch):
+    n = relabelled(12)
+    before = n.get_params()
+    monkeypatch.setattr('pydnn2.train.loop.run_epoch', lambda *a, **k: 1 / 0)
+    with pytest.raises(DataError, match='class 12'):
+        n.train(nn.Adam(0.01), epochs=1)
+    assert all(torch.equal(before[k], v) for k, v in n.get_params().items())
+
+
+def test_a_too_big_layer_is_refused_before_allocating(monkeypatch):
+    monkeypatch.setattr('pydnn2.model.memory.available_bytes', lambda device: 10 ** 6)
+    n = net(logistic=False)
+    n.add_hidden(100)                            # 6,400 weights: fits in 1 MB
+    allocated = []
+    monkeypatch.setattr('torch.nn.Linear.reset_parameters',
+                        lambda self: allocated.append(self.weight.device.type))
+    with pytest.raises(NetBuildError, match=r'would take 4,000,000 bytes .* more than the '
+                                            r'1,000,000 bytes'):
+        n.add_hidden(10000)                      # 1,000,000 weights (no bias: batch norm)
+    assert allocated == ['meta'] and len(n.calls) == 2
 
 
 def test_unwritable_output_dir_is_refused_before_any_training(tmp_path, monkeypatch):
@@ -232,3 +303,114 @@ def test_random_builder_calls_build_a_consistent_net_or_raise_our_errors(shape, 
         except Pydnn2Error:
             assert len(net.nodes) == before or name == 'split_merge'
     check_shapes(net)
+
+
+# -- hypothesis: random data to set_data, predict and evaluate ---------------------------
+
+ROW_SHAPES = st.sampled_from([(1, 7, 7), (8, 8), (64,), (1, 8, 8, 1), ()])
+DTYPES = st.sampled_from(['float64', 'int64', 'uint8', 'bool', 'complex64', 'U1', 'object'])
+POISON = st.sampled_from([np.nan, np.inf, -np.inf, 1e300])
+FORMS = st.sampled_from(['list', 'dict', 'wrong channel', 'none', 'string', 'scalar', 'ragged'])
+MISTAKES = st.sampled_from([(), (), ('shape',), ('dtype',), ('poison',), ('form',),
+                            ('shape', 'dtype', 'poison', 'form')])
+
+
+@st.composite
+def raw_inputs(draw, rows=None, clean=False):
+    """Raw input as a user might pass it: right, or with one mistake (or all): rows of
+    another shape, another dtype, NaN or infinity, lists, dicts, not data at all."""
+    n = draw(st.integers(0, 12)) if rows is None else rows
+    mistakes = () if clean else draw(MISTAKES)
+    x = DIGITS[0][:n].reshape((n, 1, 8, 8))
+    if 'shape' in mistakes:
+        x = np.resize(x, (n,) + draw(ROW_SHAPES))
+    if 'poison' in mistakes and x.size:
+        x = x.astype(np.float64)
+        x.flat[draw(st.integers(0, x.size - 1))] = draw(POISON)
+    if 'dtype' in mistakes:
+        with np.errstate(all='ignore'):
+            x = x.astype(draw(DTYPES))
+    form = draw(FORMS) if 'form' in mistakes else 'array'
+    if form == 'ragged':                     # rows of two shapes
+        return [x[i] if i % 2 or x.ndim < 2 else x[i][..., :-1] for i in range(n)]
+    return {'array': x, 'list': x.tolist(), 'dict': {'images': x}, 'none': None,
+            'wrong channel': {'pixels': x}, 'string': 'images.npy', 'scalar': 3.0}[form]
+
+
+@st.composite
+def raw_labels(draw, rows, clean=False):
+    """Labels as a user might pass them: right, out of range, of the wrong length,
+    fractional, two-dimensional, text."""
+    kind = 'ok' if clean else draw(st.sampled_from(['ok', 'ok', 'range', 'length', 'float',
+                                                    '2d', 'text', 'none']))
+    if kind == 'range':
+        return draw(st.lists(st.integers(-3, 13), min_size=rows, max_size=rows))
+    if kind == 'length':
+        return list(range(draw(st.integers(0, 14)))) and [k % 10 for k in range(rows + 1)]
+    return {'ok': np.arange(rows) % 10, 'float': np.arange(rows) + 0.5,
+            '2d': np.zeros((rows, 2), int), 'text': ['cat'] * rows, 'none': None}[kind]
+
+
+@st.composite
+def raw_sets(draw):
+    """Three ``(x, y)`` sets for ``set_data`` with mistakes in one set (or in none, or
+    all), sometimes not three sets, sometimes not pairs."""
+    sets, bad = [], draw(st.sampled_from([None, 0, 1, 2, 'all']))
+    for i, rows in enumerate((draw(st.integers(1, 12)), draw(st.integers(0, 4)),
+                              draw(st.integers(0, 4)))):
+        clean = bad not in (i, 'all')
+        sets.append((draw(raw_inputs(rows, clean)), draw(raw_labels(rows, clean))))
+    shape = draw(st.sampled_from(['three'] * 7 + ['two', 'singles', 'dict']))
+    return {'three': tuple(sets), 'two': tuple(sets[:2]), 'singles': tuple(x for x, _ in sets),
+            'dict': {'train': sets[0]}}[shape]
+
+
+def fuzz_net():
+    """A small net with batch norm and dropout, batch size 4."""
+    n = nn.NN(preprocess.ArrayPreprocessor(sets()), 'images', 10, 4, 0, verbose=False)
+    n.add_hidden(8)
+    n.add_dropout(0.2)
+    n.add_logistic()
+    return n
+
+
+FUZZ_NET = fuzz_net()
+
+
+def only_our_errors(call):
+    """The result of ``call()``, or None if it raised a pydnn2 error (any other escapes)."""
+    try:
+        return call()
+    except Pydnn2Error:
+        return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=raw_inputs(), labels=st.data())
+def test_random_input_to_predict_and_evaluate_predicts_or_raises_our_errors(x, labels):
+    result = only_our_errors(lambda: FUZZ_NET.predict(x))
+    event('predicted' if result is not None else 'refused')
+    if result is not None:
+        classes, probabilities = result
+        assert probabilities.shape == (len(classes), 10) and np.isfinite(probabilities).all()
+        assert ((0 <= classes) & (classes < 10)).all()
+    rows = len(x) if isinstance(x, list) or getattr(x, 'ndim', 0) else 0
+    y = labels.draw(raw_labels(rows))
+    value = only_our_errors(lambda: FUZZ_NET.evaluate((x, y), nn.Accuracy()))
+    assert value is None or 0 <= value <= 1
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=raw_sets())
+def test_random_sets_to_set_data_train_or_raise_our_errors(data):
+    import tempfile
+    n = fuzz_net()
+    if not only_our_errors(lambda: n.preprocessor.set_data(data) or True):
+        event('set_data refused')
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        n.output_dir = folder
+        history = only_our_errors(lambda: n.train(nn.Adam(0.01), epochs=1))
+    event('trained' if history is not None else 'refused')
+    if history is not None:
+        assert len(history['epoch']) == 1 and np.isfinite(history['train_loss'][0])

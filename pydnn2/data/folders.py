@@ -3,28 +3,69 @@ and ``UnlabeledImageSet``).
 
 A labelled folder holds one subfolder per class; an unlabelled one holds the
 images to classify. Names starting with a dot (hidden files and folders) are
-ignored everywhere.
+ignored everywhere. Only the files directly inside a class folder are read,
+as in pydnn: folders inside a class folder are named in a warning and left
+out. An entry that cannot be followed (a symbolic link that loops, or one
+that cannot be examined) is a :class:`~pydnn2.errors.DataError` naming it,
+or, with ``on_error='skip'``, left out with a warning.
 """
 
 import os
 import random
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .. import checks
+from .. import checks, tracebacks
 from ..errors import ConfigError, DataError
 from .reader import _check_dtype, check_on_error, read_images
 
 
-def _visible_files(folder, extensions):
-    """Sorted names of the non-hidden regular files in ``folder``."""
-    names = sorted(entry.name for entry in os.scandir(folder)
-                   if not entry.name.startswith('.') and entry.is_file())
+def _warn(message):
+    """Warn at the user's line: the first caller outside pydnn2."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and tracebacks.is_internal(frame):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def _entries(folder, on_error):
+    """Sorted names of the non-hidden ``(files, folders)`` in ``folder``.
+
+    An entry that cannot be examined (a symbolic link that loops) raises a
+    :class:`DataError` naming it, or with ``on_error='skip'`` is left out with
+    a warning.
+    """
+    files, folders, broken = [], [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith('.'):
+                continue
+            try:
+                if entry.is_file():
+                    files.append(entry.name)
+                elif entry.is_dir():
+                    folders.append(entry.name)
+            except OSError as error:
+                if on_error != 'skip':
+                    raise DataError(f'cannot read {entry.path!r}: {error.strerror} (a symbolic '
+                                    "link that loops?). Remove or fix it, or pass "
+                                    "on_error='skip' to skip it") from None
+                broken.append(entry.path)
+    if broken:
+        _warn(f'skipped what cannot be read (a symbolic link that loops?): {broken}')
+    return sorted(files), sorted(folders)
+
+
+def _visible_files(folder, extensions, on_error):
+    """:func:`_entries` of ``folder``, its files only those with one of
+    ``extensions`` (when given)."""
+    files, folders = _entries(folder, on_error)
     if extensions is not None:
-        names = [n for n in names if os.path.splitext(n)[1].lower() in extensions]
-    return names
+        files = [n for n in files if os.path.splitext(n)[1].lower() in extensions]
+    return files, folders
 
 
 def _check_folder(base_dir, what):
@@ -127,10 +168,8 @@ class DirectoryLabeledImageSet(_ImageFolder):
     def _scan(self):
         """``{label: sorted file names}`` of the non-empty class folders (cached)."""
         if self._index is None:
-            folders = sorted(entry.name for entry in os.scandir(self.base_dir)
-                             if entry.is_dir() and not entry.name.startswith('.'))
-            index = {f: _visible_files(os.path.join(self.base_dir, f), self.extensions)
-                     for f in folders}
+            folders = _entries(self.base_dir, self.on_error)[1]
+            index = {f: self._class_files(f) for f in folders}
             empty = [f for f, names in index.items() if not names]
             if empty:
                 warnings.warn(f'{len(empty)} class folder(s) in {self.base_dir!r} hold no image '
@@ -141,6 +180,16 @@ class DirectoryLabeledImageSet(_ImageFolder):
                                 f'expected one subfolder of images per class; received '
                                 f'subfolders {folders}')
         return self._index
+
+    def _class_files(self, label):
+        """The image file names of one class folder; its own folders are named in a
+        warning (only the files directly inside are read, as in pydnn)."""
+        files, inner = _visible_files(os.path.join(self.base_dir, label), self.extensions,
+                                      self.on_error)
+        if inner:
+            _warn(f'class folder {label!r} in {self.base_dir!r} holds folders, whose files are '
+                  f'not read (only the files directly inside a class folder are): {inner}')
+        return files
 
     def get_labels(self):
         """Return the class names: the sorted names of the non-empty class folders."""
@@ -222,7 +271,7 @@ class UnlabeledImageSet(_ImageFolder):
     def get_files(self):
         """Return the sorted names of the image files (relative to ``base_dir``)."""
         if self._names is None:
-            self._names = _visible_files(self.base_dir, self.extensions)
+            self._names = _visible_files(self.base_dir, self.extensions, self.on_error)[0]
         return list(self._names)
 
     def build(self, start=0, stop=None):
@@ -234,6 +283,8 @@ class UnlabeledImageSet(_ImageFolder):
             The names of the images returned (skipped files left out).
         images : list of ndarray
         """
+        start = checks.integer(start, 'start', where='UnlabeledImageSet.build')
+        stop = checks.integer(stop, 'stop', where='UnlabeledImageSet.build', none=True)
         names, images, self.files = self._slice(start, stop)
         return names, images
 

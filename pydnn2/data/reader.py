@@ -4,7 +4,8 @@ Pillow decodes without holding the GIL, so for large images the threads of
 :func:`parallel_map` keep every core busy; for small ones one thread is
 faster, and :func:`parallel_map` times the first few to choose. A progress
 bar appears for large sets. Images come back as arrays of their own sizes:
-``(H, W)`` grey levels by default, ``(3, H, W)`` with ``color=True``.
+``(H, W)`` grey levels by default, ``(3, H, W)`` with ``color=True``, turned
+upright as their EXIF orientation says (as photo viewers show them).
 """
 
 import functools
@@ -14,7 +15,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .. import checks, progress as progress_bars
 from ..errors import ConfigError, DataError
@@ -109,12 +110,32 @@ def _check_dtype(dtype):
     return dtype
 
 
+EXIF_ORIENTATION = 0x0112    # the EXIF tag of how a camera held the picture (1: upright)
+
+
+def _upright(image):
+    """``image`` turned and flipped as its EXIF orientation tag says (itself when
+    it has none, or says upright)."""
+    if image.getexif().get(EXIF_ORIENTATION, 1) in (1, None):
+        return image
+    return ImageOps.exif_transpose(image)
+
+
 def _deep_to_uint8(image):
-    """16-bit and float Pillow images -> 8-bit grey levels."""
+    """16-bit, 32-bit and float Pillow images -> 8-bit grey levels.
+
+    Floats are taken as grey levels and clipped to 0..255. Integers up to 255
+    are kept; up to 65535 they are 16-bit levels (0..65535 -> 0..255); with a
+    value above 65535 (32-bit data) they are scaled by their largest value to
+    0..255. Negative values become 0.
+    """
     array = np.asarray(image)
     if image.mode == 'F':
         return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
-    if array.max(initial=0) > 255:  # 16-bit data: 0..65535 -> 0..255
+    top = array.max(initial=0)
+    if top > 65535:  # 32-bit data: 0..max -> 0..255
+        array = np.round(array.astype(np.float64) * (255 / float(top)))
+    elif top > 255:  # 16-bit data: 0..65535 -> 0..255
         array = np.round(array.astype(np.float64) / 257)
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
 
@@ -146,7 +167,9 @@ def read_image(path, color=False, dtype=np.uint8):
     color : bool
         False converts to grey levels ``(H, W)``; True keeps colour as
         ``(3, H, W)`` RGB. Transparent parts are shown on white; 16-bit
-        images are scaled to 0..255; of an animation, the first frame.
+        images are scaled to 0..255, 32-bit ones (a value above 65535) by
+        their largest value to 0..255; of an animation, the first frame. A
+        photo with an EXIF orientation is turned upright.
     dtype : numpy dtype
         Type of the returned array; values stay in 0..255.
 
@@ -158,7 +181,7 @@ def read_image(path, color=False, dtype=np.uint8):
     try:
         with Image.open(path) as image:
             image.load()
-            array = _to_array(image, color)
+            array = _to_array(_upright(image), color)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(f'cannot read the image file {os.fspath(path)!r}: {error}. Remove or '
                         f"fix it, or pass on_error='skip' to skip unreadable files") from None

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..errors import DataError
+from .inference import class_indices
 from .predict import predict
 
 
@@ -18,8 +19,9 @@ def make_confusion_matrix(net, data, classes, files):
 
     ``mistakes`` lists ``(file_index, actual, predicted)`` for every wrongly
     classified row, in row order, so they can be traced back to files.
+    ``classes`` must be class indices ``0 .. net.num_classes - 1``.
     """
-    classes = np.asarray(classes)
+    classes = class_indices(net, classes, 'make_confusion_matrix')
     files = np.asarray(files)
     if len(classes) != len(files):
         raise DataError(f'make_confusion_matrix: {len(classes)} classes but {len(files)} '

@@ -176,13 +176,23 @@ def named_set(net, name):
     raise ConfigError(f'expected a set name among {list(SET_NAMES)}, received {name!r}')
 
 
+def class_indices(net, classes, what):
+    """``classes`` as int64 class indices of ``net`` (``0 .. num_classes - 1``); a
+    :class:`DataError` naming ``what`` and the bad class otherwise."""
+    y = as_labels(classes, f'{what}: classes')
+    if len(y) and y.max() >= net.num_classes:
+        raise DataError(f'{what}: classes must lie in 0 .. {net.num_classes - 1} (the net has '
+                        f'num_classes {net.num_classes}); received class {int(y.max())}')
+    return y
+
+
 def labelled_set(net, data, what):
     """A set name or an ``(x, classes)`` pair as ``(x, y)`` on the net's device."""
     if isinstance(data, str):
         return named_set(net, data)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         raw, classes = data
-        y = as_labels(classes, f'{what}: classes')
+        y = class_indices(net, classes, what)
         x = net.preprocessor.preprocess(raw)
         if num_rows(x) != len(y):
             raise DataError(f'{what}: expected one class per row of data ({num_rows(x)} '

@@ -28,9 +28,12 @@ import contextlib
 import copy
 import dataclasses
 
+import torch
+
 from ..errors import NetBuildError
 from .initializers import initialize, reset
 from .layers.base import FLOAT, TOKENS, Incoming, LayerSpec
+from .memory import check_fits, module_bytes
 from .modules import GraphModule
 
 
@@ -125,6 +128,12 @@ class Graph:
             node = self.nodes[node.inputs[0]]
         return node.args['channel']
 
+    def check_batch_size(self, batch_size):
+        """Raise :class:`~pydnn2.errors.ConfigError` when a layer cannot train on
+        batches of ``batch_size`` rows (batch normalization of one value per channel)."""
+        for node in self.nodes:
+            node.spec.check_batch_size(self.incoming(node.inputs), batch_size, node.call)
+
     def unmerged(self):
         """The ids of split-off pathways never merged back."""
         return [pid for pid, p in self.pathways.items() if pid and p.merged_into is None]
@@ -168,13 +177,26 @@ class Graph:
         out_shape = tuple(spec.output_shape(incoming, call))
         node = Node(len(self.nodes), spec, tuple(inputs), out_shape, call, pid,
                     spec.out_dtype(incoming))
-        module = spec.make_module(incoming)
+        module = self._make_module(spec, incoming, call)
         if module is not None:
             initialize(module, spec.init_plan(incoming), self.generator, scheme=self.scheme)
             self.module.layers[node.key] = module.to(self.device)
         self.nodes.append(node)
         pathway.tip = node.id
         return node
+
+    def _make_module(self, spec, incoming, call):
+        """The spec's module, refused (:func:`~pydnn2.model.memory.check_fits`) before
+        its parameters are allocated when they would not fit in memory: it is made
+        on the ``meta`` device first, which allocates nothing."""
+        try:
+            with torch.device('meta'):
+                probe = spec.make_module(incoming)
+        except (RuntimeError, NotImplementedError):   # needs real tensors to be made
+            probe = None
+        if probe is not None:
+            check_fits(module_bytes(probe), self.device, call)
+        return spec.make_module(incoming)
 
     @staticmethod
     def _check_dtype(spec, incoming, call):

@@ -16,10 +16,18 @@ dropout masks, recurrent gates). From those:
 
 ``tests/model/test_memory.py`` checks the training figure against the peak
 memory of real training steps on the CPU.
+
+:func:`check_fits` refuses a layer whose parameters would not fit in the
+memory left (:func:`available_bytes`) before they are allocated.
 """
 
 import dataclasses
 import math
+import os
+
+import torch
+
+from ..errors import NetBuildError
 
 
 @dataclasses.dataclass
@@ -65,3 +73,71 @@ def training_memory(graph, batch_size, optimizer_slots=2, step_temporaries=1):
                   optimizer=optimizer_slots * params, step=step_temporaries * params,
                   activations=batch_size * sum(_layer_bytes(graph)),
                   backward=2 * batch_size * largest)
+
+
+def _meminfo_available():
+    """Linux's estimate of the memory available to new allocations (MemAvailable), or None."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_left():
+    """What a cgroup (v2) memory limit leaves to this process's group, or None."""
+    try:
+        with open('/sys/fs/cgroup/memory.max') as limit, \
+                open('/sys/fs/cgroup/memory.current') as used:
+            top = limit.read().strip()
+            return None if top == 'max' else int(top) - int(used.read())
+    except (OSError, ValueError):
+        return None
+
+
+def available_bytes(device='cpu'):
+    """Bytes free for new tensors on ``device``, or None when it cannot be told.
+
+    On CUDA: what the driver reports free plus what PyTorch holds cached but
+    unused. Elsewhere: the host's available memory (``MemAvailable`` on
+    Linux, within a cgroup's limit), else its physical memory.
+    """
+    device = torch.device(device)
+    if device.type == 'cuda':
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type != 'cpu':
+        return None
+    known = [b for b in (_meminfo_available(), _cgroup_left()) if b is not None]
+    if not known:
+        try:
+            known = [os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')]
+        except (OSError, ValueError, AttributeError):
+            return None
+    return min(known)
+
+
+def module_bytes(module):
+    """Bytes of a module's parameters and buffers (of a module on the ``meta``
+    device too: what it would take)."""
+    return sum(t.numel() * t.element_size()
+               for t in (*module.parameters(), *module.buffers()))
+
+
+def check_fits(nbytes, device, call):
+    """Raise :class:`~pydnn2.errors.NetBuildError` naming ``call`` when ``nbytes``
+    of parameters would not fit in the memory left: the host's (a layer is made
+    there first) and, on CUDA, the device's."""
+    places = [torch.device('cpu')] + ([torch.device(device)]
+                                      if torch.device(device).type == 'cuda' else [])
+    for place in places:
+        free = available_bytes(place)
+        if free is not None and nbytes > free:
+            raise NetBuildError(
+                f'{call}: its parameters would take {nbytes:,} bytes '
+                f'({nbytes / 2 ** 30:,.1f} GiB), more than the {free:,} bytes '
+                f'({free / 2 ** 30:,.1f} GiB) of memory available on {place}; use fewer '
+                'units, filters or inputs (e.g. pool or shrink the maps before a dense layer)')

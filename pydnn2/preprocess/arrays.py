@@ -165,8 +165,13 @@ class ArrayPreprocessor(Preprocessor):
                 out[name] = torch.from_numpy(v).to(self.device)   # (N, T) int64
                 continue
             mean, std = self._stats[name]
-            t = np.subtract(v, mean, dtype=np.float32)   # one float32 pass, then in place
-            t /= np.float32(std)
+            with np.errstate(over='ignore', invalid='ignore'):
+                t = np.subtract(v, mean, dtype=np.float32)   # one float32 pass, then in place
+                t /= np.float32(std)
+            if not np.isfinite(t).all():
+                raise DataError(f'channel {name!r} holds values too large for float32 (the '
+                                f'largest is {float(np.max(np.abs(v))):.3g}; float32 reaches '
+                                f'{float(np.finfo(np.float32).max):.3g}); rescale them')
             t = torch.from_numpy(t)
             out[name] = t.to(self.device)
         return out

@@ -28,7 +28,14 @@ def num_rows(x):
         if len(set(counts.values())) > 1:
             raise DataError(f'channels hold different numbers of rows: {counts}')
         return next(iter(counts.values()))
-    return len(x)
+    if isinstance(x, (str, bytes)):
+        raise DataError(f'expected rows of data (an array, or a list of rows); received the '
+                        f'{type(x).__name__} {x[:40]!r}')
+    try:
+        return len(x)
+    except TypeError:                    # a number, None, a 0-d array
+        raise DataError(f'expected rows of data (an array, or a list of rows); received '
+                        f'{type(x).__name__} {str(x)[:40]}') from None
 
 
 def take_rows(x, index):

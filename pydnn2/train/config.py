@@ -15,6 +15,7 @@ import os
 
 from .. import checks
 from ..errors import ConfigError
+from .callbacks import Callback
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ class TrainConfig:
     resume: object = None           # a checkpoint path, or True for the newest
     patience: int = None            # stop after this many epochs without a better valid loss
     eval_metric: object = None      # metric(s) evaluated on the validation set each epoch
-    callbacks: list = None          # pydnn2.train.callbacks.Callback instances
+    callbacks: list = None          # pydnn2.train.callbacks.Callback instances (or one)
     plot: object = False            # live learning curves: True (in a notebook) or a file path
     speed: Speed = dataclasses.field(default_factory=Speed)
 
@@ -64,8 +65,10 @@ class TrainConfig:
                                                none=True)
         self.keep_checkpoints = checks.integer(self.keep_checkpoints, 'keep_checkpoints', 1)
         self.patience = checks.integer(self.patience, 'patience', 1, none=True)
+        if isinstance(self.callbacks, Callback):        # one callback, not in a list
+            self.callbacks = [self.callbacks]
         if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise ConfigError('callbacks must be a list of pydnn2 Callback instances; '
+            raise ConfigError('callbacks must be a pydnn2 Callback or a list of them; '
                               f'received {type(self.callbacks).__name__}')
         if not isinstance(self.plot, (bool, str, os.PathLike)):
             raise ConfigError(f'plot must be True, False or a file path for the learning '

@@ -253,6 +253,8 @@ def check_ready(net, updater, config):
     if hasattr(net.preprocessor, 'has_data') and not net.preprocessor.has_data():
         raise DataError('the preprocessor holds no data to train on (a loaded net keeps only '
                         'its statistics); attach sets with preprocessor.set_data(...)')
+    net.check_data()                        # sets attached since the net was made, too
+    net.graph.check_batch_size(net.batch_size)
     check_output_dir(net.output_dir)
     resume = config.resume
     if resume not in (None, False, True) and not os.path.isfile(os.fspath(resume)):
@@ -307,8 +309,8 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
         be of the same kind), ``patience`` (stop the main phase after this
         many epochs without a better validation loss), ``eval_metric`` (a
         metric or list, evaluated on the validation set each main epoch and
-        recorded as ``valid_<name>``), ``callbacks`` (a list of
-        :class:`~pydnn2.train.callbacks.Callback`), ``plot`` (live learning
+        recorded as ``valid_<name>``), ``callbacks`` (a
+        :class:`~pydnn2.train.callbacks.Callback` or a list of them), ``plot`` (live learning
         curves, redrawn in place every epoch in a notebook; a path also
         writes them there: :class:`~pydnn2.train.live.LiveCurves`), ``amp`` (None, 'bf16' or
         'fp16': forward passes under ``torch.autocast``), ``channels_last``

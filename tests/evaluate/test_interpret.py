@@ -42,12 +42,13 @@ def raw_images(n, rng):
 
 
 @pytest.fixture(scope='module')
-def image_net():
+def image_net(tmp_path_factory):
     """A 3-class net on raw images of different sizes through Rotator360, trained 2 epochs."""
     rng = np.random.RandomState(0)
     sets = split_training_data(raw_images(90, rng), 8, 60, 20, 20)
     pre = Rotator360(sets, (16, 16), StretchResizer(), rng, rotation_range=(-10, 10))
-    net = nn.NN(pre, 'images', 3, 8, np.random.RandomState(0), verbose=False, device='cpu')
+    net = nn.NN(pre, 'images', 3, 8, np.random.RandomState(0), verbose=False, device='cpu',
+                output_dir=str(tmp_path_factory.mktemp('image_net')))
     net.add_convolution(4, (3, 3), (2, 2))
     net.add_hidden(8)
     net.add_logistic()

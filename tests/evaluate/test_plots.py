@@ -32,7 +32,7 @@ def digits_net(net_maker, digits_cached, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def image_net():
+def image_net(tmp_path_factory):
     """A 2-class net on raw images of many sizes, turned and flipped by Rotator360."""
     rng = np.random.RandomState(0)
     images = []
@@ -43,7 +43,8 @@ def image_net():
         images.append(image)
     sets = split_training_data((images, np.arange(40) % 2), 8, 60, 20, 20)
     pre = Rotator360(sets, (16, 16), StretchResizer(), rng, rotation_range=(0, 360))
-    net = nn.NN(pre, 'images', 2, 8, np.random.RandomState(0), verbose=False, device='cpu')
+    net = nn.NN(pre, 'images', 2, 8, np.random.RandomState(0), verbose=False, device='cpu',
+                output_dir=str(tmp_path_factory.mktemp('image_net')))
     net.add_convolution(2, (3, 3), (2, 2))
     net.add_logistic()
     net.train(nn.Adam(0.01), epochs=1, verbose=False)

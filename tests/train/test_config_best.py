@@ -22,7 +22,8 @@ def test_options_become_one_checked_config():
     (dict(keep_checkpoints=0), 'keep_checkpoints must be a positive integer'),
     (dict(checkpoint_every=1.5), 'checkpoint_every must be a positive integer or None'),
     (dict(l1_reg=-1), 'l1_reg must be a number >= 0'),
-    (dict(callbacks=nn.HistoryLogger('h.csv')), 'callbacks must be a list'),
+    (dict(callbacks='history.csv'), 'callbacks must be a pydnn2 Callback or a list of them; '
+                                    'received str'),
     (dict(resume=3), 'resume must be None, True or a checkpoint path'),
     (dict(amp='fp8'), "amp must be one of None, 'bf16', 'fp16'"),
 ])
@@ -32,6 +33,14 @@ def test_bad_options_are_refused_before_training(options, message, small_net):
     with pytest.raises(ConfigError, match=message):
         net.train(nn.Adam(0.01), epochs=1, **options)
     assert all(torch.equal(before[k], v) for k, v in net.get_params().items())
+
+
+def test_one_callback_alone_needs_no_list(small_net, tmp_path):
+    logger = nn.HistoryLogger(str(tmp_path / 'h.csv'))
+    assert TrainConfig(callbacks=logger).callbacks == [logger]
+    assert TrainConfig(callbacks=(logger,)).callbacks == (logger,)
+    small_net().train(nn.Adam(0.01), epochs=1, callbacks=logger)
+    assert (tmp_path / 'h.csv').read_text().count('\n') == 2      # header and one epoch
 
 
 class Weights:

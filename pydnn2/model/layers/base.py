@@ -11,6 +11,7 @@ answers the rest of pydnn2 needs about its type:
 ``describe()``                    its line in the layer table
 ``cost(incoming, out_shape)``     multiplications, additions, pool loss (``net_size``)
 ``activation_bytes(...)``         what one row keeps for the backward pass (memory)
+``check_batch_size(...)``         refuse a training batch too small for the layer
 ``param_names``                   torch parameter names -> the short names of
                                   ``net.layers`` and ``get_description``
 ``accepts``, ``final``            token or value input; whether it ends a net
@@ -142,6 +143,10 @@ class LayerSpec:
         """Bytes one row keeps from the forward to the backward pass (default:
         its float32 output)."""
         return 4 * math.prod(out_shape)
+
+    def check_batch_size(self, incoming, batch_size, call):
+        """Raise :class:`~pydnn2.errors.ConfigError` naming ``call`` when the layer
+        cannot train on batches of ``batch_size`` rows (any batch, by default)."""
 
     # -- helpers for subclasses --------------------------------------------------------
 

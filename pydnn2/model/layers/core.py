@@ -9,7 +9,7 @@ import math
 
 from torch import nn
 
-from ...errors import NetBuildError
+from ...errors import ConfigError, NetBuildError
 from .. import modules as M
 from ..activations import Nonlinearity, PReLU, SequencePReLU
 from ..initializers import ParamInit
@@ -260,6 +260,19 @@ class BatchNorm(LayerSpec):
 
     def describe(self):
         return 'batch norm'
+
+    def check_batch_size(self, incoming, batch_size, call):
+        """Refuse a batch giving a channel one value: in training, batch norm divides
+        by its variance over the batch (and the positions of a map or sequence)."""
+        shape = incoming[0].shape        # (C, H, W): over H * W positions; (T, F): over T
+        positions = {3: math.prod(shape[1:]), 2: shape[0]}.get(len(shape), 1)
+        if batch_size * positions < 2:
+            raise ConfigError(
+                f'batch_size {batch_size} is too small for the batch normalization of {call}: '
+                'in training it normalises each channel by its mean and variance over the '
+                f'batch, and a batch of {batch_size} row(s) of shape {shape} gives each channel '
+                'one value, which has no variance. Use a batch_size of 2 or more, or leave the '
+                'batch normalization out (e.g. add_hidden(..., batch_normalize=False))')
 
     def cost(self, incoming, out_shape):
         elements = math.prod(out_shape)
