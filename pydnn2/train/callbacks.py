@@ -33,6 +33,7 @@ import json
 import math
 import os
 
+import numpy as np
 import torch
 
 from .. import checks
@@ -64,8 +65,9 @@ class Callback:
     session = None     # the training session, set when training starts
 
     def state_dict(self):
-        """What the callback has collected so far (by default: its plain attributes)."""
-        return {k: copy.deepcopy(v) for k, v in vars(self).items()
+        """What the callback has collected so far (by default: its plain attributes;
+        numpy scalars and enums are saved as the Python numbers they equal)."""
+        return {k: _plain(copy.deepcopy(v)) for k, v in vars(self).items()
                 if k != 'session' and _is_state(v)}
 
     def load_state_dict(self, state):
@@ -97,10 +99,27 @@ def overrides(callback, hook):
     return getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
+def _plain(value):
+    """``value`` with numpy numbers and subclasses of bool, int, float, str, list and
+    tuple (enums, named tuples) made the plain Python values a safe file can load."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (np.number, np.bool_)):
+        return value.item()
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
 def _is_state(value):
     """Plain data a checkpoint can hold: numbers, strings, None, tensors, and
     lists and dicts of them."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor, np.number,
+                                           np.bool_)):
         return True
     if isinstance(value, (list, tuple)):
         return all(_is_state(v) for v in value)

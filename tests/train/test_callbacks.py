@@ -1,7 +1,9 @@
 """Callbacks: hooks, early stopping, history logging, stop conditions."""
 
+import collections
 import csv
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -113,3 +115,19 @@ def test_bad_callbacks_are_refused(sets, tmp_path):
         EarlyStopping(mode='up')
     with pytest.raises(ConfigError, match="has no 'valid_f1'"):
         net.train(nn.Adam(0.01), epochs=1, callbacks=[EarlyStopping('valid_f1')])
+
+
+def test_numpy_numbers_enums_and_named_tuples_of_a_callback_survive_a_checkpoint(sets,
+                                                                                 tmp_path):
+    class Keeps(Callback):
+        def __init__(self):
+            self.best, self.count, self.signal = np.float64(0.5), np.int64(3), signal.SIGTERM
+            self.pair = collections.namedtuple('Pair', 'a b')(1, np.float32(2.0))
+
+    build(sets, tmp_path).train(nn.Adam(0.01), epochs=1, checkpoint_every=1,
+                                callbacks=[Keeps()])
+    again = Keeps()
+    vars(again).update(best=None, count=None, signal=None, pair=None)
+    build(sets, tmp_path).train(nn.Adam(0.01), epochs=1, resume=True, callbacks=[again])
+    assert (again.best, again.count, again.signal, again.pair) == (0.5, 3, 15, (1, 2.0))
+    assert type(again.best) is float and type(again.signal) is int
