@@ -150,7 +150,7 @@ def epoch_times(n, device, epochs):
     seconds = {}
     with tempfile.TemporaryDirectory() as out:
         for name, p in (('augmenting every epoch', pre), ('pre-augmented tensors', fixed)):
-            net = small_net(p, device, out)
+            net = small_net(p, device, tempfile.mkdtemp(dir=out))   # a run's own folder
             net.train(nn.Adam(learning_rate=0.001), epochs=1)  # warm-up
             started = time.perf_counter()
             net.train(nn.Adam(learning_rate=0.001), epochs=epochs)

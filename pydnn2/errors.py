@@ -11,6 +11,8 @@ The split: a bad *argument* (a number out of range, an unknown name) is a
 :class:`ConfigError`; bad *data* (labels, shapes, NaN, empty sets) a
 :class:`DataError`. A builder call that cannot fit the net is a
 :class:`NetBuildError`, which is a kind of :class:`ConfigError`.
+:class:`TrainingInterrupted` is no mistake but the news that a signal
+stopped training, with the checkpoint to resume from.
 """
 
 
@@ -59,3 +61,23 @@ class MissingDependencyError(Pydnn2Error, ImportError):
 class TrainingDivergedError(Pydnn2Error, FloatingPointError):
     """The training loss became NaN or infinite; the message names the epoch
     and the batch."""
+
+
+class TrainingInterrupted(Pydnn2Error):
+    """Training was stopped by a signal (Ctrl-C or SIGTERM) after finishing its
+    current batch and writing a checkpoint; ``train(..., resume=True)`` goes on.
+
+    Attributes
+    ----------
+    checkpoint : str or None
+        The checkpoint to resume from (None when the signal came after the
+        last batch, when every file of the run was already written).
+    signal : str
+        ``'SIGINT'`` or ``'SIGTERM'``.
+    history : dict
+        The history up to the interruption (also ``net.history``).
+    """
+
+    def __init__(self, message, checkpoint=None, signal=None, history=None):
+        super().__init__(message)
+        self.checkpoint, self.signal, self.history = checkpoint, signal, history

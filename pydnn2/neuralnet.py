@@ -7,7 +7,8 @@ metrics, initialisers, errors).
 """
 
 from .errors import (ConfigError, DataError, FileFormatError, FileWriteError,
-                     MissingDependencyError, NetBuildError, Pydnn2Error, TrainingDivergedError)
+                     MissingDependencyError, NetBuildError, Pydnn2Error, TrainingDivergedError,
+                     TrainingInterrupted)
 from .evaluate.metrics import (Accuracy, LogLoss, Misclassification, PrecisionRecall,
                                TopKMisclassification)
 from .files import save
@@ -34,4 +35,4 @@ __all__ = ['NN', 'Pathway', 'RerunWarning', 'LearningRule', 'StochasticGradientD
            'PrecisionRecall', 'TopKMisclassification', 'load_checkpoint', 'Callback',
            'EarlyStopping', 'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen',
            'Constant', 'Gaussian', 'GlorotUniform', 'Kaiming', 'LeCun', 'Orthogonal', 'Uniform',
-           'TrainConfig', 'Speed']
+           'TrainConfig', 'Speed', 'TrainingInterrupted']

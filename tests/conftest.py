@@ -26,6 +26,14 @@ def seed_everything():
     torch.manual_seed(SEED)
 
 
+@pytest.fixture(autouse=True)
+def fresh_working_folder(tmp_path_factory, monkeypatch):
+    """Run every test in an empty working folder of its own: a net trained with the
+    default ``output_dir=''`` writes there, never into the repository, and two tests
+    (or two test runs at once) never share a run's files or its lock."""
+    monkeypatch.chdir(tmp_path_factory.mktemp('cwd'))
+
+
 @pytest.fixture(scope='session')
 def digits_cached():
     """``load_digits()`` once per session; read it, never write to it (or use ``digits``)."""

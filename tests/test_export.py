@@ -91,7 +91,7 @@ def trained(tmp_path_factory):
     out = {}
     for name, make in (('image', image_net), ('lstm', lstm_net), ('tokens', token_net)):
         net = make()
-        net.output_dir = str(folder)
+        net.output_dir = str(folder / name)      # a folder of its own: each is a run
         net.train(nn.Adam(0.01), epochs=2, verbose=False)
         net.module.train()
         raw = raw_rows(name, net, max(BATCHES))

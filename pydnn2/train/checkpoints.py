@@ -10,13 +10,18 @@ the epoch's starting generators and how many batches were done, so resuming
 rebuilds the same epoch and skips those batches.
 
 Files are named ``<name>_checkpoint_<epochs done>.pt`` (periodic) and
-``<name>_checkpoint_<epochs done>_interrupted.pt`` (Ctrl-C).
+``<name>_checkpoint_<epochs done>_interrupted.pt`` (Ctrl-C, SIGTERM). Each
+carries its run's record (``'run'``: id and start, see
+:mod:`pydnn2.train.runs`) and what a resume compares (``'checks'``); pruning
+and ``resume=True`` only ever consider the checkpoints of one run.
 """
 
 import glob
 import os
 import re
 import warnings
+
+import torch
 
 from .. import files
 from ..errors import ConfigError, FileFormatError
@@ -36,6 +41,11 @@ def _order(path):
     return (int(match.group(1)), bool(match.group(2))) if match else (-1, False)
 
 
+def is_checkpoint(path):
+    """Whether ``path`` is named like a checkpoint."""
+    return bool(_NAME.search(path))
+
+
 def list_checkpoints(net):
     """This net's checkpoint files in ``output_dir``, oldest first."""
     pattern = os.path.join(glob.escape(net.output_dir or '.'),
@@ -43,8 +53,53 @@ def list_checkpoints(net):
     return sorted((p for p in glob.glob(pattern) if _NAME.search(p)), key=_order)
 
 
+_RUNS = {}       # (path, mtime, size) -> run record: a file is read once for its owner
+
+
+def run_of(path):
+    """The run record (``{'id', 'started'}``) a pydnn2 file carries: ``{}`` for one written
+    before runs had ids, None for one that cannot be read. Only the record is read
+    (the tensors stay on disk)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    if key not in _RUNS:
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+            record = state.get('run') if isinstance(state, dict) else None
+            _RUNS[key] = record if isinstance(record, dict) else {}
+        except Exception:  # noqa: BLE001 - an unreadable file has no known owner
+            _RUNS[key] = None
+    return _RUNS[key]
+
+
+def _one_run(net, found):
+    """The checkpoints of the one run ``resume=True`` continues (unreadable ones stay,
+    to be passed over); refuses when several runs left checkpoints."""
+    owners = {path: run_of(path) for path in found}
+    ids = {record.get('id') for record in owners.values() if record is not None}
+    if len(ids - {None}) == 1:
+        ids -= {None}             # checkpoints without an id predate the run that has one
+    if len(ids) > 1:
+        newest_of = {owners[p].get('id'): p for p in found if owners[p] is not None}
+        raise ConfigError(f'resume=True found checkpoints of {len(ids)} runs of '
+                          f'{net.name!r}: ' + ', '.join(
+                              f'run {str(i)[:8]} up to {os.path.basename(p)}'
+                              for i, p in newest_of.items())
+                          + '; choose one with resume=<path of a checkpoint>')
+    return [p for p in found if owners[p] is None or owners[p].get('id') in ids]
+
+
 def newest(net):
-    """The newest intact checkpoint of this net, or a clear error if there is none.
+    """The path of :func:`newest_state`'s checkpoint."""
+    return newest_state(net)[0]
+
+
+def newest_state(net):
+    """``(path, contents)`` of the newest intact checkpoint of this net's run, or a clear
+    error if there is none.
 
     A damaged newer one (checksum mismatch, truncated) is passed over with a
     warning naming it and the problem.
@@ -53,22 +108,24 @@ def newest(net):
     if not found:
         raise FileFormatError(f'resume=True found no checkpoint named {net.name}_checkpoint_*'
                               f'{files.EXTENSION} in {os.path.abspath(net.output_dir or ".")!r}')
-    for path in reversed(found):
+    for path in reversed(_one_run(net, found)):
         try:
-            files.read_file(path, 'checkpoint')
+            state = files.read_file(path, 'checkpoint')
         except FileFormatError as exc:
             warnings.warn(f'resume=True passes over a damaged checkpoint: {exc}',
                           UserWarning, stacklevel=2)
             continue
-        return path
+        return path, state
     raise FileFormatError(f'resume=True found no intact checkpoint of {net.name!r} in '
                           f'{os.path.abspath(net.output_dir or ".")!r}: all {len(found)} are '
                           'damaged (see the warnings)')
 
 
-def prune(net, keep):
-    """Delete all but the newest ``keep`` checkpoints of this net."""
-    for path in list_checkpoints(net)[:-keep] if keep else []:
+def prune(net, keep, run_id):
+    """Delete all but the newest ``keep`` checkpoints of run ``run_id`` (never another
+    run's)."""
+    own = [p for p in list_checkpoints(net) if (run_of(p) or {}).get('id') == run_id]
+    for path in own[:-keep] if keep else []:
         try:
             os.remove(path)
         except OSError:
@@ -78,7 +135,8 @@ def prune(net, keep):
 def capture(session, unfinished=None):
     """The checkpoint dict of a training session (``unfinished``: an
     :class:`~pydnn2.train.session.EpochState` when taken mid-epoch)."""
-    return {**files.header('checkpoint'), 'net': files.net_state(session.net),
+    return {**files.header('checkpoint'), 'run': session.run.record(),
+            'checks': session.run.checks, 'net': files.net_state(session.net),
             'session': session.state_dict(),
             'epoch_state': None if unfinished is None else unfinished.as_dict()}
 
@@ -87,27 +145,16 @@ def write(session, unfinished=None):
     """Write a checkpoint atomically, prune old ones; returns its path."""
     path = file_name(session.net, session.epoch, interrupted=unfinished is not None)
     files.atomic_save(capture(session, unfinished), path)
-    prune(session.net, session.config.keep_checkpoints)
+    prune(session.net, session.config.keep_checkpoints, session.run.id)
     return path
 
 
-def restore(session, path):
-    """Load checkpoint ``path`` into a session built for the same net and rule;
+def restore(session, path, state):
+    """Load checkpoint ``state`` (read from ``path`` and accepted by
+    :func:`pydnn2.train.compat.check`) into a session built for the same net and rule;
     returns the unfinished epoch's state (a dict) or None."""
-    state = files.read_file(path, 'checkpoint')
-    net, rule = session.net, session.rule
-    if 'session' not in state:
-        raise FileFormatError(f'{path!r} is a checkpoint of an older pydnn2 layout; it can be '
-                              'loaded with load_checkpoint but not resumed')
-    if state['net']['calls'] != files.plain_tree(net.calls):
-        raise ConfigError(f'{path!r} was written by a different net (its builder calls '
-                          'differ); build the same net to resume, or use load_checkpoint')
-    saved_rule = state['session']['rule']['class']
-    if saved_rule != type(rule).__name__:
-        raise ConfigError(f'{path!r} was trained with {saved_rule}; resume it with the same '
-                          f'learning rule, not {type(rule).__name__}')
     try:
-        net.module.load_state_dict(state['net']['weights'])
+        session.net.module.load_state_dict(state['net']['weights'])
         session.load_state_dict(state['session'])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise FileFormatError(f'{path!r} could not be restored: {type(exc).__name__}: {exc}'

@@ -50,6 +50,8 @@ class TrainConfig:
     checkpoint_every: int = None    # write a checkpoint every this many epochs
     keep_checkpoints: int = 3       # how many of the newest checkpoints to keep
     resume: object = None           # a checkpoint path, or True for the newest
+    accept_data_change: bool = False  # resume although the data's fingerprint differs
+    overwrite: bool = False         # delete another run's files of this name, then start
     patience: int = None            # stop after this many epochs without a better valid loss
     eval_metric: object = None      # metric(s) evaluated on the validation set each epoch
     callbacks: list = None          # pydnn2.train.callbacks.Callback instances (or one)
@@ -73,6 +75,10 @@ class TrainConfig:
         if not isinstance(self.plot, (bool, str, os.PathLike)):
             raise ConfigError(f'plot must be True, False or a file path for the learning '
                               f'curves; received {self.plot!r}')
+        for flag in ('accept_data_change', 'overwrite'):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f'{flag} must be True or False; received '
+                                  f'{getattr(self, flag)!r}')
         resume = self.resume
         if resume not in (None, False, True) and not isinstance(resume, (str, os.PathLike)):
             raise ConfigError(f'resume must be None, True or a checkpoint path; received '

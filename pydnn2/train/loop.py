@@ -20,16 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from .. import files, progress, rng as rngs
-from ..errors import ConfigError, DataError, FileFormatError, TrainingDivergedError
+from ..errors import (ConfigError, DataError, FileFormatError, TrainingDivergedError,
+                      TrainingInterrupted)
 from ..evaluate import device_set, evaluate_set, metric_values
 from ..model.modules import module_lock
-from . import checkpoints
+from . import checkpoints, runs
 from .callbacks import StopTraining
 from .config import TrainConfig
 from .live import with_live_curves
 from .rules import LearningRule, set_learning_rate
 from .session import EpochResult, EpochState, Session
-from .signals import CtrlC
+from .signals import StopSignals
 
 
 def train_step(session, batch, target):
@@ -168,7 +169,8 @@ def evaluate_main(session, row):
         row.update({f'valid_{k}': v for k, v in values.items()})
     if session.best.update(row, net):      # (by training loss when there is no validation set)
         row['test_loss'], row['test_error'] = evaluate_set(net, *device_set(net, pre.get_test()))
-        session.writer.submit(files.net_state(net, session.best.params), session.best_file)
+        session.writer.submit(session.run.stamped(files.net_state(net, session.best.params)),
+                              session.best_file)
 
 
 def notify_epoch_end(session, row):
@@ -204,8 +206,8 @@ def end_of_epoch(session, row):
 
 def run_phase(session, phase, epochs, resumed=None):
     """Run ``phase`` until ``epochs`` epochs of it are done (counting resumed ones),
-    or the annealer, patience or a callback stops it, or Ctrl-C; returns False
-    on Ctrl-C."""
+    or the annealer, patience or a callback stops it, or a signal; returns the
+    interrupted checkpoint's path after a signal, else None."""
     done = sum(1 for p in session.history['phase'] if p == phase)
     net = session.net
     try:
@@ -218,18 +220,15 @@ def run_phase(session, phase, epochs, resumed=None):
             resumed = None
             if not result.finished:
                 path = checkpoints.write(session, result.unfinished)
-                session.log(f'interrupted: ending the {phase} phase; resume from {path}')
-                return False
+                session.log(f'interrupted: stopping training; resume from {path}')
+                return path
             done += 1
             stopped = notify_epoch_end(session, result.row)
             if end_of_epoch(session, result.row) or stopped:
                 break
     except StopTraining as stop:
         session.log(f'      stopped by a callback: {stop}')
-    except KeyboardInterrupt:
-        session.log(f'interrupted: ending the {phase} phase after epoch {session.epoch}')
-        return False
-    return True
+    return None
 
 
 def check_output_dir(path):
@@ -304,9 +303,13 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
         False never), ``checkpoint_every`` (write
         ``<name>_checkpoint_<epoch>.pt`` every this many epochs),
         ``keep_checkpoints`` (how many of the newest to keep, 3),
-        ``resume`` (a checkpoint path, or True for the newest in
-        ``output_dir``; the net must be built by the same calls and the rule
-        be of the same kind), ``patience`` (stop the main phase after this
+        ``resume`` (a checkpoint path, or True for the newest of the run in
+        ``output_dir``; the net, rule, preprocessor and data must be those it
+        was written with: :mod:`pydnn2.train.compat`),
+        ``accept_data_change`` (resume although the data's fingerprint
+        differs), ``overwrite`` (delete the files of another run of this
+        name in ``output_dir`` and start afresh, where otherwise ``train``
+        refuses: :mod:`pydnn2.train.runs`), ``patience`` (stop the main phase after this
         many epochs without a better validation loss), ``eval_metric`` (a
         metric or list, evaluated on the validation set each main epoch and
         recorded as ``valid_<name>``), ``callbacks`` (a
@@ -325,46 +328,66 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
         A dict of lists: one entry per epoch for each of ``HISTORY_KEYS`` (and
         each metric); it shows as the epoch table.
 
-    Ctrl-C finishes the current batch, writes
-    ``<name>_checkpoint_<epoch>_interrupted.pt`` and ends the phase; a second
-    Ctrl-C stops at once. Files already saved always stay.
+    Raises
+    ------
+    pydnn2.errors.TrainingInterrupted
+        After Ctrl-C (SIGINT) or SIGTERM: the current batch finished,
+        ``<name>_checkpoint_<epochs done>_interrupted.pt`` was written (its
+        path is the exception's ``checkpoint``) and no later phase ran. A
+        second signal stops at once (``KeyboardInterrupt``). Files already
+        saved always stay.
+    pydnn2.errors.ConfigError
+        Before anything changes: another live process trains this name in
+        this folder (``<name>.lock``), the folder holds another run's files,
+        or the checkpoint to resume does not fit this net, rule or data.
     """
     if config is None:
         config = TrainConfig.from_options(epochs=epochs, final_epochs=final_epochs,
                                           l1_reg=l1_reg, l2_reg=l2_reg, **options)
     config = with_live_curves(config)
     check_ready(net, updater, config)
-    updater.annealer.bind(updater)
-    try:
-        with rngs.forked(net.device):      # the caller's global torch generators stay theirs
-            return run_session(Session(net, updater, config))
-    finally:
-        updater.annealer.release(updater)
+    run = runs.identify(net, updater, config)
+    with runs.RunLock(net, run.id):
+        runs.claim(net, updater, config, run)       # nothing has changed before this passes
+        updater.annealer.bind(updater)
+        try:
+            with rngs.forked(net.device):      # the caller's global torch generators stay theirs
+                return run_session(Session(net, updater, config, run))
+        finally:
+            updater.annealer.release(updater)
 
 
 def run_session(session):
-    """Resume if asked, then run both phases with the callbacks around them."""
-    net, config = session.net, session.config
+    """Resume if asked, then run both phases with the callbacks around them; raises
+    :class:`TrainingInterrupted` when a signal stopped training."""
+    net, config, run = session.net, session.config, session.run
     resumed = None
-    if config.resume:
-        path = checkpoints.newest(net) if config.resume is True else os.fspath(config.resume)
-        resumed = checkpoints.restore(session, path)
-        session.log(f'resuming from {path} after {session.epoch} epochs')
+    if run.state is not None:
+        resumed = checkpoints.restore(session, run.path, run.state)
+        run.state = None                # (its tensors are not kept while training)
+        session.log(f'resuming from {run.path} after {session.epoch} epochs')
     net.history = session.history
     session.callbacks('on_train_begin', net, {'epochs': config.epochs,
                                               'final_epochs': config.final_epochs,
                                               'epochs_done': session.epoch})
-    with CtrlC(session) as ctrl_c:
+    with StopSignals(session):
         try:
-            run_phases(session, resumed, ctrl_c)
+            stopped_at = run_phases(session, resumed)
         finally:
             session.writer.close()     # the best net is on disk before train returns
     session.callbacks('on_train_end', net, {'history': session.history})
+    if stopped_at:
+        raise TrainingInterrupted(
+            f'training stopped by {session.stop_signal} with {session.epoch} '
+            f'epoch{"s" if session.epoch != 1 else ""} done and wrote {stopped_at!r}; '
+            'train(..., resume=True) goes on from there',
+            stopped_at, session.stop_signal, session.history)
     return session.history
 
 
-def run_phases(session, resumed, ctrl_c):
-    """The main phase, the return to the best weights, then the final phase."""
+def run_phases(session, resumed):
+    """The main phase, the return to the best weights, then the final phase; returns
+    the checkpoint to resume from when a signal stopped training, else None."""
     net, config = session.net, session.config
     in_final = resumed is not None and resumed['phase'] == 'final'
     restore = config.restore_best
@@ -372,21 +395,27 @@ def run_phases(session, resumed, ctrl_c):
         restore = not config.final_epochs     # final epochs go on from the last weights
     if not session.main_done and not in_final:
         try:
-            run_phase(session, 'main', config.epochs, resumed)
+            stopped_at = run_phase(session, 'main', config.epochs, resumed)
         finally:
             if restore:
                 session.best.restore(net)
+        if stopped_at:
+            return stopped_at
         session.main_done = True
         resumed = None
-        ctrl_c.reset()
     if session.best.params is not None:
         session.log(f'best {session.best.monitor.replace("_", " ")} {session.best.best:.4f}; '
                     f'best net saved to {session.best_file}')
-    if config.final_epochs:
-        if not in_final:
-            message = session.rule.annealer.final_epochs()
-            if message:
-                session.log(f'      {message}')
-        run_phase(session, 'final', config.final_epochs, resumed)
-        files.save(net, session.final_file)
+    if not config.final_epochs:
+        return None
+    if session.stop_requested:          # the signal came after the main phase's last batch
+        return checkpoints.write(session)
+    if not in_final:
+        message = session.rule.annealer.final_epochs()
+        if message:
+            session.log(f'      {message}')
+    stopped_at = run_phase(session, 'final', config.final_epochs, resumed)
+    if not stopped_at:
+        files.atomic_save(session.run.stamped(files.net_state(net)), session.final_file)
         session.log(f'final net saved to {session.final_file}')
+    return stopped_at

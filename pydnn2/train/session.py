@@ -78,10 +78,12 @@ class Session:
     net : pydnn2.NN
     rule : pydnn2.train.rules.LearningRule
     config : pydnn2.train.config.TrainConfig
+    run : pydnn2.train.runs.Run, optional
+        The run's identity, which every file it writes carries.
     """
 
-    def __init__(self, net, rule, config):
-        self.net, self.rule, self.config = net, rule, config
+    def __init__(self, net, rule, config, run=None):
+        self.net, self.rule, self.config, self.run = net, rule, config, run
         self.verbose = net.verbose if config.verbose is None else config.verbose
         self.progress = self.verbose if config.progress is None else config.progress
         self._accelerate(net, config.speed)
@@ -107,6 +109,7 @@ class Session:
         self.history = History({key: [] for key in HISTORY_KEYS})
         self.history.update({f'valid_{m.name}': [] for m in self.metrics})
         self.epoch, self.main_done, self.stop_requested = 0, False, False
+        self.stop_signal = None          # 'SIGINT' or 'SIGTERM' once one asked to stop
         folder = net.output_dir or '.'
         self.best_file = os.path.join(folder, f'{net.name}_best_net{EXTENSION}')
         self.final_file = os.path.join(folder, f'{net.name}_final_net{EXTENSION}')

@@ -1,38 +1,43 @@
-"""Stopping training gracefully: the first Ctrl-C finishes the current batch.
+"""Stopping training gracefully: Ctrl-C (SIGINT) and SIGTERM finish the current batch.
 
-While training runs, :class:`CtrlC` replaces the SIGINT handler (in the main
-thread only): the first Ctrl-C sets the session's ``stop_requested``, so the
-loop finishes its batch, writes an 'interrupted' checkpoint and ends the
-phase; a second Ctrl-C raises ``KeyboardInterrupt`` at once.
+While training runs, :class:`StopSignals` replaces the SIGINT and SIGTERM
+handlers (in the main thread only; job schedulers and ``torchrun`` send
+SIGTERM). The first signal sets the session's ``stop_requested`` and
+``stop_signal``: the loop finishes its batch, writes an 'interrupted'
+checkpoint, skips whatever phase remains, and ``train`` raises
+:class:`~pydnn2.errors.TrainingInterrupted`. A second signal raises
+``KeyboardInterrupt`` at once. The previous handlers come back when
+training ends.
 """
 
 import signal
 import threading
 
+SIGNALS = tuple(getattr(signal, name) for name in ('SIGINT', 'SIGTERM')
+                if hasattr(signal, name))
 
-class CtrlC:
-    """First Ctrl-C: finish the current batch, save an 'interrupted' checkpoint
-    and end the phase. A second Ctrl-C interrupts at once."""
+
+class StopSignals:
+    """First SIGINT or SIGTERM: finish the current batch, save an 'interrupted'
+    checkpoint and stop training. A second one interrupts at once."""
 
     def __init__(self, session):
-        self.session, self.previous = session, None
+        self.session, self.previous = session, {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self
 
     def _handle(self, signum, frame):
-        if self.session.stop_requested:
+        session = self.session
+        if session.stop_requested:
             raise KeyboardInterrupt
-        self.session.stop_requested = True
-        self.session.log('Ctrl-C: stopping after this batch (press again to stop at once)')
-
-    def reset(self):
-        """Forget a stop request (the next phase starts afresh)."""
-        self.session.stop_requested = False
+        session.stop_requested, session.stop_signal = True, signal.Signals(signum).name
+        session.log(f'{session.stop_signal}: stopping after this batch and saving a checkpoint '
+                    '(a second signal stops at once)')
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
         return False

@@ -265,6 +265,8 @@ class QuickTest10(QuickTest):
 class QuickTest11(QuickTest8):
     def __init__(p):
         super(QuickTest11, p).__init__()
+        p.name = 'quick_test_11'   # pydnn kept quick_test_8's name and overwrote its files;
+        #                            pydnn2 refuses to touch another run's files
         p.annealer = nn.WackyLearningRateAnnealer(
             learning_rate=0.08,
             min_learning_rate=0.000000008,

@@ -322,7 +322,7 @@ def test_merging_the_shapes_channel_beats_the_same_net_without_it(tmp_path):
     for merge in (True, False):
         pre = Rotator360(sets, (8, 8), StretchResizer(), np.random.RandomState(1))
         net = nn.NN(pre, 'images', 2, 16, np.random.RandomState(0), verbose=False,
-                    output_dir=str(tmp_path), device='cpu')
+                    output_dir=str(tmp_path / f'merge_{merge}'), device='cpu')
         net.add_convolution(4, (3, 3), (2, 2))
         if merge:
             net.merge_data_channel('shapes')

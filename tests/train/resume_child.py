@@ -3,11 +3,16 @@
 Usage: python resume_child.py RULE OUTPUT_DIR RESULT_FILE [--checkpoint] [--resume]
                               [--callbacks]
 
-Writes the final weights to RESULT_FILE with torch.save when training ends.
-With --callbacks, a HistoryLogger writes OUTPUT_DIR/history.csv and an
-EarlyStopping ends the main phase early.
+Writes the final weights to RESULT_FILE with torch.save and the history
+(without the seconds) to RESULT_FILE.json when training ends. With
+--callbacks, a HistoryLogger writes OUTPUT_DIR/history.csv and an
+EarlyStopping ends the main phase early. When a signal stops training
+(TrainingInterrupted), prints the checkpoint's path and exits with
+INTERRUPTED; when train refuses to start (ConfigError), prints the message
+and exits with REFUSED.
 """
 
+import json
 import sys
 import time
 
@@ -24,6 +29,7 @@ RULES = {
     'adadelta': lambda: nn.AdaDelta(0.95, 1e-6, nn.LearningRateDecay(1.0, 0.1)),
 }
 EPOCHS = 6
+INTERRUPTED, REFUSED = 3, 4
 
 
 class Slow(nn.Callback):
@@ -64,10 +70,21 @@ def main(rule, output_dir, result, checkpoint=False, resume=False, with_callback
     net.merge_data_channel('shapes')
     net.add_hidden(32)
     net.add_logistic()
-    net.train(RULES[rule](), epochs=EPOCHS, final_epochs=1, restore_best=False,
-              checkpoint_every=1 if checkpoint else None, resume=True if resume else None,
-              callbacks=[Slow()] + (callbacks(output_dir) if with_callbacks else []))
+    try:
+        history = net.train(RULES[rule](), epochs=EPOCHS, final_epochs=1, restore_best=False,
+                            checkpoint_every=1 if checkpoint else None,
+                            resume=True if resume else None,
+                            callbacks=[Slow()] + (callbacks(output_dir) if with_callbacks
+                                                  else []))
+    except nn.ConfigError as exc:
+        print(exc, flush=True)
+        sys.exit(REFUSED)
+    except nn.TrainingInterrupted as exc:
+        print(exc.checkpoint, flush=True)
+        sys.exit(INTERRUPTED)
     torch.save(net.module.state_dict(), result)
+    with open(f'{result}.json', 'w') as f:
+        json.dump({k: v for k, v in history.items() if k != 'seconds'}, f)
 
 
 if __name__ == '__main__':

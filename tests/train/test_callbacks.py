@@ -102,8 +102,8 @@ def test_stop_when_and_stop_training_end_the_phase(sets, tmp_path):
             if logs['batch'] == 2:
                 raise StopTraining('enough')
 
-    history = build(sets, tmp_path).train(nn.Adam(0.01), epochs=5,
-                                          callbacks=[StopInBatch()])
+    history = build(sets, tmp_path / 'second').train(nn.Adam(0.01), epochs=5,
+                                                     callbacks=[StopInBatch()])
     assert history['epoch'] == []
 
 

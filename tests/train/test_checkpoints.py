@@ -11,7 +11,7 @@ from pydnn2 import data, preprocess
 from pydnn2 import neuralnet as nn
 from pydnn2.net import load_checkpoint
 from pydnn2.train.checkpoints import list_checkpoints
-from pydnn2.errors import ConfigError, FileFormatError
+from pydnn2.errors import ConfigError, FileFormatError, TrainingInterrupted
 
 RULES = {
     'sgd': lambda: nn.StochasticGradientDescent(nn.LearningRateDecay(0.05, 0.1)),
@@ -87,11 +87,13 @@ def test_ctrl_c_mid_epoch_writes_an_interrupted_checkpoint_and_resumes_exactly(s
             os.kill(os.getpid(), signal.SIGINT)
 
     hook = net.module.register_forward_hook(press_ctrl_c)
-    history = net.train(RULES['momentum'](), epochs=3, restore_best=False)
+    with pytest.raises(TrainingInterrupted, match='stopped by SIGINT with 1 epoch done') as info:
+        net.train(RULES['momentum'](), epochs=3, restore_best=False)
     hook.remove()
-    assert history['epoch'] == [1]
+    assert info.value.history['epoch'] == net.history['epoch'] == [1]
     path = list_checkpoints(net)[-1]
-    assert os.path.basename(path) == 'net_checkpoint_0001_interrupted.pt'
+    assert os.path.basename(path) == 'net_checkpoint_0001_interrupted.pt' == \
+        os.path.basename(info.value.checkpoint)
     resumed = build(sets, tmp_path / 'stopped')
     resumed.train(RULES['momentum'](), epochs=3, restore_best=False, resume=path)
     assert_same(weights(resumed), weights(straight))
