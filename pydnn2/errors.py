@@ -69,9 +69,8 @@ class TrainingInterrupted(Pydnn2Error):
 
     Attributes
     ----------
-    checkpoint : str or None
-        The checkpoint to resume from (None when the signal came after the
-        last batch, when every file of the run was already written).
+    checkpoint : str
+        The checkpoint to resume from.
     signal : str
         ``'SIGINT'`` or ``'SIGTERM'``.
     history : dict
@@ -81,3 +80,7 @@ class TrainingInterrupted(Pydnn2Error):
     def __init__(self, message, checkpoint=None, signal=None, history=None):
         super().__init__(message)
         self.checkpoint, self.signal, self.history = checkpoint, signal, history
+
+    def __reduce__(self):
+        """Pickle with the checkpoint, signal and history (to cross processes)."""
+        return type(self), (self.args[0], self.checkpoint, self.signal, self.history)

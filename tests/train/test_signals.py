@@ -8,6 +8,7 @@ in-process tests send the signal to this process from a callback.
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -154,6 +155,9 @@ def test_a_signal_anywhere_raises_and_the_resumed_run_is_bit_identical(
     stopped = info.value
     assert stopped.signal == signal.Signals(signum).name
     assert stopped.checkpoint == list_checkpoints(small_net())[-1]
+    copy = pickle.loads(pickle.dumps(stopped))                    # crosses processes whole
+    assert (copy.checkpoint, copy.signal, str(copy)) == (stopped.checkpoint, stopped.signal,
+                                                         str(stopped))
     assert not os.path.exists(tmp_path / 'net_final_net.pt')
     assert not os.path.exists(tmp_path / 'net.lock')
     state = torch.load(stopped.checkpoint, weights_only=True)
