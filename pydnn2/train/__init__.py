@@ -8,9 +8,11 @@ learning rules, annealers and optimizers.
 - :mod:`.best`: the keepers of the best weights;
 - :mod:`.callbacks`: hooks into training (``EarlyStopping``, ``HistoryLogger``, ...);
 - :mod:`.checkpoints`: writing, finding and restoring checkpoints;
+- :mod:`.runs`: run ids, the lock, the refusal to touch another run's files;
+- :mod:`.compat`: what a resume compares before it changes anything;
 - :mod:`.rules`, :mod:`.annealers`, :mod:`.optimizers`: pydnn's learning rules and
   learning-rate annealers, and the optimizers torch lacks;
-- :mod:`.signals`: Ctrl-C;
+- :mod:`.signals`: Ctrl-C and SIGTERM;
 - :mod:`.live`: :class:`LiveCurves`, learning curves drawn during training;
 - :mod:`.lr_find`: the learning-rate finder behind ``net.lr_find``.
 """
