@@ -50,6 +50,8 @@ def show_confusion(net, image_set):
     for set_name, (matrix, mistakes) in zip(('training', 'validation', 'test'),
                                             net.get_confusion_matrices()):
         total = matrix.sum()
+        if total == 0:
+            continue                                    # an empty set
         print(f'\n{set_name} set: {100 * np.trace(matrix) / total:.1f}% right of {total}')
         if set_name == 'test':
             print('confusion matrix (rows: actual, columns: predicted):')
@@ -82,7 +84,7 @@ def main(output_dir=None, epochs=12, num_images=None):
     images, classes, files = image_set.build()
     print(f'read {len(images)} images of {len(image_set.get_labels())} classes, sizes from '
           f'{min(im.shape for im in images)} to {max(im.shape for im in images)}')
-    sets = preprocess.split_training_data((images, classes, files), 64, 80, 15, 5, rng=rng)
+    sets = preprocess.split_training_data((images, classes, files), 64, 70, 15, 15, rng=rng)
     resizer = preprocess.StretchResizer()
     angle = data.DIGIT_MAX_ANGLE
     pre = preprocess.Rotator360(sets, (28, 28), resizer, rng, rotation_range=(-angle, angle),
