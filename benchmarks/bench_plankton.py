@@ -24,8 +24,9 @@ other):
 * **memory**: the resident set size after each slice of the stream (flat:
   each slice's images are dropped before the next but one is read).
 
-Ratios are pydnn2's images/s over the plain loop's (>= 0.9 is issue 10's
-target). Run: ``.venv/bin/python benchmarks/bench_plankton.py [--quick]``.
+Candidates run interleaved (A B A B ..., ``--rounds``), and each ratio is
+the median over rounds of the plain loop's time over pydnn2's (pydnn2's
+images/s over the plain loop's; >= 0.9 is issue 10's target). Run: ``.venv/bin/python benchmarks/bench_plankton.py [--quick]``.
 """
 
 import argparse
@@ -33,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -129,48 +131,74 @@ def data_path(pre, test_set, slice_size):
     return total
 
 
+def interleaved(rounds, **candidates):
+    """Time the candidates A B C A B C ...; each one's list of seconds."""
+    seconds = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            seconds[name].append(timed(fn)[0])
+    return seconds
+
+
+def paired(seconds, reference, candidate):
+    """The median over rounds of reference seconds / candidate seconds."""
+    return statistics.median(r / c for r, c in zip(seconds[reference], seconds[candidate]))
+
+
+def folders(args):
+    """The generated folders (written unless ``--folder`` already holds them)."""
+    per_class, num_test = (25, 13040) if args.quick else (251, 130400)
+    root = args.folder or tempfile.mkdtemp(prefix='pydnn2-plankton-')
+    train_dir, test_dir = os.path.join(root, 'train'), os.path.join(root, 'test')
+    if not (os.path.isdir(test_dir) and len(os.listdir(test_dir)) == num_test):
+        started = time.perf_counter()
+        data.write_plankton_images(root, per_class, num_test, progress=False)
+        print(f'wrote {per_class * 121} + {num_test} images in '
+              f'{time.perf_counter() - started:.0f} s')
+    return root, train_dir, test_dir
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='a tenth of the size')
     parser.add_argument('--slice', type=int, default=16300, help='images per prediction slice')
+    parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds')
     parser.add_argument('--folder', help='reuse (or write) the images here')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args(argv)
-    per_class, num_test = (25, 13040) if args.quick else (251, 130400)
-    root = args.folder or tempfile.mkdtemp(prefix='pydnn2-plankton-')
-    started = time.perf_counter()
-    train_dir, test_dir = data.write_plankton_images(root, per_class, num_test, progress=False)
-    print(f'wrote {per_class * 121} + {num_test} images in {time.perf_counter() - started:.0f} s')
+    root, train_dir, test_dir = folders(args)
     train_set = data.DirectoryLabeledImageSet(train_dir, progress=False)
     paths = [os.path.join(train_dir, label, name) for name, label in train_set.get_files()]
-    plain_read(paths)                                    # warm the page cache
-    t_read, _ = timed(plain_read, paths, False)
-    t_plain_train, _ = timed(plain_read, paths)
-    t_build, (images, classes, _) = timed(train_set.build)
+    images, classes, _ = train_set.build()               # also warms the page cache
     net = make_net(images[:6000], classes[:6000])
     del images, classes
     test_set = data.UnlabeledImageSet(test_dir, progress=False)
     test_paths = [os.path.join(test_dir, n) for n in test_set.get_files()]
-    plain_read(test_paths)
-    t_plain_test, _ = timed(plain_read, test_paths)
-    t_data, _ = timed(data_path, net.preprocessor, test_set, args.slice)
-    t_hand, _ = timed(plain_stream, net, test_paths, args.slice)
+    plain_read(test_paths[:20000])
+    reads = interleaved(args.rounds, plain_read=lambda: plain_read(paths, False),
+                        plain_read_resize=lambda: plain_read(paths), build=train_set.build)
+    pre, size = net.preprocessor, args.slice
+    paths_ = interleaved(args.rounds, plain=lambda: plain_read(test_paths),
+                         data_path=lambda: data_path(pre, test_set, size))
     rss_before = rss_mib()
-    t_stream, (n, rss) = timed(stream, net, test_set, args.slice)
-    m, rate = len(paths), lambda count, seconds: round(count / seconds)
-    results = {
-        'train_images': m, 'test_images': n, 'slice': args.slice, 'cores': os.cpu_count(),
-        'build': rate(m, t_build), 'plain_read': rate(m, t_read),
-        'plain_read_resize': rate(m, t_plain_train),
-        'build_ratio_read': t_read / t_build, 'build_ratio_read_resize': t_plain_train / t_build,
-        'data_path': rate(n, t_data), 'plain_test_read_resize': rate(n, t_plain_test),
-        'data_path_ratio': t_plain_test / t_data,
-        'stream': rate(n, t_stream), 'hand_stream': rate(n, t_hand),
-        'stream_ratio': t_hand / t_stream,
-        'rss_before_stream_mib': round(rss_before, 1), 'rss_after_each_slice_mib': rss,
-        'peak_rss_mib': round(peak_mib(), 1),
-    }
-    r = results
+    streams = interleaved(max(1, args.rounds - 1),
+                          hand=lambda: plain_stream(net, test_paths, size),
+                          stream=lambda: stream(net, test_set, size))
+    _, rss = stream(net, test_set, size)
+    m, n = len(paths), len(test_paths)
+    rate = lambda count, seconds: round(count / statistics.median(seconds))  # noqa: E731
+    r = {'train_images': m, 'test_images': n, 'slice': size, 'rounds': args.rounds,
+         'cores': os.cpu_count(), 'load_average': os.getloadavg()[0],
+         'build': rate(m, reads['build']), 'plain_read': rate(m, reads['plain_read']),
+         'plain_read_resize': rate(m, reads['plain_read_resize']),
+         'build_ratio_read': paired(reads, 'plain_read', 'build'),
+         'build_ratio_read_resize': paired(reads, 'plain_read_resize', 'build'),
+         'data_path': rate(n, paths_['data_path']), 'plain_test_read_resize': rate(n, paths_['plain']),
+         'data_path_ratio': paired(paths_, 'plain', 'data_path'),
+         'stream': rate(n, streams['stream']), 'hand_stream': rate(n, streams['hand']),
+         'stream_ratio': paired(streams, 'hand', 'stream'),
+         'rss_before_stream_mib': round(rss_before, 1), 'rss_after_each_slice_mib': rss,
+         'peak_rss_mib': round(peak_mib(), 1)}
     print(f"build      {r['build']:6d} images/s; plain read {r['plain_read']:6d} "
           f"(ratio {r['build_ratio_read']:.2f}), plain read+resize {r['plain_read_resize']:6d} "
           f"(ratio {r['build_ratio_read_resize']:.2f})")
@@ -178,11 +206,11 @@ def main(argv=None):
           f"{r['plain_test_read_resize']:6d} (ratio {r['data_path_ratio']:.2f})")
     print(f"stream     {r['stream']:6d} images/s; by hand {r['hand_stream']:6d} "
           f"(ratio {r['stream_ratio']:.2f})")
-    print(f'RSS before the stream {rss_before:.0f} MiB; after each slice {rss}; '
-          f"peak {r['peak_rss_mib']:.0f} MiB")
+    print(f'RSS before the streams {rss_before:.0f} MiB; after each slice of the last one '
+          f"{rss}; peak {r['peak_rss_mib']:.0f} MiB; load average {r['load_average']:.1f}")
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump([results], f, indent=1)
+            json.dump([r], f, indent=1)
     if not args.folder:
         shutil.rmtree(root, ignore_errors=True)
 

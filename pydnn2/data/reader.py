@@ -33,10 +33,10 @@ def parallel_map(fn, items, desc=None, progress=None, workers=None):
     when that is faster.
 
     Suits work that releases the GIL (Pillow's decoding and resizing,
-    file reads). By default the first items are timed one by one: when an
-    item takes less than ``THREADS_FROM`` seconds (small images, where the
-    Python around Pillow holds the GIL most of the time) the rest run in
-    this thread too, which is then faster than a pool; otherwise the rest
+    file reads). By default the first items are timed one by one: when the
+    median item takes less than ``THREADS_FROM`` seconds (small images,
+    where the Python around Pillow holds the GIL most of the time) the rest
+    run in this thread too, which is then faster than a pool; otherwise the rest
     run in a pool, handed out in chunks of about ``CHUNK_SECONDS``. The
     first exception stops the pool and is raised.
 
@@ -63,9 +63,7 @@ def parallel_map(fn, items, desc=None, progress=None, workers=None):
     bar = progress_bars.progress_bar(len(items), desc, enabled=show, leave=True)
     try:
         probe = 0 if chosen else min(PROBE_ITEMS, len(items))
-        started = time.perf_counter()
-        results = _serial(fn, items[:probe], bar)
-        per_item = (time.perf_counter() - started) / max(probe, 1)
+        results, per_item = _probe(fn, items[:probe], bar)
         rest = items[probe:]
         if workers == 1 or len(rest) < 2 or (not chosen and per_item < THREADS_FROM):
             return results + _serial(fn, rest, bar)
@@ -73,6 +71,19 @@ def parallel_map(fn, items, desc=None, progress=None, workers=None):
         return results + _pooled(fn, rest, bar, workers, size)
     finally:
         bar.close()
+
+
+def _probe(fn, items, bar):
+    """``fn`` over ``items`` one by one, and the median seconds an item took (the
+    median, so that a first call's set-up or a moment without the CPU does not
+    decide)."""
+    results, seconds = [], []
+    for item in items:
+        started = time.perf_counter()
+        results.append(fn(item))
+        seconds.append(time.perf_counter() - started)
+        bar.update()
+    return results, (sorted(seconds)[len(seconds) // 2] if seconds else 0.0)
 
 
 def _serial(fn, items, bar):
