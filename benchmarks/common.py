@@ -154,9 +154,9 @@ def hand_train(module, pre, epochs, batch_size, learning_rate=LEARNING_RATE, see
     the validation loss improves, the test set is evaluated and the weights
     copied and written with ``torch.save`` (to ``best_path``; skipped when
     None); ``keep_best=False`` leaves all that out. ``timings``, a dict,
-    receives the seconds spent keeping the best net under ``'keep_best'``;
-    ``on_epoch()`` is called after each epoch. Returns the per-epoch train
-    losses.
+    receives the seconds spent keeping the best net under ``'keep_best'``
+    and how many times it was kept under ``'kept'``; ``on_epoch()`` is
+    called after each epoch. Returns the per-epoch train losses.
     """
     x, y = pre.get_train()
     (vx, vy), (tx, ty) = pre.get_valid(), pre.get_test()
@@ -192,6 +192,7 @@ def hand_train(module, pre, epochs, batch_size, learning_rate=LEARNING_RATE, see
             if timings is not None:
                 timings['keep_best'] = timings.get('keep_best', 0.0) + \
                     time.perf_counter() - started
+                timings['kept'] = timings.get('kept', 0) + 1
         if on_epoch is not None:
             on_epoch()
     return losses
