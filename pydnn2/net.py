@@ -12,7 +12,7 @@ import os
 import numpy as np
 import torch
 
-from . import checks, evaluate, files, rng as rngs, train as training
+from . import checks, distributed, evaluate, files, rng as rngs, train as training
 from .errors import ConfigError, DataError, FileFormatError, NetBuildError
 from .model import description, initializers as inits
 from .model.activations import activation_name, relu
@@ -29,8 +29,9 @@ _LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
 
 
 def default_device():
-    """CUDA when available, else the CPU."""
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    """CUDA when available (under torchrun, ``cuda:LOCAL_RANK``: one device per process),
+    else the CPU."""
+    return distributed.default_device()
 
 
 class NN(Builder):

@@ -127,6 +127,21 @@ def iter_probabilities(net, x, batch_size=None):
         yield torch.softmax(logits.float(), 1)
 
 
+def set_sums(net, x, y, batch_size=None):
+    """``(summed loss, error count)`` of the net on a preprocessed set, as two
+    tensors on the device (what :func:`evaluate_set` divides by the rows; data-parallel
+    training adds them over the ranks' blocks first)."""
+    loss = torch.zeros((), device=net.device)
+    errors = torch.zeros((), device=net.device, dtype=torch.long)
+    start = 0
+    for logits in iter_logits(net, x, batch_size):
+        target = y[start:start + len(logits)].to(net.device, non_blocking=True)
+        loss += F.cross_entropy(logits, target, reduction='sum')
+        errors += (logits.argmax(1) != target).sum()
+        start += len(logits)
+    return loss, errors
+
+
 def evaluate_set(net, x, y, batch_size=None):
     """Return ``(mean loss, error rate)`` of the net on a preprocessed set.
 
@@ -136,14 +151,7 @@ def evaluate_set(net, x, y, batch_size=None):
     n = len(y)
     if n == 0:
         return None, None
-    loss = torch.zeros((), device=net.device)
-    errors = torch.zeros((), device=net.device, dtype=torch.long)
-    start = 0
-    for logits in iter_logits(net, x, batch_size):
-        target = y[start:start + len(logits)].to(net.device, non_blocking=True)
-        loss += F.cross_entropy(logits, target, reduction='sum')
-        errors += (logits.argmax(1) != target).sum()
-        start += len(logits)
+    loss, errors = set_sums(net, x, y, batch_size)
     return loss.item() / n, errors.item() / n
 
 

@@ -17,7 +17,7 @@ import inspect
 import sys
 import warnings
 
-from .. import tracebacks
+from .. import distributed, tracebacks
 from ..errors import NetBuildError, Pydnn2Error
 from .activations import activation_name
 from .initializers import Initializer, as_initializer, is_config
@@ -102,7 +102,7 @@ def _announce(net, graph, call):
         graph.sites[key] = site[3]
         call['site'] = key
     new = graph.nodes[call['first_node']:]
-    if net.verbose and new:
+    if net.verbose and new and distributed.is_writer():    # (under torchrun, rank 0 alone)
         before = [graph.nodes[i].out_shape for i in new[0].inputs] or ['data']
         print(f'{call["method"]}: {" + ".join(map(str, before))} -> {new[-1].out_shape}')
 

@@ -153,10 +153,16 @@ class CallbackList:
         return [{'class': type(c).__name__, 'state': c.state_dict()} for c in self.callbacks]
 
     def load_state_dict(self, states):
-        """Give each callback the saved state of the same class at the same place."""
-        for callback, saved in zip(self.callbacks, states):
-            if saved['class'] == type(callback).__name__:
-                callback.load_state_dict(saved['state'])
+        """Give the k-th callback of each class the k-th saved state of that class (so a
+        table shown in one run and not in another, or callbacks that run on rank 0
+        alone, leave the others' states where they belong)."""
+        saved = {}
+        for entry in states:
+            saved.setdefault(entry['class'], []).append(entry['state'])
+        for callback in self.callbacks:
+            queue = saved.get(type(callback).__name__)
+            if queue:
+                callback.load_state_dict(queue.pop(0))
 
 
 def _fmt(value, percent=False):

@@ -49,13 +49,17 @@ class TrainConfig:
     #                                 final epochs follow, which go on from the last ones)
     checkpoint_every: int = None    # write a checkpoint every this many epochs
     keep_checkpoints: int = 3       # how many of the newest checkpoints to keep
-    resume: object = None           # a checkpoint path, or True for the newest
+    resume: object = None           # a checkpoint path, True for the newest, 'auto': the
+    #                                 newest if there is one (else a fresh run)
     accept_data_change: bool = False  # resume although the data's fingerprint differs
     overwrite: bool = False         # delete another run's files of this name, then start
     patience: int = None            # stop after this many epochs without a better valid loss
     eval_metric: object = None      # metric(s) evaluated on the validation set each epoch
     callbacks: list = None          # pydnn2.train.callbacks.Callback instances (or one)
     plot: object = False            # live learning curves: True (in a notebook) or a file path
+    per_rank_batch: bool = False    # under torchrun: batch_size rows per process (default:
+    #                                 batch_size rows per global batch, split over processes)
+    sync_batch_norm: bool = False   # under torchrun on CUDA: batch statistics over all ranks
     speed: Speed = dataclasses.field(default_factory=Speed)
 
     def __post_init__(self):
@@ -75,14 +79,14 @@ class TrainConfig:
         if not isinstance(self.plot, (bool, str, os.PathLike)):
             raise ConfigError(f'plot must be True, False or a file path for the learning '
                               f'curves; received {self.plot!r}')
-        for flag in ('accept_data_change', 'overwrite'):
+        for flag in ('accept_data_change', 'overwrite', 'per_rank_batch', 'sync_batch_norm'):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f'{flag} must be True or False; received '
                                   f'{getattr(self, flag)!r}')
         resume = self.resume
         if resume not in (None, False, True) and not isinstance(resume, (str, os.PathLike)):
-            raise ConfigError(f'resume must be None, True or a checkpoint path; received '
-                              f'{resume!r}')
+            raise ConfigError(f"resume must be None, True, 'auto' or a checkpoint path; "
+                              f'received {resume!r}')
 
     @classmethod
     def from_options(cls, **options):

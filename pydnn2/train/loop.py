@@ -19,12 +19,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .. import files, progress, rng as rngs
+from .. import distributed, files, progress, rng as rngs
 from ..errors import (ConfigError, DataError, FileFormatError, TrainingDivergedError,
                       TrainingInterrupted)
 from ..evaluate import device_set, evaluate_set, metric_values
 from ..model.modules import module_lock
-from . import checkpoints, runs
+from . import checkpoints, parallel, runs
 from .callbacks import StopTraining
 from .config import TrainConfig
 from .live import with_live_curves
@@ -64,9 +64,11 @@ def train_batches(session, x, y, order, state):
 
     Stops early (leaving ``state.step`` at the batches done) when a stop was
     requested. Rows after the last full batch wait for another shuffle.
+    Data-parallel, ``order`` holds this rank's rows of each global batch, and the
+    losses and error count are those of all ranks when this returns.
     Returns whether every batch ran.
     """
-    net, size = session.net, session.net.batch_size
+    net, size = session.net, session.rank_batch
     resident = all(v.device == y.device for v in x.values())
     steps = len(order) // size
     if state.losses is None:
@@ -78,8 +80,9 @@ def train_batches(session, x, y, order, state):
         net.module.train()
     bar = progress.progress_bar(steps, f'epoch {session.epoch + 1}', session.progress,
                                 initial=state.step, delay=2.0)
-    step, epoch = state.step, session.epoch + 1
-    while step < steps and not session.stop_requested:
+    first = step = state.step
+    epoch = session.epoch + 1
+    while step < steps and not parallel.should_stop(session, step - first):
         if hooks:
             hooks('on_minibatch_begin', net, {'epoch': epoch, 'batch': step + 1})
         batch, target = _batch(x, y, order[step * size:(step + 1) * size], net.device, resident)
@@ -92,7 +95,8 @@ def train_batches(session, x, y, order, state):
             hooks('on_minibatch_end', net, {'epoch': epoch, 'batch': step,
                                             'loss': state.losses[step - 1]})
     bar.close()
-    state.step, state.errors = step, state.errors + errors.item()
+    errors = parallel.reduce_batches(session, state.losses, first, step, errors)
+    state.step, state.errors = step, state.errors + errors
     return step == steps
 
 
@@ -136,6 +140,8 @@ def start_epoch(session, phase, resumed=None):
         x = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
              for k, v in x.items()}
     order = torch.randperm(len(y), generator=session.shuffle).to(y.device)
+    if session.parallel:                    # the same order everywhere; each rank its rows
+        order = parallel.rank_order(order, session.global_batch)
     return state, x, y, order
 
 
@@ -149,11 +155,11 @@ def run_epoch(session, phase, resumed=None):
     steps = len(state.losses)
     row = dict(epoch=session.epoch + 1, phase=phase,
                train_loss=check_losses(state.losses, session.epoch),
-               train_error=state.errors / (steps * net.batch_size), valid_loss=None,
+               train_error=state.errors / (steps * session.global_batch), valid_loss=None,
                valid_error=None, test_loss=None, test_error=None, learning_rate=rate)
     if phase == 'main':
         evaluate_main(session, row)
-    row['seconds'] = time.perf_counter() - started
+    row['seconds'] = parallel.slowest(session, time.perf_counter() - started)
     session.keepers.update(row, net)
     session.record(row)
     return EpochResult(row=row)
@@ -163,14 +169,16 @@ def evaluate_main(session, row):
     """Validation every epoch; test set and best-net file when validation improves."""
     net, pre = session.net, session.net.preprocessor
     valid = device_set(net, pre.get_valid())
-    row['valid_loss'], row['valid_error'] = evaluate_set(net, *valid)
+    row['valid_loss'], row['valid_error'] = parallel.evaluate_set(session, *valid)
     if session.metrics and session.has_valid:
-        values = metric_values(net, *valid, session.metrics)
+        values = parallel.metric_values(session, *valid, session.metrics)
         row.update({f'valid_{k}': v for k, v in values.items()})
     if session.best.update(row, net):      # (by training loss when there is no validation set)
-        row['test_loss'], row['test_error'] = evaluate_set(net, *device_set(net, pre.get_test()))
-        session.writer.submit(session.run.stamped(files.net_state(net, session.best.params)),
-                              session.best_file)
+        row['test_loss'], row['test_error'] = parallel.evaluate_set(
+            session, *device_set(net, pre.get_test()))
+        if distributed.is_writer():
+            session.writer.submit(session.run.stamped(files.net_state(net, session.best.params)),
+                                  session.best_file)
 
 
 def notify_epoch_end(session, row):
@@ -200,7 +208,7 @@ def end_of_epoch(session, row):
         session.log(f'      no validation improvement in {config.patience} epochs: stopping')
         stop = True
     if config.checkpoint_every and session.epoch % config.checkpoint_every == 0:
-        checkpoints.write(session)
+        parallel.write_checkpoint(session)
     return stop
 
 
@@ -219,11 +227,11 @@ def run_phase(session, phase, epochs, resumed=None):
             result = run_epoch(session, phase, resumed)
             resumed = None
             if not result.finished:
-                path = checkpoints.write(session, result.unfinished)
+                path = parallel.write_checkpoint(session, result.unfinished)
                 session.log(f'interrupted: stopping training; resume from {path}')
                 return path
             done += 1
-            stopped = notify_epoch_end(session, result.row)
+            stopped = parallel.any_rank(session, notify_epoch_end(session, result.row))
             if end_of_epoch(session, result.row) or stopped:
                 break
     except StopTraining as stop:
@@ -244,7 +252,7 @@ def check_output_dir(path):
 
 
 def check_ready(net, updater, config):
-    """Refuse to start unless the rule, the net, its data and its folder are ready."""
+    """Refuse to start unless the rule, the net and its data are ready."""
     if not isinstance(updater, LearningRule):
         raise ConfigError('updater must be a learning rule (StochasticGradientDescent, '
                           f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
@@ -254,9 +262,14 @@ def check_ready(net, updater, config):
                         'its statistics); attach sets with preprocessor.set_data(...)')
     net.check_data()                        # sets attached since the net was made, too
     net.graph.check_batch_size(net.batch_size)
+
+
+def check_files(net, config):
+    """Refuse to start unless the output folder is writable and a checkpoint to resume
+    exists."""
     check_output_dir(net.output_dir)
     resume = config.resume
-    if resume not in (None, False, True) and not os.path.isfile(os.fspath(resume)):
+    if resume not in (None, False, True, 'auto') and not os.path.isfile(os.fspath(resume)):
         raise FileFormatError(f'resume: checkpoint {os.fspath(resume)!r} does not exist')
 
 
@@ -346,13 +359,17 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
                                           l1_reg=l1_reg, l2_reg=l2_reg, **options)
     config = with_live_curves(config)
     check_ready(net, updater, config)
-    run = runs.identify(net, updater, config)
-    with runs.RunLock(net, run.id):
-        runs.claim(net, updater, config, run)       # nothing has changed before this passes
+    data_parallel = parallel.start(net, config)     # under torchrun: the process group
+    distributed.on_writer(lambda: check_files(net, config))    # (rank 0's folder alone)
+    with runs.OwnedRun(net, updater, config) as run:    # identified, locked, claimed (rank 0)
         updater.annealer.bind(updater)
         try:
             with rngs.forked(net.device):      # the caller's global torch generators stay theirs
-                return run_session(Session(net, updater, config, run))
+                session = Session(net, updater, config, run, data_parallel)
+                try:
+                    return run_session(session)
+                finally:
+                    session.close()
         finally:
             updater.annealer.release(updater)
 
@@ -373,8 +390,11 @@ def run_session(session):
     with StopSignals(session):
         try:
             stopped_at = run_phases(session, resumed)
-        finally:
-            session.writer.close()     # the best net is on disk before train returns
+        except BaseException:
+            session.writer.close()
+            raise
+        # the best net is on disk before train returns (on every rank)
+        distributed.on_writer(session.writer.close)
     session.callbacks('on_train_end', net, {'history': session.history})
     if stopped_at:
         raise TrainingInterrupted(
@@ -408,14 +428,15 @@ def run_phases(session, resumed):
                     f'best net saved to {session.best_file}')
     if not config.final_epochs:
         return None
-    if session.stop_requested:          # the signal came after the main phase's last batch
-        return checkpoints.write(session)
+    if parallel.should_stop(session, 0):    # a signal came after the main phase's last batch
+        return parallel.write_checkpoint(session)
     if not in_final:
         message = session.rule.annealer.final_epochs()
         if message:
             session.log(f'      {message}')
     stopped_at = run_phase(session, 'final', config.final_epochs, resumed)
     if not stopped_at:
-        files.atomic_save(session.run.stamped(files.net_state(net)), session.final_file)
+        final = session.run.stamped(files.net_state(net))
+        distributed.on_writer(lambda: files.atomic_save(final, session.final_file))
         session.log(f'final net saved to {session.final_file}')
     return stopped_at

@@ -20,8 +20,14 @@ and each checkpoint. Before anything is written:
 
 Checkpoint pruning and ``resume=True`` see only the run's own checkpoints
 (:mod:`pydnn2.train.checkpoints`).
+
+Under torchrun (:mod:`pydnn2.distributed`) rank 0 alone does all this:
+:class:`OwnedRun` identifies, locks and claims there, and the other ranks receive
+the run (with the checkpoint to resume, so they need not see rank 0's
+folder) or the very error rank 0 met.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -32,7 +38,7 @@ import uuid
 import warnings
 import weakref
 
-from .. import files
+from .. import distributed, files
 from ..errors import ConfigError, FileFormatError
 from ..tracebacks import is_internal
 from . import checkpoints, compat
@@ -83,9 +89,12 @@ def identify(net, rule, config):
     checks = {'annealer': type(rule.annealer).__name__,
               'data': compat.data_fingerprint(net.preprocessor)}
     run = Run(uuid.uuid4().hex, time.strftime('%Y-%m-%dT%H:%M:%S'), checks)
-    if not config.resume:
+    resume = config.resume
+    if resume == 'auto':            # (the newest checkpoint if there is one: a restarted job)
+        resume = bool(checkpoints.list_checkpoints(net))
+    if not resume:
         return run
-    if config.resume is True:
+    if resume is True:
         path, state = checkpoints.newest_state(net)
     else:
         path = os.fspath(config.resume)
@@ -98,6 +107,34 @@ def identify(net, rule, config):
     if isinstance(saved.get('id'), str):    # (a checkpoint without one: the run gets one now)
         run.id, run.started = saved['id'], str(saved.get('started'))
     return run
+
+
+class OwnedRun:
+    """``with OwnedRun(net, rule, config) as run``: the run, identified, locked
+    (:class:`RunLock`) and claimed (:func:`claim`) for the block; the lock goes when it
+    ends. Under torchrun rank 0 alone does this, and every other rank receives the
+    run, or raises the error rank 0 met."""
+
+    def __init__(self, net, rule, config):
+        self.net, self.rule, self.config = net, rule, config
+        self.stack = contextlib.ExitStack()
+
+    def _take(self):
+        run = identify(self.net, self.rule, self.config)
+        self.stack.enter_context(RunLock(self.net, run.id))
+        claim(self.net, self.rule, self.config, run)    # nothing has changed before this
+        return run
+
+    def __enter__(self):
+        try:
+            return distributed.on_writer(self._take)
+        except BaseException:
+            self.stack.close()
+            raise
+
+    def __exit__(self, *exc):
+        self.stack.close()
+        return False
 
 
 def _describe(owners):

@@ -15,10 +15,11 @@ import os
 
 import torch
 
-from .. import progress, rng as rngs
+from .. import distributed, progress, rng as rngs
 from ..evaluate import as_metrics
 from ..files import EXTENSION, BackgroundWriter, plain_tree
 from ..model.modules import module_lock
+from . import parallel as par
 from .best import Keepers
 from .callbacks import CallbackList, EpochTable
 from .history import History
@@ -80,12 +81,17 @@ class Session:
     config : pydnn2.train.config.TrainConfig
     run : pydnn2.train.runs.Run, optional
         The run's identity, which every file it writes carries.
+    parallel : bool
+        Train data-parallel over the ranks of the process group
+        (:mod:`pydnn2.train.parallel`); only rank 0 prints.
     """
 
-    def __init__(self, net, rule, config, run=None):
+    def __init__(self, net, rule, config, run=None, parallel=False):
         self.net, self.rule, self.config, self.run = net, rule, config, run
-        self.verbose = net.verbose if config.verbose is None else config.verbose
-        self.progress = self.verbose if config.progress is None else config.progress
+        self._split(net, config, parallel)
+        writer = not parallel or distributed.is_writer()
+        self.verbose = writer and (net.verbose if config.verbose is None else config.verbose)
+        self.progress = self.verbose if config.progress is None else writer and config.progress
         self._accelerate(net, config.speed)
         self.writer = BackgroundWriter()
         self.keepers = Keepers()
@@ -105,7 +111,8 @@ class Session:
         # dropout masks follow the net's rng; train() runs inside rngs.forked, so the
         # caller's global torch generators come back as they were
         with module_lock(net.module):     # (net_size in another thread forks them too)
-            rngs.seed_torch(rngs.seed_from(net.rng), net.device)
+            rngs.seed_torch((rngs.seed_from(net.rng) + self.rank) % rngs.SEED_LIMIT,
+                            net.device)          # (each rank its own dropout masks)
         self.history = History({key: [] for key in HISTORY_KEYS})
         self.history.update({f'valid_{m.name}': [] for m in self.metrics})
         self.epoch, self.main_done, self.stop_requested = 0, False, False
@@ -114,17 +121,35 @@ class Session:
         self.best_file = os.path.join(folder, f'{net.name}_best_net{EXTENSION}')
         self.final_file = os.path.join(folder, f'{net.name}_final_net{EXTENSION}')
 
+    def _split(self, net, config, parallel):
+        """The ranks, and the rows of each global batch this rank trains on."""
+        self.parallel, self.rank_rngs = parallel, None
+        self.rank, world = (distributed.rank(), distributed.world_size()) if parallel else (0, 1)
+        self.global_batch = net.batch_size * (world if config.per_rank_batch else 1)
+        self.rank_batch = self.global_batch // world
+
     def _accelerate(self, net, speed):
         self.speed, device = speed, torch.device(net.device)
         if device.type == 'cuda':
             torch.backends.cudnn.benchmark = True
         if speed.channels_last:
             net.module.to(memory_format=torch.channels_last)
-        self.model = torch.compile(net.module) if speed.compile else net.module
+        self.unsync = (par.sync_batch_norm(net.module, device)
+                       if self.parallel and self.config.sync_batch_norm else None)
+        model = par.wrap(net.module, device) if self.parallel else net.module
+        self.model = torch.compile(model) if speed.compile else model
         dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(speed.amp)
         self.autocast = (functools.partial(torch.autocast, device.type, dtype) if dtype
                          else contextlib.nullcontext)
         self.scaler = torch.amp.GradScaler(device.type) if speed.amp == 'fp16' else None
+
+    def close(self):
+        """Let go of the data-parallel wrapper (and its gradient hooks); put back the
+        batch-norm layers ``sync_batch_norm`` replaced."""
+        self.model = None
+        if self.unsync is not None:
+            self.unsync()
+            self.unsync = None
 
     def penalty(self):
         """l1 * sum|W| + l2 * sum W^2 over the weights (see :func:`penalised_weights`)."""
@@ -150,14 +175,17 @@ class Session:
     def rng_state(self):
         """Every random generator training draws from, as plain data."""
         net = self.net
-        return {**rngs.torch_states(), 'shuffle': self.shuffle.get_state(),
-                'net_rng': rngs.numpy_state(net.rng),
-                'preprocessor': plain_tree(net.preprocessor.get_state())}
+        state = {**rngs.torch_states(), 'shuffle': self.shuffle.get_state(),
+                 'net_rng': rngs.numpy_state(net.rng),
+                 'preprocessor': plain_tree(net.preprocessor.get_state())}
+        if self.rank_rngs is not None:           # every rank's, gathered for a checkpoint
+            state['ranks'] = self.rank_rngs
+        return state
 
     def set_rng_state(self, state):
-        """Restore :meth:`rng_state`."""
+        """Restore :meth:`rng_state` (each rank its own torch generators)."""
         with module_lock(self.net.module):
-            rngs.set_torch_states(state)
+            par.restore_torch_states(state, self.rank, self.net.device)
         self.shuffle.set_state(state['shuffle'])
         rngs.set_numpy_state(self.net.rng, state['net_rng'])
         self.net.preprocessor.set_state(state['preprocessor'])

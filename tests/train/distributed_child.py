@@ -1,0 +1,116 @@
+"""Child process of test_distributed.py: trains a digits MLP, alone or as one rank of torchrun.
+
+Usage: python distributed_child.py OUTPUT_DIR RESULT [--epochs N] [--resume PATH|auto]
+                                   [--slow SECONDS] [--pids FOLDER]
+
+The same script runs in one process (``python distributed_child.py ...``) and
+under ``torchrun``: nothing in it names a rank except what it records. Trains
+SGD without dropout, with the validation accuracy as a metric, writing a
+checkpoint every epoch into OUTPUT_DIR. Every
+rank writes RESULT.rank<r>.json: its history, what it printed, and every file
+it opened for writing while training (``open``, ``os.open`` and
+``pydnn2.files.atomic_write`` are watched). Rank 0 saves the final weights to
+RESULT with torch.save. ``--slow`` sleeps after each batch (so that a test can
+kill a worker mid-run); ``--pids`` writes each rank's pid to FOLDER/rank<r>
+(outside OUTPUT_DIR) when training starts.
+"""
+
+import argparse
+import builtins
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from pydnn2 import data, distributed, files, preprocess
+from pydnn2 import neuralnet as nn
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+class Slow(nn.Callback):
+    """Sleeps after each batch, so the parent's kill lands while training runs."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_minibatch_end(self, net, logs):
+        time.sleep(self.seconds)
+
+
+@contextlib.contextmanager
+def watched_writes(written):
+    """Append to ``written`` the path of every file opened for writing in the block."""
+    real_open, real_os_open, real_atomic = builtins.open, os.open, files.atomic_write
+
+    def spy_open(file, mode='r', *args, **kwargs):
+        if any(c in mode for c in 'wax+') and not isinstance(file, int):
+            written.append(os.fspath(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def spy_os_open(path, flags, *args, **kwargs):
+        if flags & _WRITE_FLAGS:
+            written.append(os.fspath(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def spy_atomic(path, write):
+        written.append(f'atomic_write:{os.fspath(path)}')
+        return real_atomic(path, write)
+
+    builtins.open, os.open, files.atomic_write = spy_open, spy_os_open, spy_atomic
+    try:
+        yield
+    finally:
+        builtins.open, os.open, files.atomic_write = real_open, real_os_open, real_atomic
+
+
+def build(output_dir):
+    """The digits MLP: 64 inputs, 32 hidden relu units (no batch norm, whose statistics
+    would be each rank's), 10 classes; global batch 32."""
+    sets = preprocess.split_training_data(data.load_digits(), 32, 60, 20, 20,
+                                          rng=np.random.RandomState(3))
+    net = nn.NN(preprocess.ArrayPreprocessor(sets), 'images', 10, 32, np.random.RandomState(5),
+                name='dp', output_dir=output_dir, verbose=False)
+    net.add_hidden(32, batch_normalize=False)
+    net.add_logistic()
+    return net
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('output_dir')
+    parser.add_argument('result')
+    parser.add_argument('--epochs', type=int, default=4)
+    parser.add_argument('--resume', default=None)
+    parser.add_argument('--slow', type=float, default=0)
+    parser.add_argument('--pids', default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    tempfile.gettempdir()         # (torch probes it with a write on first use: not ours)
+    rank = distributed.rank()
+    if args.pids:
+        with open(os.path.join(args.pids, f'rank{rank}'), 'w') as f:
+            f.write(str(os.getpid()))
+    net = build(args.output_dir)
+    written, printed = [], io.StringIO()
+    callbacks = [Slow(args.slow)] if args.slow else []
+    with watched_writes(written), contextlib.redirect_stdout(printed), \
+            contextlib.redirect_stderr(printed):
+        history = net.train(nn.StochasticGradientDescent(0.1), epochs=args.epochs,
+                            checkpoint_every=1, verbose=True, progress=False,
+                            resume=args.resume, callbacks=callbacks,
+                            eval_metric=nn.Accuracy())
+    if distributed.is_writer():
+        torch.save(net.module.state_dict(), args.result)
+    with open(f'{args.result}.rank{rank}.json', 'w') as f:
+        json.dump({'history': dict(history), 'printed': printed.getvalue(), 'written': written,
+                   'world_size': distributed.world_size()}, f)
+
+
+if __name__ == '__main__':
+    main()

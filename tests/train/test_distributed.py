@@ -1,0 +1,155 @@
+"""The same script under torchrun trains as one process would, and only rank 0 writes.
+
+Each run is a child process (distributed_child.py: a digits MLP, SGD, no
+dropout, a checkpoint every epoch) started alone with ``python`` or as gloo
+ranks on the CPU with ``torchrun``. Every child gets a time limit, and its
+whole process group is killed if it overruns, so a hung collective fails the
+test instead of hanging it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+CHILD = os.path.join(os.path.dirname(__file__), 'distributed_child.py')
+TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
+TIMEOUT = 120
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
+                                or not torch.distributed.is_gloo_available(),
+                                reason='needs torch.distributed with gloo')
+
+
+def start(command):
+    """A child in its own process group (one thread per process: 2 ranks on 2 cores)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
+        env.pop(name, None)
+    return subprocess.Popen([str(c) for c in command], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(children, timeout=TIMEOUT):
+    """Wait for every child; on a timeout or a failure kill all their process groups and
+    fail with their output."""
+    deadline = time.monotonic() + timeout
+    outputs = []
+    try:
+        for child in children:
+            outputs.append(child.communicate(timeout=max(1, deadline - time.monotonic()))[0])
+    except subprocess.TimeoutExpired:
+        kill(children)
+        pytest.fail(f'a child ran over {timeout} s (killed)')
+    if any(child.returncode for child in children):
+        kill(children)
+        pytest.fail('a child failed:\n' + '\n----\n'.join(outputs))
+    return outputs
+
+
+def kill(children):
+    """SIGKILL the process groups of ``children`` (torchrun and its workers)."""
+    for child in children:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        child.wait()
+
+
+def alone(folder, result, *flags):
+    """The child in one plain process."""
+    return start([sys.executable, CHILD, folder, result, *flags])
+
+
+def ranks(folder, result, *flags, nproc=2):
+    """The child as ``nproc`` ranks of one torchrun on this machine."""
+    return start([*TORCHRUN, '--standalone', f'--nproc_per_node={nproc}', CHILD, folder,
+                  result, *flags])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def record(result, rank=0):
+    with open(f'{result}.rank{rank}.json') as f:
+        return json.load(f)
+
+
+def assert_close(a, b, tolerance=1e-6):
+    a, b = torch.load(a), torch.load(b)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=tolerance), \
+            f'{key}: {(a[key] - b[key]).abs().max()}'
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    """One process and two torchrun ranks, the same script, global batch 32, 4 epochs."""
+    root = tmp_path_factory.mktemp('distributed')
+    for name in ('one', 'two'):
+        (root / name).mkdir()
+    finish([alone(root / 'one', root / 'one.pt')])
+    finish([ranks(root / 'two', root / 'two.pt')])
+    return root
+
+
+def test_two_ranks_end_with_the_weights_of_one_process(runs):
+    assert_close(runs / 'one.pt', runs / 'two.pt')
+    one, two = record(runs / 'one.pt'), record(runs / 'two.pt')
+    assert two['world_size'] == 2 and one['world_size'] == 1
+    assert two['history']['train_loss'] == pytest.approx(one['history']['train_loss'], rel=1e-5)
+    assert two['history']['valid_loss'] == pytest.approx(one['history']['valid_loss'], rel=1e-5)
+    assert two['history']['train_error'] == one['history']['train_error']
+    assert two['history']['valid_accuracy'] == one['history']['valid_accuracy']   # gathered
+
+
+def test_the_ranks_histories_are_identical(runs):
+    first, second = record(runs / 'two.pt', 0), record(runs / 'two.pt', 1)
+    assert first['history'] == second['history']          # seconds too: the slowest rank's
+    assert len(first['history']['epoch']) == 4
+
+
+def test_only_rank_0_prints_and_writes(runs):
+    first, second = record(runs / 'two.pt', 0), record(runs / 'two.pt', 1)
+    assert second['written'] == [] and second['printed'] == ''
+    assert 'best net saved' in first['printed']
+    assert any(path.startswith('atomic_write:') for path in first['written'])
+    assert sorted(os.listdir(runs / 'two')) == [
+        'dp_best_net.pt', 'dp_checkpoint_0002.pt', 'dp_checkpoint_0003.pt',
+        'dp_checkpoint_0004.pt']                  # no lock, no temporary file left behind
+
+
+def test_a_checkpoint_of_two_ranks_resumes_in_one_process(runs, tmp_path):
+    (tmp_path / 'resumed').mkdir()
+    checkpoint = tmp_path / 'resumed' / 'dp_checkpoint_0002.pt'
+    shutil.copy(runs / 'two' / 'dp_checkpoint_0002.pt', checkpoint)
+    finish([alone(tmp_path / 'resumed', tmp_path / 'resumed.pt', '--resume', checkpoint)])
+    assert_close(runs / 'two.pt', tmp_path / 'resumed.pt')
+    history = record(tmp_path / 'resumed.pt')['history']
+    assert history['epoch'] == [1, 2, 3, 4]
+    assert history['train_loss'][:2] == record(runs / 'two.pt')['history']['train_loss'][:2]
+
+
+def test_two_machines_of_one_process_each_train_alike(runs, tmp_path):
+    endpoint = f'127.0.0.1:{free_port()}'
+    (tmp_path / 'out').mkdir()
+    nodes = [start([*TORCHRUN, '--nnodes=2', f'--node_rank={node}', '--nproc_per_node=1',
+                    '--rdzv_backend=c10d', f'--rdzv_endpoint={endpoint}', '--rdzv_id=pydnn2',
+                    CHILD, tmp_path / 'out', tmp_path / 'nodes.pt'])
+             for node in (0, 1)]
+    finish(nodes)
+    assert_close(runs / 'two.pt', tmp_path / 'nodes.pt')
+    assert record(tmp_path / 'nodes.pt', 0)['history'] == record(tmp_path / 'nodes.pt', 1)[
+        'history']
+    assert record(tmp_path / 'nodes.pt', 1)['written'] == []
