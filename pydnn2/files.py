@@ -310,13 +310,20 @@ def net_state(net, weights=None):
         'config': {'channel': net.channel, 'num_classes': net.num_classes,
                    'batch_size': net.batch_size, 'activation': net.activation_name,
                    'name': net.name, 'output_dir': net.output_dir, 'seed': net.seed,
-                   'initialization': net.initialization},
+                   'initialization': net.initialization,
+                   'memory_layout': _layout_record(net)},
         'calls': plain_tree(net.calls),
         'weights': {k: v.detach().cpu()
                     for k, v in (weights or net.module.state_dict()).items()},
         'preprocessor': {'class': type(pre).__name__,
                          'state': plain_tree(pre.state_dict())},
     }
+
+
+def _layout_record(net):
+    """The memory layout chosen for ``net`` by measurement, as plain data (or None)."""
+    choice = getattr(net, 'memory_layout', None)
+    return None if choice is None else choice.as_dict()
 
 
 def save(nn, filename=None):

@@ -14,7 +14,7 @@ import torch
 
 from . import checks, distributed, evaluate, files, rng as rngs, train as training
 from .errors import ConfigError, DataError, FileFormatError, NetBuildError
-from .model import description, initializers as inits
+from .model import description, initializers as inits, layout
 from .model.activations import activation_name, relu
 from .model.builder import Builder, input_spec
 from .model.graph import Graph
@@ -103,6 +103,7 @@ class NN(Builder):
                            self.initialization)
         self.graph.reset(input_spec(preprocessor, channel), self)
         self._initialized = False      # see the initialized property
+        self.memory_layout = None      # the layout train chose by measuring (model.layout)
         preprocessor.to(self.device)
         self.check_data()
 
@@ -143,6 +144,7 @@ class NN(Builder):
                       initialization=config.get('initialization', 'he-glorot'))
             net.replay(state['calls'])
             net.module.load_state_dict(state['weights'])
+            layout.adopt(net, layout.LayoutChoice.from_dict(config.get('memory_layout')))
         except Exception as exc:  # noqa: BLE001 - whatever a file's contents break is the file's
             raise FileFormatError(f'{filename!r} has a pydnn2 marker but its contents are '
                                   f'damaged: {type(exc).__name__}: {exc}') from None

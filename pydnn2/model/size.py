@@ -4,26 +4,25 @@ For each layer: multiplications, additions, parameters, output shape and
 the rows/columns lost to pooling (each layer's spec knows its own); then
 totals, the training memory (:mod:`pydnn2.model.memory`), and an epoch-time
 estimate calibrated on the current device by timing a few real training
-steps (pydnn guessed from a fixed "ec2 g2" speed instead).
+steps (:mod:`pydnn2.model.timing`), in the memory layout the net trains in
+(:mod:`pydnn2.model.layout`); pydnn guessed from a fixed "ec2 g2" speed
+instead.
 """
 
-import copy
 import dataclasses
 import html
-import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .. import checks, rng as rngs
+from .. import checks
 from ..errors import ConfigError
 from ..table import Table
+from . import layout
 from .graph import Graph
 from .html import table_html
-from .layers import TOKENS, ConvPool, Dense, Input
+from .layers import ConvPool, Dense, Input
 from .memory import Memory, training_memory
-from .modules import module_lock
+from .timing import example_batches, time_training
 
 _COLUMNS = Table(('layer', 'output', 'mults', 'adds', 'params', 'pool loss'),
                  right=(2, 3, 4, 5))
@@ -49,6 +48,7 @@ class SizeReport:
     seconds_per_epoch: float = None     # estimated time of one epoch
     device: str = ''
     memory: Memory = None               # memory_bytes by what holds them
+    layout: str = ''                    # 'channels-last' when the net trains in it
 
     def _cells(self):
         """The table's rows as strings, the totals last."""
@@ -63,8 +63,9 @@ class SizeReport:
         """The lines under the table: memory and the time estimate."""
         notes = [f'training memory: about {self.memory_bytes / 2 ** 20:,.1f} MiB']
         if self.seconds_per_epoch is not None:
+            where = f'{self.device}, {self.layout}' if self.layout else self.device
             notes.append(f'estimated time per epoch of {self.epoch_size:,} rows on '
-                         f'{self.device}: {self.seconds_per_epoch:,.2f} s')
+                         f'{where}: {self.seconds_per_epoch:,.2f} s')
         return notes
 
     def __str__(self):
@@ -95,59 +96,6 @@ def graph_report(graph, labels, batch_size):
     return SizeReport(rows, sum(r['mults'] for r in rows), sum(r['adds'] for r in rows),
                       sum(p.numel() for p in graph.module.parameters()), memory.total,
                       memory=memory)
-
-
-def time_training(module, make_batch, batch_size, device, budget=1.0):
-    """Seconds per row of training steps (forward, backward, SGD) on a copy of ``module``.
-
-    ``module`` itself (weights, buffers, train/eval modes, hooks) is not
-    touched, and torch's global generators, which the random rows and dropout
-    draw from, are left as they were; it holds the module's
-    :func:`~pydnn2.model.modules.module_lock`, so ``net_size`` may run in the
-    middle of training, from a callback or another thread.
-    """
-    with module_lock(module), rngs.forked(device):
-        return _time_steps(_bare_copy(module, device), make_batch, batch_size, device, budget)
-
-
-def _bare_copy(module, device):
-    """A copy of ``module`` in training mode on ``device``, without the hooks a user
-    may have put on the original (they should not see the timing steps)."""
-    module = copy.deepcopy(module).to(device).train()
-    for sub in module.modules():
-        for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks,
-                      sub._backward_pre_hooks):
-            hooks.clear()
-    return module
-
-
-def _time_steps(module, make_batch, batch_size, device, budget):
-    """:func:`time_training` on ``module`` itself."""
-    opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=1e-6)
-    x, y = make_batch(batch_size)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(module(x).flatten(1), y).backward()   # y is all zeros: a valid class
-        opt.step()
-
-    for _ in range(2):
-        step()
-    _sync(device)
-    windows = []       # the median of several short windows shrugs off bursts of other work
-    for _ in range(5):
-        steps, started = 0, time.perf_counter()
-        while steps < 2 or (time.perf_counter() - started < budget / 5 and steps < 20):
-            step()
-            steps += 1
-        _sync(device)
-        windows.append((time.perf_counter() - started) / (steps * batch_size))
-    return float(np.median(windows))
-
-
-def _sync(device):
-    if torch.device(device).type == 'cuda':
-        torch.cuda.synchronize()
 
 
 def _spec_entry(i, entry):
@@ -235,27 +183,25 @@ def net_size(root, layers, batch_size=128, epoch_size=None, calibrate=True, devi
     return report
 
 
-def _example_rows(node, rows, device):
-    """Random rows of an input node for timing: values, or token 0 for token channels."""
-    if node.dtype == TOKENS:
-        return torch.zeros(rows, *node.out_shape, dtype=torch.long, device=device)
-    return torch.randn(rows, *node.out_shape, device=device)
-
-
 def net_size_of(net, calibrate=True, verbose=True):
     """Size of a built net: per-layer costs (parameters counted from the module),
-    memory, and a calibrated epoch time for its training set on its device."""
+    memory, and a calibrated epoch time for its training set on its device.
+
+    The calibration times the memory layout the net trains in: for a net with
+    convolutions that has none chosen yet, it makes the choice ``train`` would
+    make (:func:`pydnn2.model.layout.choose`) and keeps it in
+    ``net.memory_layout``."""
     graph = net.graph
     labels = {n.id: f'{n.id} {n.call}: {n.op}' for n in graph.nodes if n.op != 'input'}
     report = graph_report(graph, labels, net.batch_size)
     pre = net.preprocessor
     if calibrate and graph.output.spec.final:
-        inputs = {n.args['channel']: n for n in graph.nodes if n.op == 'input'}
-        make = lambda b: ({c: _example_rows(n, b, net.device)  # noqa: E731
-                           for c, n in inputs.items()},
-                          torch.zeros(b, dtype=torch.long, device=net.device))
-        report.seconds_per_sample = time_training(graph.module, make, net.batch_size,
-                                                  net.device)
+        choice = layout.choose(net)
+        report.layout = 'channels-last' if choice and choice.channels_last else ''
+        report.seconds_per_sample = time_training(graph.module,
+                                                  example_batches(graph, net.device),
+                                                  net.batch_size, net.device,
+                                                  channels_last=bool(report.layout))
         has = hasattr(pre, 'has_data') and pre.has_data()
         sizes = [len(y) for y in pre.get_raw_y()] if has else [10000, 0, 0]
         report.epoch_size = sizes[0]

@@ -330,7 +330,9 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
         curves, redrawn in place every epoch in a notebook; a path also
         writes them there: :class:`~pydnn2.train.live.LiveCurves`), ``amp`` (None, 'bf16' or
         'fp16': forward passes under ``torch.autocast``), ``channels_last``
-        (NHWC feature maps), ``compile`` (train through
+        (True: NHWC feature maps, False: NCHW; None, the default: the faster of
+        the two for a net with convolutions, timed once per net:
+        :mod:`pydnn2.model.layout`), ``compile`` (train through
         ``torch.compile(net.module)``), ``data_on_device`` (keep each epoch's
         set on the device, or stream batches from pinned host memory; by
         default on the device when it takes at most half its free memory).

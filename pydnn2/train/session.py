@@ -18,6 +18,7 @@ import torch
 from .. import distributed, progress, rng as rngs
 from ..evaluate import as_metrics
 from ..files import EXTENSION, BackgroundWriter, plain_tree
+from ..model import layout
 from ..model.modules import module_lock
 from . import parallel as par
 from .best import Keepers
@@ -129,11 +130,14 @@ class Session:
         self.rank_batch = self.global_batch // world
 
     def _accelerate(self, net, speed):
-        self.speed, device = speed, torch.device(net.device)
+        device = torch.device(net.device)
         if device.type == 'cuda':
             torch.backends.cudnn.benchmark = True
-        if speed.channels_last:
-            net.module.to(memory_format=torch.channels_last)
+        # channels_last None: the faster layout, measured once per net (model.layout)
+        recorded = layout.recorded_in(self.run.state if self.run else None)
+        channels_last = layout.resolve(net, speed.channels_last, speed.amp, recorded, self.log,
+                                       distributed.on_writer if self.parallel else None)
+        self.speed = dataclasses.replace(speed, channels_last=channels_last)
         self.unsync = (par.sync_batch_norm(net.module, device)
                        if self.parallel and self.config.sync_batch_norm else None)
         model = par.wrap(net.module, device) if self.parallel else net.module

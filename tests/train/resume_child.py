@@ -74,6 +74,9 @@ def main(rule, output_dir, result, checkpoint=False, resume=False, with_callback
         history = net.train(RULES[rule](), epochs=EPOCHS, final_epochs=1, restore_best=False,
                             checkpoint_every=1 if checkpoint else None,
                             resume=True if resume else None,
+                            # pinned: the straight and the killed run are two processes,
+                            # whose own measurements could choose different layouts
+                            channels_last=False,
                             callbacks=[Slow()] + (callbacks(output_dir) if with_callbacks
                                                   else []))
     except nn.ConfigError as exc:
