@@ -5,7 +5,8 @@ Each loop trains in a fresh child process (this script run with
 resident set size (RSS) after the setup and after every epoch, and reports
 its peak (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). The parent prints
 both peaks, their ratio (pydnn2 / hand; at most 1.1 is the target) and the
-RSS after each epoch, which should stay flat.
+RSS after each epoch, which should stay flat. pydnn2 is pinned to NCHW
+(``channels_last=False``), the layout the hand loop trains in.
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--quick]``
 """
@@ -58,7 +59,7 @@ def child(kind, rows, epochs, threads):
 
         training.run_epoch = measured
         net.train(common.nn.StochasticGradientDescent(common.LEARNING_RATE), epochs=epochs,
-                  verbose=False, progress=False)
+                  verbose=False, progress=False, channels_last=False)   # NCHW, as by hand
     else:
         import copy
 
