@@ -102,14 +102,24 @@ def init(device='cpu'):
     if active() or environment() is None or not dist.is_available():
         return active()
     device = torch.device(device)
+    store, rank_, world = _store()
     if device.type == 'cuda':
         torch.cuda.set_device(device if device.index is not None else local_rank())
-        dist.init_process_group('nccl')
+        dist.init_process_group('nccl', store=store, rank=rank_, world_size=world)
         _CONTROL['group'] = dist.new_group(backend='gloo')
     else:
-        dist.init_process_group('gloo')
+        dist.init_process_group('gloo', store=store, rank=rank_, world_size=world)
     atexit.register(finish)
     return True
+
+
+def _store():
+    """torchrun's store (``env://``), under a prefix of each restart's own: the ranks of a
+    group restarted by ``torchrun --max-restarts`` share the store of the group that
+    failed, and must not read the addresses its dead ranks published there."""
+    store, rank_, world = next(dist.rendezvous('env://'))
+    restart = environment()['restart_count']
+    return dist.PrefixStore(f'pydnn2/restart_{restart}/', store), rank_, world
 
 
 def finish():

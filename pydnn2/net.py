@@ -12,7 +12,7 @@ import os
 import numpy as np
 import torch
 
-from . import checks, distributed, evaluate, files, rng as rngs, train as training
+from . import checks, distributed, evaluate, files, launcher, rng as rngs, train as training
 from .errors import ConfigError, DataError, FileFormatError, NetBuildError
 from .model import description, initializers as inits, layout
 from .model.activations import activation_name, relu
@@ -347,7 +347,7 @@ class NN(Builder):
     # -- training and using it -----------------------------------------------------------
 
     def train(self, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0,
-              force_init=False, **options):
+              force_init=False, devices=None, **options):
         """Train the net; see :func:`pydnn2.train.loop.train` for every option.
 
         Training starts from the weights the net has: it never re-initialises
@@ -355,9 +355,19 @@ class NN(Builder):
         ``init_model(overwrite=True)`` (each layer's own initialisers, drawn
         afresh). Returns the history: a dict of lists, one entry per epoch (a
         :class:`~pydnn2.train.history.History`, which shows as the epoch table).
+
+        ``devices=N`` trains data-parallel in ``N`` processes that this call
+        starts on this machine (forked; CPU nets), as ``torchrun
+        --nproc_per_node=N`` would, and brings rank 0's weights and history
+        back (:func:`pydnn2.launcher.train_in_processes`).
         """
         if force_init:
             self.init_model(overwrite=True)
+        if devices is not None:
+            history = launcher.train_in_processes(self, devices, updater, epochs, final_epochs,
+                                                  l1_reg, l2_reg, **options)
+            self._initialized = True
+            return history
         try:
             history = training.train(self, updater, epochs, final_epochs, l1_reg, l2_reg,
                                      **options)

@@ -1,7 +1,7 @@
 """Child process of test_distributed.py: trains a digits MLP, alone or as one rank of torchrun.
 
 Usage: python distributed_child.py OUTPUT_DIR RESULT [--epochs N] [--resume PATH|auto]
-                                   [--slow SECONDS] [--pids FOLDER]
+                                   [--slow SECONDS] [--pids FOLDER] [--devices N]
 
 The same script runs in one process (``python distributed_child.py ...``) and
 under ``torchrun``: nothing in it names a rank except what it records. Trains
@@ -11,8 +11,9 @@ rank writes RESULT.rank<r>.json: its history, what it printed, and every file
 it opened for writing while training (``open``, ``os.open`` and
 ``pydnn2.files.atomic_write`` are watched). Rank 0 saves the final weights to
 RESULT with torch.save. ``--slow`` sleeps after each batch (so that a test can
-kill a worker mid-run); ``--pids`` writes each rank's pid to FOLDER/rank<r>
-(outside OUTPUT_DIR) when training starts.
+kill a worker mid-run); ``--pids`` writes each rank's pid to FOLDER/rank<r>.<restart>
+(outside OUTPUT_DIR) when training starts. ``--devices N`` trains with
+``net.train(..., devices=N)``: N processes that this one starts itself.
 """
 
 import argparse
@@ -69,6 +70,12 @@ def watched_writes(written):
         builtins.open, os.open, files.atomic_write = real_open, real_os_open, real_atomic
 
 
+def ranks_seen(offset):
+    """For pydnn2.launch: every rank's rank plus ``offset``, gathered (on rank 0, returned)."""
+    distributed.init('cpu')
+    return distributed.all_gather_objects(distributed.rank() + offset)
+
+
 def build(output_dir):
     """The digits MLP: 64 inputs, 32 hidden relu units (no batch norm, whose statistics
     would be each rank's), 10 classes; global batch 32."""
@@ -89,12 +96,14 @@ def main():
     parser.add_argument('--resume', default=None)
     parser.add_argument('--slow', type=float, default=0)
     parser.add_argument('--pids', default=None)
+    parser.add_argument('--devices', type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     tempfile.gettempdir()         # (torch probes it with a write on first use: not ours)
     rank = distributed.rank()
     if args.pids:
-        with open(os.path.join(args.pids, f'rank{rank}'), 'w') as f:
+        restart = (distributed.environment() or {}).get('restart_count', 0)
+        with open(os.path.join(args.pids, f'rank{rank}.{restart}'), 'w') as f:
             f.write(str(os.getpid()))
     net = build(args.output_dir)
     written, printed = [], io.StringIO()
@@ -104,7 +113,7 @@ def main():
         history = net.train(nn.StochasticGradientDescent(0.1), epochs=args.epochs,
                             checkpoint_every=1, verbose=True, progress=False,
                             resume=args.resume, callbacks=callbacks,
-                            eval_metric=nn.Accuracy())
+                            eval_metric=nn.Accuracy(), devices=args.devices)
     if distributed.is_writer():
         torch.save(net.module.state_dict(), args.result)
     with open(f'{args.result}.rank{rank}.json', 'w') as f:

@@ -85,6 +85,11 @@ def record(result, rank=0):
         return json.load(f)
 
 
+def without_seconds(recorded):
+    """A rank's history without the time each epoch took."""
+    return {k: v for k, v in recorded['history'].items() if k != 'seconds'}
+
+
 def assert_close(a, b, tolerance=1e-6):
     a, b = torch.load(a), torch.load(b)
     assert a.keys() == b.keys()
@@ -99,8 +104,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('distributed')
     for name in ('one', 'two'):
         (root / name).mkdir()
-    finish([alone(root / 'one', root / 'one.pt')])
-    finish([ranks(root / 'two', root / 'two.pt')])
+    finish([alone(root / 'one', root / 'one.pt'), ranks(root / 'two', root / 'two.pt')])
     return root
 
 
@@ -153,3 +157,39 @@ def test_two_machines_of_one_process_each_train_alike(runs, tmp_path):
     assert record(tmp_path / 'nodes.pt', 0)['history'] == record(tmp_path / 'nodes.pt', 1)[
         'history']
     assert record(tmp_path / 'nodes.pt', 1)['written'] == []
+
+
+def test_devices_2_from_a_plain_process_trains_as_torchrun(runs, tmp_path):
+    (tmp_path / 'out').mkdir()
+    finish([alone(tmp_path / 'out', tmp_path / 'devices.pt', '--devices', 2)])
+    assert_close(runs / 'two.pt', tmp_path / 'devices.pt', tolerance=0)
+    assert without_seconds(record(tmp_path / 'devices.pt')) == without_seconds(
+        record(runs / 'two.pt'))
+    assert sorted(os.listdir(tmp_path / 'out')) == sorted(os.listdir(runs / 'two'))
+
+
+def wait_for(path, child, limit=TIMEOUT):
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            kill([child])
+            pytest.fail(f'{path.name} never appeared:\n{child.communicate()[0]}')
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(runs, tmp_path):
+    out, pids = tmp_path / 'out', tmp_path / 'pids'
+    out.mkdir()
+    pids.mkdir()
+    child = start([*TORCHRUN, '--standalone', '--nproc_per_node=2', '--max-restarts=1', CHILD,
+                   out, tmp_path / 'killed.pt', '--resume', 'auto', '--slow', 0.01,
+                   '--pids', pids])
+    wait_for(out / 'dp_checkpoint_0001.pt', child)
+    os.kill(int((pids / 'rank1.0').read_text()), signal.SIGKILL)
+    finish([child])
+    assert (pids / 'rank0.1').exists() and (pids / 'rank1.1').exists()   # restarted once
+    assert_close(runs / 'two.pt', tmp_path / 'killed.pt', tolerance=0)
+    assert without_seconds(record(tmp_path / 'killed.pt')) == without_seconds(
+        record(runs / 'two.pt'))
+    assert sorted(os.listdir(out)) == sorted(os.listdir(runs / 'two'))
