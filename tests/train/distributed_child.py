@@ -10,7 +10,9 @@ checkpoint every epoch into OUTPUT_DIR. Every
 rank writes RESULT.rank<r>.json: its history, what it printed, and every file
 it opened for writing while training (``open``, ``os.open`` and
 ``pydnn2.files.atomic_write`` are watched). Rank 0 saves the final weights to
-RESULT with torch.save. ``--slow`` sleeps after each batch (so that a test can
+RESULT with torch.save; when a signal stops training (TrainingInterrupted)
+each rank records the checkpoint's path instead and exits with INTERRUPTED.
+``--slow`` sleeps after each batch (so that a test can
 kill a worker mid-run); ``--pids`` writes each rank's pid to FOLDER/rank<r>.<restart>
 (outside OUTPUT_DIR) when training starts. ``--devices N`` trains with
 ``net.train(..., devices=N)``: N processes that this one starts itself.
@@ -22,6 +24,7 @@ import contextlib
 import io
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -31,6 +34,7 @@ import torch
 from pydnn2 import data, distributed, files, preprocess
 from pydnn2 import neuralnet as nn
 
+INTERRUPTED = 3           # the exit status after a signal stopped training
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -108,18 +112,23 @@ def main():
     net = build(args.output_dir)
     written, printed = [], io.StringIO()
     callbacks = [Slow(args.slow)] if args.slow else []
+    interrupted = None
     with watched_writes(written), contextlib.redirect_stdout(printed), \
             contextlib.redirect_stderr(printed):
-        history = net.train(nn.StochasticGradientDescent(0.1), epochs=args.epochs,
-                            checkpoint_every=1, verbose=True, progress=False,
-                            resume=args.resume, callbacks=callbacks,
-                            eval_metric=nn.Accuracy(), devices=args.devices)
-    if distributed.is_writer():
+        try:
+            history = net.train(nn.StochasticGradientDescent(0.1), epochs=args.epochs,
+                                checkpoint_every=1, verbose=True, progress=False,
+                                resume=args.resume, callbacks=callbacks,
+                                eval_metric=nn.Accuracy(), devices=args.devices)
+        except nn.TrainingInterrupted as exc:
+            history, interrupted = exc.history, exc.checkpoint
+    if distributed.is_writer() and not interrupted:
         torch.save(net.module.state_dict(), args.result)
     with open(f'{args.result}.rank{rank}.json', 'w') as f:
         json.dump({'history': dict(history), 'printed': printed.getvalue(), 'written': written,
-                   'world_size': distributed.world_size()}, f)
-
+                   'world_size': distributed.world_size(), 'interrupted': interrupted}, f)
+    if interrupted:
+        sys.exit(INTERRUPTED)
 
 if __name__ == '__main__':
     main()

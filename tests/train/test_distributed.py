@@ -134,17 +134,6 @@ def test_only_rank_0_prints_and_writes(runs):
         'dp_checkpoint_0004.pt']                  # no lock, no temporary file left behind
 
 
-def test_a_checkpoint_of_two_ranks_resumes_in_one_process(runs, tmp_path):
-    (tmp_path / 'resumed').mkdir()
-    checkpoint = tmp_path / 'resumed' / 'dp_checkpoint_0002.pt'
-    shutil.copy(runs / 'two' / 'dp_checkpoint_0002.pt', checkpoint)
-    finish([alone(tmp_path / 'resumed', tmp_path / 'resumed.pt', '--resume', checkpoint)])
-    assert_close(runs / 'two.pt', tmp_path / 'resumed.pt')
-    history = record(tmp_path / 'resumed.pt')['history']
-    assert history['epoch'] == [1, 2, 3, 4]
-    assert history['train_loss'][:2] == record(runs / 'two.pt')['history']['train_loss'][:2]
-
-
 def test_two_machines_of_one_process_each_train_alike(runs, tmp_path):
     endpoint = f'127.0.0.1:{free_port()}'
     (tmp_path / 'out').mkdir()
@@ -193,3 +182,28 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(runs, 
     assert without_seconds(record(tmp_path / 'killed.pt')) == without_seconds(
         record(runs / 'two.pt'))
     assert sorted(os.listdir(out)) == sorted(os.listdir(runs / 'two'))
+
+
+def test_a_signal_to_one_rank_stops_both_after_the_same_batch(runs, tmp_path):
+    out, pids = tmp_path / 'out', tmp_path / 'pids'
+    out.mkdir()
+    pids.mkdir()
+    child = ranks(out, tmp_path / 'stopped.pt', '--slow', 0.01, '--pids', pids)
+    wait_for(out / 'dp_checkpoint_0001.pt', child)
+    time.sleep(0.1)                                           # into the second epoch
+    os.kill(int((pids / 'rank1.0').read_text()), signal.SIGTERM)
+    try:
+        child.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        kill([child])
+        pytest.fail('the ranks did not stop')
+    first, second = record(tmp_path / 'stopped.pt', 0), record(tmp_path / 'stopped.pt', 1)
+    assert first['interrupted'] == second['interrupted']          # the same checkpoint
+    assert first['interrupted'].endswith('_interrupted.pt') and second['written'] == []
+    assert first['history'] == second['history']
+    resumed = tmp_path / 'resumed'       # ... which one process finishes: 2 ranks -> 1
+    resumed.mkdir()
+    shutil.copy(first['interrupted'], resumed)
+    checkpoint = resumed / os.path.basename(first['interrupted'])
+    finish([alone(resumed, tmp_path / 'resumed.pt', '--resume', checkpoint)])
+    assert_close(runs / 'one.pt', tmp_path / 'resumed.pt')
