@@ -80,6 +80,18 @@ def ranks_seen(offset):
     return distributed.all_gather_objects(distributed.rank() + offset)
 
 
+def dropout_draws(output_dir):
+    """For pydnn2.launch: what each rank's training session draws first from torch's
+    global generator (dropout's), gathered on rank 0."""
+    from pydnn2.train import Session, TrainConfig
+    distributed.init('cpu')
+    net = build(output_dir)
+    session = Session(net, nn.StochasticGradientDescent(0.1), TrainConfig(), parallel=True)
+    draws = torch.rand(4).tolist()
+    session.close()
+    return distributed.all_gather_objects(draws)
+
+
 def build(output_dir):
     """The digits MLP: 64 inputs, 32 hidden relu units (no batch norm, whose statistics
     would be each rank's), 10 classes; global batch 32."""
