@@ -31,11 +31,14 @@ even when the tensors go over NCCL, so they never wait for the GPU.
 """
 
 import atexit
+import datetime
 import os
 import pickle
 
 import torch
 from torch import distributed as dist
+
+FINISH_TIMEOUT = 30     # seconds the ranks wait for each other at the end
 
 _CONTROL = {}        # 'group': the gloo group for control values when the backend is NCCL
 
@@ -109,7 +112,7 @@ def init(device='cpu'):
         _CONTROL['group'] = dist.new_group(backend='gloo')
     else:
         dist.init_process_group('gloo', store=store, rank=rank_, world_size=world)
-    atexit.register(finish)
+    atexit.register(finish, together=False)     # at exit after an error: no waiting
     return True
 
 
@@ -122,9 +125,21 @@ def _store():
     return dist.PrefixStore(f'pydnn2/restart_{restart}/', store), rank_, world
 
 
-def finish():
-    """Destroy the process group :func:`init` made (at exit; safe to call twice)."""
+def finish(together=False):
+    """Destroy the process group :func:`init` made (at exit; safe to call twice).
+
+    With ``together`` (ranks that all ended well) they first meet at a barrier,
+    given up after ``FINISH_TIMEOUT`` seconds: a rank that tears its
+    connections down while a peer is still finishing the last exchange can
+    make gloo abort that peer ("terminate called without an active
+    exception")."""
     if active():
+        if together:
+            try:
+                dist.monitored_barrier(group=_CONTROL.get('group'),
+                                       timeout=datetime.timedelta(seconds=FINISH_TIMEOUT))
+            except Exception:           # a peer is gone: nothing left to wait for
+                pass
         dist.destroy_process_group()
     _CONTROL.clear()
 

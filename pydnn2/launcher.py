@@ -76,10 +76,12 @@ def _rank(index, function, args, nprocs, port, results):
                       MASTER_PORT=str(port))
     if 'OMP_NUM_THREADS' not in os.environ:        # (torchrun's choice: share the cores)
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))
+    finished = False
     try:
         result = function(*args)
+        finished = True
     finally:
-        distributed.finish()
+        distributed.finish(together=finished)       # no waiting for ranks after an error
     if index == 0:      # (bytes: tensors must not travel as shared memory of a process
         results.put(pickle.dumps((result,)))          # that is about to end)
 
