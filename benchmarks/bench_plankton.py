@@ -34,7 +34,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import common  # noqa: E402
 from pydnn2 import data  # noqa: E402
 from pydnn2 import neuralnet as nn  # noqa: E402
 from pydnn2 import preprocess as pp  # noqa: E402
@@ -92,12 +92,6 @@ def plain_stream(net, paths, slice_size):
     return torch.cat(out)
 
 
-def timed(fn, *args):
-    started = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - started, result
-
-
 def make_net(images, classes):
     """A small plankton net on a sample of the training images (one short epoch)."""
     rng = np.random.RandomState(0)
@@ -132,17 +126,15 @@ def data_path(pre, test_set, slice_size):
 
 
 def interleaved(rounds, **candidates):
-    """Time the candidates A B C A B C ...; each one's list of seconds."""
-    seconds = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            seconds[name].append(timed(fn)[0])
-    return seconds
+    """``common.interleave`` of plain functions, without warm-up rounds (the first
+    build has warmed the page cache)."""
+    return common.interleave({name: (lambda: None, fn) for name, fn in candidates.items()},
+                             rounds, warmup=0)
 
 
 def paired(seconds, reference, candidate):
-    """The median over rounds of reference seconds / candidate seconds."""
-    return statistics.median(r / c for r, c in zip(seconds[reference], seconds[candidate]))
+    """``common.paired_ratio`` of two candidates' seconds."""
+    return common.paired_ratio(seconds[reference], seconds[candidate])
 
 
 def folders(args):
@@ -186,7 +178,7 @@ def main(argv=None):
                           stream=lambda: stream(net, test_set, size))
     _, rss = stream(net, test_set, size)
     m, n = len(paths), len(test_paths)
-    rate = lambda count, seconds: round(count / statistics.median(seconds))  # noqa: E731
+    rate = lambda count, seconds: round(count / common.median(seconds))  # noqa: E731
     r = {'train_images': m, 'test_images': n, 'slice': size, 'rounds': args.rounds,
          'cores': os.cpu_count(), 'load_average': os.getloadavg()[0],
          'build': rate(m, reads['build']), 'plain_read': rate(m, reads['plain_read']),

@@ -1,12 +1,6 @@
 """Splitting labelled data into training, validation and test sets, and the checks
-of labels and values that every preprocessor uses.
-
-Examples
---------
->>> from pydnn2 import data
->>> train, valid, test = split_training_data(data.load_digits(), 32, 80, 10, 10)
->>> len(train[1]), len(valid[1]), len(test[1])
-(1472, 160, 160)
+of labels and values that every preprocessor uses (an example is in
+:func:`split_training_data`'s docstring).
 """
 
 import warnings

@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
+
+from pydnn2 import launcher
 
 CHILD = os.path.join(os.path.dirname(__file__), 'distributed_child.py')
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
@@ -72,12 +73,6 @@ def ranks(folder, result, *flags, nproc=2):
     """The child as ``nproc`` ranks of one torchrun on this machine."""
     return start([*TORCHRUN, '--standalone', f'--nproc_per_node={nproc}', CHILD, folder,
                   result, *flags])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def record(result, rank=0):
@@ -135,7 +130,7 @@ def test_only_rank_0_prints_and_writes(runs):
 
 
 def test_two_machines_of_one_process_each_train_alike(runs, tmp_path):
-    endpoint = f'127.0.0.1:{free_port()}'
+    endpoint = f'127.0.0.1:{launcher.free_port()}'
     (tmp_path / 'out').mkdir()
     nodes = [start([*TORCHRUN, '--nnodes=2', f'--node_rank={node}', '--nproc_per_node=1',
                     '--rdzv_backend=c10d', f'--rdzv_endpoint={endpoint}', '--rdzv_id=pydnn2',

@@ -2,7 +2,9 @@
 its rule and every random generator exactly as they were."""
 
 import math
+import os
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +15,9 @@ from pydnn2 import neuralnet as nn
 from pydnn2 import rng as rngs
 from pydnn2.errors import ConfigError
 from pydnn2.train.lr_find import LRFindResult, smooth, suggest, sweep_rates
+
+sys.path.insert(0, os.path.dirname(__file__))
+from equality import same  # noqa: E402
 
 Image = pytest.importorskip('PIL.Image')
 
@@ -49,19 +54,6 @@ def generators(net):
              'python': random.getstate(), 'net_rng': rngs.numpy_state(net.rng),
              'init': net.graph.generator.get_state(), 'pre': net.preprocessor.get_state()}
     return state
-
-
-def same(a, b):
-    """Deep equality of nested dicts, lists, tuples, arrays and tensors."""
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, np.ndarray):
-        return np.array_equal(a, b)
-    return a == b
 
 
 def test_the_sweep_rates_and_the_smoothing():

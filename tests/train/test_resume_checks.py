@@ -9,6 +9,7 @@ and the snapshot unchanged.
 import copy
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,9 @@ from pydnn2 import files, preprocess
 from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError, TrainingInterrupted
 from pydnn2.train.checkpoints import list_checkpoints
+
+sys.path.insert(0, os.path.dirname(__file__))
+from equality import same  # noqa: E402
 
 
 def make(sets, folder, batch=32, classes=10, pre=None, activation=nn.relu):
@@ -42,18 +46,6 @@ def snapshot(net, rule):
             'torch': torch.get_rng_state(), 'net_rng': copy.deepcopy(net.rng.get_state()),
             'preprocessor': files.plain_tree(net.preprocessor.get_state()),
             'rule': copy.deepcopy(rule.state_dict())}
-
-
-def same(a, b):
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, np.ndarray):
-        return np.array_equal(a, b)
-    return a == b
 
 
 def refused(net, rule, path, *expected, **options):
