@@ -54,8 +54,7 @@ import torch
 
 from . import checks, files
 from .errors import ConfigError, DataError, MissingDependencyError
-from .preprocess.arrays import ArrayPreprocessor
-from .preprocess.images import ImagePreprocessor
+from .preprocess.arrays import Standardize  # noqa: F401 - its public home before 0.3
 
 #: The formats :func:`export` writes.
 FORMATS = ('onnx', 'torchscript', 'exported_program')
@@ -66,59 +65,16 @@ ONNX_PACKAGES = ('onnx', 'onnxscript')
 EXTRA = 'pip install pydnn2[export]'
 
 
-class Standardize(torch.nn.Module):
-    """``(x - mean) / std`` in ``mean``'s dtype, returned as float32.
-
-    Parameters
-    ----------
-    mean : array_like
-        The training mean, broadcast over the batch (a row, or one value per column).
-    std : array_like or float
-        The training standard deviation (one number, or one per column).
-    """
-
-    def __init__(self, mean, std):
-        super().__init__()
-        mean = torch.as_tensor(np.asarray(mean))
-        self.register_buffer('mean', mean.clone())
-        self.register_buffer('std', torch.as_tensor(np.asarray(std), dtype=mean.dtype).clone())
-
-    def forward(self, x):
-        return ((x.to(self.mean.dtype) - self.mean) / self.std).float()  # (N, ...) float32
-
-
-def _array_steps(pre, channels):
-    """ArrayPreprocessor: each value channel standardised; tokens pass unchanged."""
-    state = pre.state_dict()
-    return {c: torch.nn.Identity() if c in pre.token_channels
-            else Standardize(state['mean'][c].numpy(), np.float32(state['std'][c]))
-            for c in channels}
-
-
-def _image_steps(pre, channels):
-    """Image preprocessors: the images and the raw shapes (and geometry) standardised."""
-    stats = pre.state_dict()['stats']
-    steps = {}
-    for c in channels:
-        if c == 'images':          # float32, as ImagePreprocessor._normalised computes it
-            steps[c] = Standardize(stats['image_mean'].float().numpy(),
-                                   np.float32(stats['image_std']))
-        else:                      # float64, as ImagePreprocessor._features computes it
-            steps[c] = Standardize(np.asarray(stats[f'{c}_mean'], np.float64),
-                                   np.asarray(stats[f'{c}_std'], np.float64))
-    return steps
-
-
 def _steps(net, channels):
-    """The standardisation of each channel, as the net's preprocessor does it."""
+    """The standardisation of each channel, as the net's preprocessor supplies it
+    (:meth:`~pydnn2.preprocess.Preprocessor.standardizer`); identity where it has none."""
     pre = net.preprocessor
-    if isinstance(pre, ArrayPreprocessor):
-        return _array_steps(pre, channels)
-    if isinstance(pre, ImagePreprocessor):
-        return _image_steps(pre, channels)
-    raise ConfigError(f'export supports nets on an ArrayPreprocessor or an image preprocessor '
-                      f'(Canonicalizer, Rotator360, Rotator360PlusGeometry); received '
-                      f'{type(pre).__name__}')
+    standardizer = pre.standardizer()
+    if standardizer is None:
+        raise ConfigError(f'export needs a preprocessor that supplies its standardisation '
+                          f'(Preprocessor.standardizer()); {type(pre).__name__} supplies none')
+    steps = standardizer.steps
+    return {c: steps[c] if c in steps else torch.nn.Identity() for c in channels}
 
 
 def input_names(net):
@@ -174,17 +130,8 @@ class ExportedNet(torch.nn.Module):
     def example_inputs(self, net, rows=2):
         """Zero-valued inputs of ``rows`` rows with the exported dtypes and shapes."""
         pre = net.preprocessor
-        return tuple(torch.zeros((rows,) + tuple(pre.shape_for(c)), dtype=_dtype(pre, c))
+        return tuple(torch.zeros((rows,) + tuple(pre.shape_for(c)), dtype=pre.export_dtype(c))
                      for c in self.input_names)
-
-
-def _dtype(pre, channel):
-    """The exported input dtype of ``channel``."""
-    if isinstance(pre, ImagePreprocessor) and channel == 'images':
-        return torch.uint8
-    if isinstance(pre, ArrayPreprocessor) and channel in pre.token_channels:
-        return torch.int64
-    return torch.float32
 
 
 def export_inputs(net, data):
@@ -217,7 +164,7 @@ def export_inputs(net, data):
     _steps(net, ())                           # refuses other preprocessors
     x = pre.prepare(data, 'data to export')
     dtypes = {torch.uint8: np.uint8, torch.int64: np.int64, torch.float32: np.float32}
-    return {c: np.ascontiguousarray(x[c], dtype=dtypes[_dtype(pre, c)])
+    return {c: np.ascontiguousarray(x[c], dtype=dtypes[pre.export_dtype(c)])
             for c in input_names(net)}
 
 

@@ -21,7 +21,7 @@ from .model.graph import Graph
 from .model.html import layer_table_html
 from .model.recording import builder_method, unplain
 from .model.size import net_size_of
-from .preprocess import preprocessor_class
+from .preprocess import Preprocessor, preprocessor_class
 from .table import Table
 from .train.lr_find import lr_find
 
@@ -84,9 +84,9 @@ class NN(Builder):
     def __init__(self, preprocessor, channel, num_classes, batch_size, rng,
                  activation=relu, name='net', output_dir='', *, device=None,
                  verbose=True, initialization='pydnn'):
-        if not hasattr(preprocessor, 'shape_for'):
-            raise ConfigError('preprocessor must implement the preprocessor protocol '
-                              '(e.g. pydnn2.preprocess.ArrayPreprocessor); received '
+        if not isinstance(preprocessor, Preprocessor):
+            raise ConfigError('preprocessor must be a pydnn2.preprocess.Preprocessor (e.g. '
+                              'ArrayPreprocessor, Rotator360 or DatasetPreprocessor); received '
                               f'{type(preprocessor).__name__}')
         self.num_classes = checks.integer(num_classes, 'num_classes', 2)
         self.batch_size = checks.batch_size(batch_size)
@@ -114,19 +114,22 @@ class NN(Builder):
         so that sets attached later with ``preprocessor.set_data`` are checked
         before any step."""
         pre = self.preprocessor
-        if not (hasattr(pre, 'has_data') and pre.has_data()):
+        if not pre.has_data():
             return
-        ys = pre.get_raw_y()
-        for set_name, y in zip(('training', 'validation', 'test'), ys):
+        for set_name, name in zip(('training', 'validation', 'test'), ('train', 'valid', 'test')):
+            y = pre.labels(name)
+            if y is None:                   # a stream: its labels are checked as they come
+                continue
             y = np.asarray(y)
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
                 raise DataError(f'labels outside num_classes: the {set_name} set has class '
                                 f'{int(y.max() if y.max() >= self.num_classes else y.min())} '
                                 f'but num_classes is {self.num_classes} (valid: 0 .. '
                                 f'{self.num_classes - 1})')
-        if len(ys[0]) < self.batch_size:
+        rows = pre.num_rows('train')
+        if rows is not None and rows < self.batch_size:
             raise DataError(f'batch_size {self.batch_size} is larger than the training set '
-                            f'({len(ys[0])} rows); use a smaller batch_size')
+                            f'({rows} rows); use a smaller batch_size')
 
     @classmethod
     def from_state(cls, state, device=None, filename='<state>'):

@@ -271,11 +271,17 @@ def test_export_inputs_refuse_rows_of_the_wrong_shape(trained):
 
 
 def test_other_preprocessors_are_refused(tmp_path):
-    class Plain(preprocess.Preprocessor):
-        _shapes = {'x': (3,)}
+    class Plain(preprocess.Preprocessor):          # supplies no standardizer()
+        def shapes(self):
+            return {'x': (3,)}
+
+        def has_data(self):
+            return False
+
+        preprocess = set_data = state_dict = from_state = None
 
     net = nn.NN(Plain(), 'x', 2, 1, 0, verbose=False, device='cpu')
     net.add_logistic()
-    with pytest.raises(ConfigError, match='export supports nets on an ArrayPreprocessor or '
-                                          r'an image preprocessor .*; received Plain'):
+    with pytest.raises(ConfigError, match=r'export needs a preprocessor that supplies its '
+                                          r'standardisation .*; Plain supplies none'):
         export(net, tmp_path / 'net.pt', format='torchscript')

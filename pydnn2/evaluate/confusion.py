@@ -3,7 +3,8 @@
 import numpy as np
 
 from ..errors import DataError
-from .inference import class_indices
+from ..preprocess import SET_NAMES
+from .inference import class_indices, set_source, source_probabilities
 from .predict import predict
 
 
@@ -38,7 +39,14 @@ def make_confusion_matrix(net, data, classes, files):
 
 
 def get_confusion_matrices(net):
-    """:func:`make_confusion_matrix` on the training, validation and test sets."""
-    pre = net.preprocessor
-    return [make_confusion_matrix(net, x, y, f)
-            for x, y, f in zip(pre.get_raw_x(), pre.get_raw_y(), pre.get_files())]
+    """:func:`make_confusion_matrix` on the training (not augmented), validation and test
+    sets, each read through the preprocessor's batch source."""
+    out = []
+    for name, files in zip(SET_NAMES, net.preprocessor.get_files()):
+        p, y = source_probabilities(net, set_source(net, name))
+        classes, predicted = y.cpu().numpy(), p.argmax(1).cpu().numpy()
+        files = np.asarray(files)
+        wrong = np.flatnonzero(predicted != classes)
+        mistakes = [(files[i].item(), int(classes[i]), int(predicted[i])) for i in wrong]
+        out.append((confusion_matrix(classes, predicted, net.num_classes), mistakes))
+    return out

@@ -17,6 +17,7 @@ Inference batches are sized to the device, not to the training batch: see
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +26,7 @@ from ..errors import ConfigError, DataError
 from ..model.memory import inference_bytes_per_row
 from ..model.modules import module_lock
 from ..preprocess import SET_NAMES, as_labels, num_rows
+from ..preprocess.sources import Batches, BatchSource, EpochPlan, Shard
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
 EVAL_BATCH_SIZE = 4096
@@ -167,21 +169,71 @@ def device_set(net, pair, resident=True):
             y.cpu().pin_memory() if pin else y.cpu())
 
 
-def named_set(net, name):
-    """The preprocessed set ``name`` ('train', 'valid' or 'test') as ``(x, y)`` on the device.
+def _raw_rows(data, start, stop):
+    """Rows ``start:stop`` of raw data (array, list, or dict of either), as slices,
+    so a memory-mapped array is read only there."""
+    if isinstance(data, dict):
+        return {name: _raw_rows(v, start, stop) for name, v in data.items()}
+    return data[start:stop]
 
-    'valid' and 'test' are the sets training evaluates; 'train' is the raw
-    training set preprocessed as for prediction, never augmented (asking
-    for it does not advance an augmentation schedule).
+
+class RawSource(BatchSource):
+    """Raw rows, as ``predict`` takes them, and optionally their classes, made into
+    channels by the net's preprocessor one batch at a time (so a large or
+    memory-mapped input is never preprocessed whole).
+
+    Parameters
+    ----------
+    preprocessor : pydnn2.preprocess.Preprocessor
+    raw
+        Raw input as ``preprocessor.preprocess`` accepts it.
+    classes : array, optional
+        One class per row (checked by the caller); -1 for every row when absent.
     """
-    pre = net.preprocessor
-    if name == 'train':
-        return device_set(net, (pre.preprocess(pre.get_raw_x()[0]), pre.get_raw_y()[0]))
-    if name == 'valid':
-        return device_set(net, pre.get_valid())
-    if name == 'test':
-        return device_set(net, pre.get_test())
-    raise ConfigError(f'expected a set name among {list(SET_NAMES)}, received {name!r}')
+
+    def __init__(self, preprocessor, raw, classes=None):
+        self.preprocessor, self.raw = preprocessor, raw
+        self._rows = num_rows(raw)
+        self._y = (np.full(self._rows, -1, np.int64) if classes is None
+                   else np.asarray(classes, np.int64))
+
+    @property
+    def num_rows(self):
+        """Rows of the raw input."""
+        return self._rows
+
+    def labels(self):
+        """The classes given (-1 where none were)."""
+        return self._y
+
+    def batches(self, plan):
+        """The rows in order (this rank's block of them), preprocessed batch by batch."""
+        start, stop = plan.shard.block(self._rows)
+        bounds = [(a, min(stop, a + plan.batch_size))
+                  for a in range(start, stop, plan.batch_size)][plan.start:]
+        return Batches((self._batch(a, b, plan.device) for a, b in bounds), len(bounds),
+                       plan.start)
+
+    def _batch(self, start, stop, device):
+        x = self.preprocessor.preprocess(_raw_rows(self.raw, start, stop))
+        return ({k: v.to(device, non_blocking=True) for k, v in x.items()},
+                torch.from_numpy(self._y[start:stop]).to(device))
+
+
+def set_source(net, name):
+    """The batch source of the preprocessor's set ``name`` ('train', 'valid' or 'test'):
+    'valid' and 'test' are the sets training evaluates; 'train' is the training set
+    as for prediction, never augmented (reading it does not move an augmentation
+    schedule on)."""
+    if name not in SET_NAMES:
+        raise ConfigError(f'expected a set name among {list(SET_NAMES)}, received {name!r}')
+    return net.preprocessor.source(name, augment=False)
+
+
+def named_set(net, name):
+    """The preprocessed set ``name`` ('train', 'valid' or 'test') whole, as ``(x, y)`` on
+    the device (see :func:`set_source`)."""
+    return set_source(net, name).whole(net.device)
 
 
 def class_indices(net, classes, what):
@@ -194,17 +246,83 @@ def class_indices(net, classes, what):
     return y
 
 
-def labelled_set(net, data, what):
-    """A set name or an ``(x, classes)`` pair as ``(x, y)`` on the net's device."""
+def labelled_source(net, data, what):
+    """A set name or an ``(x, classes)`` pair of raw input as a batch source."""
     if isinstance(data, str):
-        return named_set(net, data)
+        return set_source(net, data)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         raw, classes = data
         y = class_indices(net, classes, what)
-        x = net.preprocessor.preprocess(raw)
-        if num_rows(x) != len(y):
-            raise DataError(f'{what}: expected one class per row of data ({num_rows(x)} '
+        rows = num_rows(raw)
+        if rows != len(y):
+            raise DataError(f'{what}: expected one class per row of data ({rows} '
                             f'rows), received {len(y)} classes')
-        return device_set(net, (x, y))
+        return RawSource(net.preprocessor, raw, y)
     raise ConfigError(f'{what}: expected data as {" / ".join(map(repr, SET_NAMES))} or an '
                       f'(x, classes) pair, received {type(data).__name__}')
+
+
+def labelled_set(net, data, what):
+    """A set name or an ``(x, classes)`` pair as ``(x, y)`` on the net's device, whole."""
+    return labelled_source(net, data, what).whole(net.device)
+
+
+def _logits(net, x, adaptive):
+    """The logits of one batch; on CUDA with ``adaptive``, a batch that runs out of
+    memory is run again in halves."""
+    try:
+        with inference_mode_of(net.module):
+            return net.module(x)
+    except torch.cuda.OutOfMemoryError:
+        rows = num_rows(x)
+        if not adaptive or rows == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = rows // 2
+        return torch.cat([_logits(net, {k: v[:half] for k, v in x.items()}, adaptive),
+                          _logits(net, {k: v[half:] for k, v in x.items()}, adaptive)])
+
+
+def iter_source(net, source, shard=Shard(), batch_size=None):
+    """Yield ``(logits, y)`` of a batch source's rows in order (this rank's block of
+    them with ``shard``), one inference batch at a time (see :func:`iter_logits`)."""
+    plan = EpochPlan(batch_size=eval_batch_size(net, batch_size),
+                     device=torch.device(net.device), shard=shard, whole_batches=False)
+    adaptive = batch_size is None and torch.device(net.device).type == 'cuda'
+    for x, y in source.batches(plan):
+        yield _logits(net, x, adaptive), y
+
+
+def source_sums(net, source, shard=Shard(), batch_size=None):
+    """``(summed loss, error count, rows)`` of the net on a batch source (this rank's
+    block with ``shard``), as device tensors and an int."""
+    loss = torch.zeros((), device=net.device)
+    errors = torch.zeros((), device=net.device, dtype=torch.long)
+    rows = 0
+    for logits, y in iter_source(net, source, shard, batch_size):
+        loss += F.cross_entropy(logits, y, reduction='sum')
+        errors += (logits.argmax(1) != y).sum()
+        rows += len(y)
+    return loss, errors, rows
+
+
+def evaluate_source(net, source, batch_size=None):
+    """``(mean loss, error rate)`` of the net on a batch source; ``(None, None)`` for an
+    empty one."""
+    loss, errors, rows = source_sums(net, source, batch_size=batch_size)
+    if rows == 0:
+        return None, None
+    return loss.item() / rows, errors.item() / rows
+
+
+def source_probabilities(net, source, shard=Shard(), batch_size=None):
+    """The softmax probabilities ``(n, classes)`` (float32) and classes ``(n,)`` of a
+    batch source's rows (this rank's block with ``shard``), on the device."""
+    probabilities, classes = [], []
+    for logits, y in iter_source(net, source, shard, batch_size):
+        probabilities.append(torch.softmax(logits.float(), 1))
+        classes.append(y)
+    if not probabilities:
+        return (torch.zeros((0, net.num_classes), device=net.device),
+                torch.zeros(0, dtype=torch.long, device=net.device))
+    return torch.cat(probabilities), torch.cat(classes)

@@ -36,7 +36,7 @@ from ..errors import ConfigError, DataError
 from ..preprocess import SET_NAMES
 from ..table import Table
 from .confusion import confusion_matrix
-from .inference import iter_logits, labelled_set
+from .inference import iter_source, labelled_source
 
 _CLASS_TABLE = Table(('class', 'rows', 'wrong', 'recall', 'precision', 'share of data',
                       'share of errors', 'x fair share', 'most confused with'),
@@ -425,17 +425,19 @@ def _check_predictions(actual, probabilities):
                         f'received values from {actual.min()} to {actual.max()}')
 
 
-def _run(net, x, y, batch_size):
-    """Probabilities (as ``predict`` gives them) and each row's cross-entropy."""
-    probabilities, losses, start = [], [], 0
-    for logits in iter_logits(net, x, batch_size):
+def _run(net, source, batch_size):
+    """The classes, probabilities (as ``predict`` gives them) and each row's
+    cross-entropy of a batch source's rows."""
+    probabilities, losses, classes = [], [], []
+    for logits, target in iter_source(net, source, batch_size=batch_size):
         logits = logits.float()
-        target = y[start:start + len(logits)].to(logits.device)
         probabilities.append(torch.softmax(logits, 1).cpu().numpy())
         picked = torch.log_softmax(logits, 1).gather(1, target[:, None])[:, 0]
         losses.append(-picked.double().cpu().numpy())
-        start += len(logits)
-    return np.concatenate(probabilities), np.concatenate(losses)
+        classes.append(target.cpu().numpy())
+    if not classes:
+        return np.zeros(0, np.int64), np.zeros((0, net.num_classes), np.float32), np.zeros(0)
+    return np.concatenate(classes), np.concatenate(probabilities), np.concatenate(losses)
 
 
 def _raw_and_files(net, data):
@@ -478,12 +480,12 @@ def interpret(net, data='valid', class_names=None, top=20, batch_size=None):
     >>> print(interp.report())                               # doctest: +SKIP
     """
     net.check_complete()
-    x, y = labelled_set(net, data, 'interpret')
+    source = labelled_source(net, data, 'interpret')
+    y, probabilities, losses = _run(net, source, batch_size)
     if len(y) == 0:
         raise DataError(f'interpret: expected a set with at least one row, received the '
                         f'{data!r} set with none')
-    probabilities, losses = _run(net, x, y, batch_size)
     raw, files = _raw_and_files(net, data)
     return Interpretation.from_predictions(
-        y.cpu().numpy(), probabilities, losses, _names(class_names, net.num_classes), files,
+        y, probabilities, losses, _names(class_names, net.num_classes), files,
         raw, data if isinstance(data, str) else 'given', top, net.channel)

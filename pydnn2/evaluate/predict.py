@@ -4,17 +4,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..preprocess import num_rows
-from .inference import eval_batch_size, iter_probabilities, labelled_set, named_set
+from .inference import (RawSource, iter_probabilities, iter_source, labelled_source, set_source,
+                        source_probabilities)
 from .metrics import as_metrics
-
-
-def _raw_rows(data, start, stop):
-    """Rows ``start:stop`` of raw data (array, list, or dict of either), as slices,
-    so a memory-mapped array is read only there."""
-    if isinstance(data, dict):
-        return {name: _raw_rows(v, start, stop) for name, v in data.items()}
-    return data[start:stop]
 
 
 def predict(net, data, batch_size=None, callback=None):
@@ -42,25 +34,22 @@ def predict(net, data, batch_size=None, callback=None):
         Or ``None`` with a ``callback``.
     """
     net.check_complete()
-    if callback is not None:
-        if not callable(callback):
-            raise ConfigError(f'predict: expected callback to be callable, received '
-                              f'{type(callback).__name__}')
-        n = num_rows(data)
-        if n == 0:
-            raise DataError('predict received no rows; pass at least one row')
-        step = eval_batch_size(net, batch_size)
-        for start in range(0, n, step):
-            x = net.preprocessor.preprocess(_raw_rows(data, start, start + step))
-            for p in iter_probabilities(net, x, batch_size):
-                p = p.cpu().numpy()
-                callback(p.argmax(1), p)
-        return None
-    x = net.preprocessor.preprocess(data)
-    if num_rows(x) == 0:
+    if callback is not None and not callable(callback):
+        raise ConfigError(f'predict: expected callback to be callable, received '
+                          f'{type(callback).__name__}')
+    source = RawSource(net.preprocessor, data)
+    if source.num_rows == 0:
         raise DataError('predict received no rows; pass at least one row')
-    probabilities = np.concatenate([p.cpu().numpy()
-                                    for p in iter_probabilities(net, x, batch_size)])
+    parts = []
+    for logits, _ in iter_source(net, source, batch_size=batch_size):
+        p = torch.softmax(logits.float(), 1).cpu().numpy()
+        if callback is not None:
+            callback(p.argmax(1), p)
+        else:
+            parts.append(p)
+    if callback is not None:
+        return None
+    probabilities = np.concatenate(parts)
     return probabilities.argmax(1), probabilities
 
 
@@ -111,8 +100,9 @@ def evaluate(net, data, metric, batch_size=None):
     """
     net.check_complete()
     metrics = as_metrics(metric)
-    x, y = labelled_set(net, data, 'evaluate')
-    values = metric_values(net, x, y, metrics, batch_size)
+    source = labelled_source(net, data, 'evaluate')
+    p, y = source_probabilities(net, source, batch_size=batch_size)
+    values = _metric_results(metrics, p, y)
     results = [values[m.name] for m in metrics]
     return results if isinstance(metric, (list, tuple)) else results[0]
 
@@ -137,11 +127,15 @@ def get_outputs(net, data, batch_size=None):
     ndarray of float32, shape (N, num_classes)
     """
     net.check_complete()
-    if isinstance(data, str):
-        x, _ = named_set(net, data)
-    else:
-        x = net.preprocessor.preprocess(data)
-    outputs = [p.cpu().numpy() for p in iter_probabilities(net, x, batch_size)]
-    if not outputs:
-        return np.zeros((0, net.num_classes), dtype=np.float32)
-    return np.concatenate(outputs)
+    source = set_source(net, data) if isinstance(data, str) else RawSource(net.preprocessor, data)
+    return source_probabilities(net, source, batch_size=batch_size)[0].cpu().numpy()
+
+
+def _metric_results(metrics, probabilities, y):
+    """``{metric.name: value}`` of ``metrics`` (each reset) on probabilities and classes;
+    every value None for an empty set."""
+    for metric in metrics:
+        metric.reset()
+        if len(y):
+            metric.update(probabilities, y.to(probabilities.device))
+    return {metric.name: metric.result() for metric in metrics}

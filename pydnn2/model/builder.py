@@ -21,9 +21,7 @@ from .recording import BuilderBase, recorded
 
 def input_spec(preprocessor, channel):
     """The :class:`~pydnn2.model.layers.Input` spec of a preprocessor's channel."""
-    dtype_for = getattr(preprocessor, 'dtype_for', None)
-    return Input(channel, preprocessor.shape_for(channel),
-                 dtype_for(channel) if dtype_for is not None else 'float32')
+    return Input(channel, preprocessor.shape_for(channel), preprocessor.dtype_for(channel))
 
 
 class Builder(NeonLayers, BuilderBase):

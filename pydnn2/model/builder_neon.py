@@ -110,7 +110,7 @@ class NeonLayers(BuilderBase):
         """
         node = self._add(LookupTable(vocab_size, embedding_dim, init))
         channel = self._graph.channel_of(node)
-        largest = getattr(self._net.preprocessor, 'max_token', lambda c: None)(channel)
+        largest = self._net.preprocessor.max_token(channel)
         vocab_size = node.args['vocab_size']
         if largest is not None and largest >= vocab_size:
             raise NetBuildError(f'{node.call}: channel {channel!r} holds token {largest} but '

@@ -202,8 +202,8 @@ def net_size_of(net, calibrate=True, verbose=True):
                                                   example_batches(graph, net.device),
                                                   net.batch_size, net.device,
                                                   channels_last=bool(report.layout))
-        has = hasattr(pre, 'has_data') and pre.has_data()
-        sizes = [len(y) for y in pre.get_raw_y()] if has else [10000, 0, 0]
+        sizes = ([pre.num_rows(name) or 0 for name in ('train', 'valid', 'test')]
+                 if pre.has_data() else [10000, 0, 0])
         report.epoch_size = sizes[0]
         # evaluation of valid (+ test) costs about a third of training per row
         report.seconds_per_epoch = report.seconds_per_sample * (

@@ -1,12 +1,23 @@
-"""The in-memory preprocessor for arrays: each channel standardised with training
-statistics (see :class:`ArrayPreprocessor`)."""
+"""The preprocessor for arrays: each channel standardised with training statistics
+(see :class:`ArrayPreprocessor`).
+
+The arrays are kept as given, never copied whole: statistics are fitted in one
+chunked pass, and each batch's rows are read and standardised when the batch is
+made (:class:`~pydnn2.preprocess.sources.TensorSource`). A ``numpy.memmap`` is read
+from disk batch by batch with bounded memory (:mod:`pydnn2.preprocess.rows`).
+"""
 
 import numpy as np
 import torch
 
 from ..errors import DataError
 from .base import Preprocessor
-from .split import SET_NAMES, as_labels, check_finite, num_rows
+from .rows import as_tensor, channel_statistics, chunk_rows, is_rows, reader
+from .sources import TensorSource
+from .split import SET_NAMES, as_labels, num_rows
+
+#: The largest magnitude float32 holds; float64 values beyond it cannot be served.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _stack_rows(rows, where, row_shape=()):
@@ -22,12 +33,49 @@ def _stack_rows(rows, where, row_shape=()):
     return np.stack(arrays)
 
 
+class Standardize(torch.nn.Module):
+    """``(x - mean) / std`` in ``mean``'s dtype, returned as float32 (one channel's
+    standardisation, as a module for export).
+
+    Parameters
+    ----------
+    mean : array_like
+        The training mean, broadcast over the batch (a row, or one value per column).
+    std : array_like or float
+        The training standard deviation (one number, or one per column).
+    """
+
+    def __init__(self, mean, std):
+        super().__init__()
+        mean = torch.as_tensor(np.asarray(mean))
+        self.register_buffer('mean', mean.clone())
+        self.register_buffer('std', torch.as_tensor(np.asarray(std), dtype=mean.dtype).clone())
+
+    def forward(self, x):
+        return ((x.to(self.mean.dtype) - self.mean) / self.std).float()  # (N, ...) float32
+
+
+class Standardizer(torch.nn.Module):
+    """One module per channel applied to a dict of channels (identity where a channel
+    has none): the standardisation a preprocessor builds into an exported net."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = torch.nn.ModuleDict(steps)
+
+    def forward(self, x):
+        return {name: self.steps[name](v) if name in self.steps else v for name, v in x.items()}
+
+
 class ArrayPreprocessor(Preprocessor):
-    """In-memory preprocessor over array sets, standardised per channel.
+    """Preprocessor over array sets, standardised per channel.
 
     Each channel is centred on the training set's mean row and divided by
     the training set's standard deviation (one number per channel), so no
-    statistic ever looks at validation or test data.
+    statistic ever looks at validation or test data. The arrays are not
+    copied: each batch is read and standardised as it is made, and a
+    ``numpy.memmap`` (or a set :func:`split_training_data` cut from one) is
+    read from disk batch by batch.
 
     Parameters
     ----------
@@ -65,23 +113,26 @@ class ArrayPreprocessor(Preprocessor):
         self.channel = channel
         self.normalize = bool(normalize)
         self.token_channels = tuple(token_channels)
-        self._sets = None
-        self._stats = None
+        self._sets = self._stats = self._shapes = None
+        self._stat_cache = {}
         self.set_data(sets, refit=True)
 
+    # -- reading and checking the sets ------------------------------------------------------
+
     def _as_dict(self, x, where, shapes=None):
-        if isinstance(x, dict):
-            out = dict(x)
-        else:
-            out = {self.channel: x}
+        """``x`` as ``{channel: array}`` (rows stacked, tokens as int64), unchecked values."""
+        out = dict(x) if isinstance(x, dict) else {self.channel: x}
         for name, value in out.items():
             if isinstance(value, (list, tuple)):
                 value = _stack_rows(value, f'channel {name!r} of the {where}',
                                     (shapes or {}).get(name, ()))
-            value = np.asarray(value)
-            check_finite(f'channel {name!r} of the {where}', value)
+            if not is_rows(value):         # a memmap and a view of one stay on disk
+                value = np.asarray(value)
             if name in self.token_channels:
-                value = self._tokens(name, value, where)
+                value = self._tokens(name, np.asarray(value), where)
+            elif getattr(value, 'ndim', 1) == 0:
+                raise DataError(f'channel {name!r} of the {where} must be rows of data; '
+                                f'received a single value')
             out[name] = value
         return out
 
@@ -96,19 +147,35 @@ class ArrayPreprocessor(Preprocessor):
         if value.size and value.min() < 0:
             raise DataError(f'token channel {name!r} of the {where} must hold tokens >= 0; '
                             f'received {int(value.min())}')
-        return value.astype(np.int64)
+        return value.astype(np.int64, copy=False)
+
+    def _check_values(self, x, where, fit=False):
+        """Refuse NaN, infinite and (for float64) float32-overflowing values, chunk by
+        chunk; with ``fit``, returns ``{channel: (mean, std)}`` of ``x``."""
+        stats = {}
+        for name, value in x.items():
+            rows = reader(value)
+            if name in self.token_channels:
+                stats[name] = (np.zeros(rows.row_shape, np.float32), 1.0)
+                continue
+            what = f'channel {name!r} of the {where}'
+            stats[name] = channel_statistics(rows, self.normalize and fit, what)
+            if rows.dtype.kind == 'f' and rows.dtype.itemsize > 4:
+                _check_float32_range(rows, name)
+        return stats
 
     def set_data(self, data, refit=False):
         """Attach new sets; with ``refit`` recompute the statistics from them.
 
         A loaded net keeps its statistics (they are part of the trained
         model), so by default new data is standardised the way the net
-        learned.
+        learned. The arrays are kept, not copied.
         """
         if not isinstance(data, (tuple, list)) or len(data) != 3:
             raise DataError('ArrayPreprocessor needs the three sets returned by '
                             'split_training_data: (train, valid, test)')
-        sets, shapes = [], None if refit or self._stats is None else self._shapes
+        refit = refit or self._stats is None
+        sets, shapes = [], None if refit else self._shapes
         for name, part in zip(SET_NAMES, data):
             if not isinstance(part, (tuple, list)) or len(part) not in (2, 3):
                 raise DataError(f'the {name} set must be (x, y) or (x, y, files)')
@@ -123,28 +190,18 @@ class ArrayPreprocessor(Preprocessor):
             if n == 0 and name == 'train':
                 raise DataError(f'the {name} set is empty; it needs at least one row')
             sets.append((x, y, files))
-        for name, (x, _, _) in zip(SET_NAMES, sets):
-            self._check_channels(x, f'{name} set', shapes)
-        if refit or self._stats is None:
-            self._fit(sets[0][0])
-        self._sets = sets
-        self._cache = {}
-
-    def _fit(self, x):
-        missing = set(self.token_channels) - set(x)
+        missing = set(self.token_channels) - set(sets[0][0])
         if missing:
             raise DataError(f'token_channels names {sorted(missing)}, but the data has '
-                            f'channels {sorted(x)}')
-        self._shapes = {name: tuple(v.shape[1:]) for name, v in x.items()}
-        self._stats = {}
-        for name, v in x.items():
-            if name in self.token_channels:      # served as they are
-                self._stats[name] = (np.zeros(v.shape[1:], np.float32), 1.0)
-                continue
-            v = v.astype(np.float64)
-            mean = v.mean(axis=0) if self.normalize else np.zeros(v.shape[1:])
-            std = float((v - mean).std()) if self.normalize else 1.0
-            self._stats[name] = (mean.astype(np.float32), std if std > 0 else 1.0)
+                            f'channels {sorted(sets[0][0])}')
+        fitted = None
+        for name, (x, _, _) in zip(SET_NAMES, sets):
+            self._check_channels(x, f'{name} set', shapes)
+            stats = self._check_values(x, f'{name} set', fit=name == 'train' and refit)
+            fitted = stats if name == 'train' else fitted
+        if refit:                          # every set passed: only now change anything
+            self._stats, self._shapes, self._stat_cache = fitted, shapes, {}
+        self._sets, self._sources = sets, {}
 
     def _check_channels(self, x, where, shapes=None):
         shapes = self._shapes if shapes is None else shapes
@@ -158,73 +215,86 @@ class ArrayPreprocessor(Preprocessor):
                 raise DataError(f'channel {name!r} of the {where} has rows of shape '
                                 f'{tuple(v.shape[1:])}; expected {shapes[name]}')
 
-    def _transform(self, x):
+    # -- serving ----------------------------------------------------------------------------
+
+    def _standardise(self, x, inplace=True):
+        """A batch of channels as read (tensors, on the device) standardised, as float32
+        (tokens as int64); ``inplace`` when the batch is a copy of its own."""
         out = {}
         for name, v in x.items():
             if name in self.token_channels:
-                out[name] = torch.from_numpy(v).to(self.device)   # (N, T) int64
+                out[name] = v.long()                                  # (b, T) int64
                 continue
-            mean, std = self._stats[name]
-            with np.errstate(over='ignore', invalid='ignore'):
-                t = np.subtract(v, mean, dtype=np.float32)   # one float32 pass, then in place
-                t /= np.float32(std)
-            if not np.isfinite(t).all():
-                raise DataError(f'channel {name!r} holds values too large for float32 (the '
-                                f'largest is {float(np.max(np.abs(v))):.3g}; float32 reaches '
-                                f'{float(np.finfo(np.float32).max):.3g}); rescale them')
-            t = torch.from_numpy(t)
-            out[name] = t.to(self.device)
+            mean, std = self._stat_tensors(v.device)[name]
+            v = v.to(torch.float32)
+            out[name] = (v.sub_(mean) if inplace else v - mean).div_(std)   # float32
         return out
 
-    def _served(self, key, index):
-        if key not in self._cache:
-            self._require_data(f'get_{key}')
-            x = {}
-            ys = []
-            for i in index:
-                part, y, _ = self._sets[i]
-                x = {n: np.concatenate([x[n], v]) if n in x else v for n, v in part.items()}
-                ys.append(y)
-            self._cache[key] = (self._transform(x),
-                                torch.from_numpy(np.concatenate(ys)).to(self.device))
-        return self._cache[key]
+    def _stat_tensors(self, device):
+        """The statistics as float32 tensors on ``device`` (made once per device)."""
+        cache = self._stat_cache
+        if device not in cache:
+            cache[device] = {n: (torch.from_numpy(np.asarray(m, np.float32)).to(device),
+                                 torch.tensor(np.float32(s), device=device))
+                             for n, (m, s) in self._stats.items()}
+        return cache[device]
 
-    def to(self, device):
-        """Serve tensors on ``device``; cached sets move once."""
-        super().to(device)
-        self._cache = {k: ({n: t.to(self.device) for n, t in x.items()}, y.to(self.device))
-                       for k, (x, y) in getattr(self, '_cache', {}).items()}
-        return self
+    def source(self, name, augment=True):
+        """The batches of set ``name`` ('train', 'valid', 'test', or 'all' for train +
+        valid + test), standardised batch by batch (nothing to augment)."""
+        self._require_data(f'source({name!r})')
+        if name not in self._sources:
+            index = (0, 1, 2) if name == 'all' else (SET_NAMES.index(name),)
+            self._sources[name] = TensorSource(
+                [{c: reader(v) for c, v in self._sets[i][0].items()} for i in index],
+                [self._sets[i][1] for i in index],
+                serve=lambda x, rows, epoch: self._standardise(x))
+        return self._sources[name]
 
-    def get_train(self):
-        """Return the standardised training set (the same tensors every epoch)."""
-        return self._served('train', (0,))
+    def num_rows(self, name):
+        """Rows in set ``name``."""
+        self._require_data(f'num_rows({name!r})')
+        index = (0, 1, 2) if name == 'all' else (SET_NAMES.index(name),)
+        return sum(len(self._sets[i][1]) for i in index)
 
-    def get_all_train(self):
-        """Return train + valid + test standardised as one set."""
-        return self._served('all', (0, 1, 2))
+    def has_data(self):
+        """Whether sets are attached (a loaded net's preprocessor has none)."""
+        return self._sets is not None
 
-    def get_valid(self):
-        """Return the standardised validation set."""
-        return self._served('valid', (1,))
-
-    def get_test(self):
-        """Return the standardised test set (possibly empty)."""
-        return self._served('test', (2,))
+    def shapes(self):
+        """``{channel: row shape}``."""
+        return dict(self._shapes)
 
     def get_raw_x(self):
         """Return ``[train, valid, test]`` inputs as given (dicts of arrays)."""
         self._require_data('get_raw_x')
         return [x if not self._single() else x[self.channel] for x, _, _ in self._sets]
 
+    def get_raw_y(self):
+        """The classes of ``[train, valid, test]``."""
+        self._require_data('get_raw_y')
+        return [y for _, y, _ in self._sets]
+
+    def labels(self, name):
+        """The classes of set ``name`` ('all': train + valid + test), in order."""
+        self._require_data(f'labels({name!r})')
+        names = SET_NAMES if name == 'all' else (name,)
+        return np.concatenate([self._sets[SET_NAMES.index(n)][1] for n in names])
+
+    def get_files(self):
+        """The file indices of ``[train, valid, test]``."""
+        self._require_data('get_files')
+        return [files for _, _, files in self._sets]
+
     def dtype_for(self, channel):
         """What ``channel`` serves: ``'int64'`` tokens or ``'float32'`` values."""
-        self.shape_for(channel)
+        self._known(channel)
         return 'int64' if channel in self.token_channels else 'float32'
 
     def max_token(self, channel):
-        """The largest token of a token channel in the attached sets (None
-        without data or for a value channel)."""
+        """The largest token of a token channel in the attached sets (None without data
+        or for a value channel)."""
+        self._known(channel)
         if channel not in self.token_channels or not self.has_data():
             return None
         return max((int(x[channel].max()) for x, _, _ in self._sets if x[channel].size),
@@ -233,23 +303,39 @@ class ArrayPreprocessor(Preprocessor):
     def _single(self):
         return list(self._shapes) == [self.channel]
 
+    # -- unseen data and export ---------------------------------------------------------------
+
     def prepare(self, data, what='data to predict'):
         """Unseen raw data (an array, or a dict by channel) checked and made into a
         dict of numpy arrays by channel, not yet standardised."""
-        x = self._as_dict(data, what)
+        x = {name: np.asarray(v) for name, v in self._as_dict(data, what).items()}
         self._check_channels(x, what)
+        for name, v in x.items():
+            if name not in self.token_channels:
+                channel_statistics(reader(v), False, f'channel {name!r} of the {what}')
+                if v.dtype.kind == 'f' and v.dtype.itemsize > 4:
+                    _check_float32_range(reader(v), name)
         return x
 
     def preprocess(self, data):
         """Standardise unseen raw data (an array, or a dict by channel) for predict."""
-        return self._transform(self.prepare(data))
+        x = {n: as_tensor(v) for n, v in self.prepare(data).items()}
+        return self._standardise({n: v.to(self.device) for n, v in x.items()}, inplace=False)
+
+    def standardizer(self):
+        """Each value channel's standardisation as a module; tokens pass unchanged."""
+        return Standardizer({c: Standardize(m, np.float32(s)) for c, (m, s) in
+                             self._stats.items() if c not in self.token_channels})
+
+    # -- files ------------------------------------------------------------------------------
 
     def state_dict(self):
         """Channel names, row shapes and standardisation statistics, as plain data."""
         return {'channel': self.channel, 'normalize': self.normalize,
                 'token_channels': list(self.token_channels),
                 'shapes': {n: list(s) for n, s in self._shapes.items()},
-                'mean': {n: torch.from_numpy(m) for n, (m, _) in self._stats.items()},
+                'mean': {n: torch.from_numpy(np.asarray(m, np.float32))
+                         for n, (m, _) in self._stats.items()},
                 'std': {n: s for n, (_, s) in self._stats.items()}}
 
     @classmethod
@@ -261,5 +347,16 @@ class ArrayPreprocessor(Preprocessor):
         self._shapes = {n: tuple(s) for n, s in state['shapes'].items()}
         self._stats = {n: (state['mean'][n].numpy(), float(state['std'][n]))
                        for n in self._shapes}
-        self._sets, self._cache = None, {}
+        self._sets, self._sources, self._stat_cache = None, {}, {}
         return self
+
+
+def _check_float32_range(rows, name):
+    """Refuse float64 values too large for float32 (served as float32)."""
+    largest = 0.0
+    for chunk in rows.chunks(chunk_rows(int(np.prod(rows.row_shape, dtype=np.int64)) * 8)):
+        if chunk.size:
+            largest = max(largest, float(np.max(np.abs(chunk))))
+    if largest > FLOAT32_MAX:
+        raise DataError(f'channel {name!r} holds values too large for float32 (the largest is '
+                        f'{largest:.3g}; float32 reaches {FLOAT32_MAX:.3g}); rescale them')

@@ -1,14 +1,19 @@
 """The preprocessor protocol between data and a net, and the registry of preprocessors.
 
-A preprocessor owns the training, validation and test sets and serves each
-as a dict of channels (``{'images': tensor, 'shapes': tensor}``) and the
-classes. Every subclass is registered by class name, so that a saved net
-rebuilds its preprocessor without a file ever naming code to import.
+A preprocessor owns the training, validation and test sets and serves each,
+batch by batch, as a dict of channels (``{'images': tensor, 'shapes': tensor}``)
+and the classes, through one batch source per set
+(:mod:`pydnn2.preprocess.sources`). Every subclass is registered by class
+name, so that a saved net rebuilds its preprocessor without a file ever naming code to import.
 """
+
+import abc
+import warnings
 
 import torch
 
 from ..errors import DataError
+from .sources import WholeSetSource
 
 _REGISTRY = {}
 
@@ -28,20 +33,38 @@ def preprocessor_class(name):
             f'before loading. Known: {sorted(_REGISTRY)}') from None
 
 
-class Preprocessor:
-    """The protocol between data and a net (pydnn's preprocessor protocol).
+class Preprocessor(abc.ABC):
+    """The protocol between data and a net (pydnn's preprocessor protocol, made explicit).
 
-    A preprocessor serves three sets (train, valid, test) as
-    ``(x, y)`` pairs, where ``x`` is a dict ``{channel: tensor (N, ...)}`` of
-    float32 tensors and ``y`` an int64 tensor of classes. Subclasses
-    implement the ``get_*`` methods, :meth:`preprocess`, :meth:`set_data`,
-    :meth:`state_dict` and :meth:`from_state`; they are registered by class
-    name so that saved nets can rebuild them.
+    A preprocessor owns three sets (train, valid, test) and serves each as
+    batches of channels: ``x`` a dict ``{channel: tensor (b, ...)}`` (float32
+    values, or int64 tokens) and ``y`` the int64 classes. What each part of
+    pydnn2 asks of it:
+
+    - **building a net**: :attr:`channels`, :meth:`shape_for`, :meth:`dtype_for`,
+      :meth:`max_token`, :meth:`has_data`;
+    - **training**: :meth:`source` (a :class:`~pydnn2.preprocess.sources.BatchSource`
+      per set: the loop iterates its batches), :meth:`num_rows`, :meth:`labels`,
+      and :meth:`get_state` / :meth:`set_state` (the random state that makes an
+      epoch's augmentation, for checkpoints);
+    - **prediction**: :meth:`preprocess` (raw rows -> channels), :meth:`prepare` and
+      :meth:`standardizer` (what an exported net takes, and the standardisation
+      built into it);
+    - **files**: :meth:`state_dict` / :meth:`from_state` (the statistics a saved
+      net keeps; never the data), :meth:`set_data` (attach sets again);
+    - pydnn's names, kept: :meth:`get_train`, :meth:`get_all_train`,
+      :meth:`get_valid`, :meth:`get_test` (whole sets, made through the sources),
+      :meth:`get_raw_x`, :meth:`get_raw_y`, :meth:`get_files`.
+
+    Subclasses are registered by class name so that saved nets can rebuild
+    them (:func:`preprocessor_class`).
 
     Attributes
     ----------
     device : torch.device
-        Where the returned tensors live; the net sets it with :meth:`to`.
+        Where :meth:`preprocess` returns its tensors; the net sets it with
+        :meth:`to`. The sets themselves stay where they are: the loop decides
+        where their batches go (:func:`~pydnn2.preprocess.sources.resident`).
     """
 
     device = torch.device('cpu')
@@ -50,80 +73,78 @@ class Preprocessor:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
 
+    # -- what a net asks when it is built ---------------------------------------------------
+
     @property
     def channels(self):
         """The names of the channels this preprocessor serves."""
-        return tuple(self._shapes)
+        return tuple(self.shapes())
 
     def shape_for(self, channel):
-        """Return the shape of one row of ``channel`` (without the batch axis)."""
-        try:
-            return tuple(self._shapes[channel])
-        except KeyError:
-            raise DataError(
-                f'unknown channel {channel!r}; this {type(self).__name__} provides '
-                f'{list(self._shapes)}') from None
+        """The shape of one row of ``channel`` (without the batch axis)."""
+        return tuple(self.shapes()[self._known(channel)])
+
+    @abc.abstractmethod
+    def shapes(self):
+        """``{channel: row shape}`` of every channel served."""
+
+    def dtype_for(self, channel):
+        """What ``channel`` serves: ``'float32'`` values (the default) or ``'int64'``
+        tokens."""
+        self._known(channel)
+        return 'float32'
+
+    def max_token(self, channel):
+        """The largest token of a token channel in the attached sets; None for value
+        channels and when unknown (the default)."""
+        self._known(channel)
+        return None
+
+    @abc.abstractmethod
+    def has_data(self):
+        """Whether sets are attached (a loaded net's preprocessor has none)."""
+
+    def _known(self, channel):
+        if channel not in self.channels:
+            raise DataError(f'unknown channel {channel!r}; this {type(self).__name__} '
+                            f'provides {list(self.channels)}')
+        return channel
+
+    # -- what training asks -----------------------------------------------------------------
+
+    def source(self, name, augment=True):
+        """The :class:`~pydnn2.preprocess.sources.BatchSource` of set ``name``:
+        ``'train'``, ``'valid'``, ``'test'`` or ``'all'`` (train + valid + test, for
+        final epochs). ``augment`` (train and all only): serve each epoch's
+        augmentation (False: the rows as for prediction).
+
+        Subclasses implement it. A subclass written for pydnn2 0.2, which served
+        whole sets from ``get_train`` / ``get_all_train`` / ``get_valid`` /
+        ``get_test``, still works through an adapter (with a DeprecationWarning)."""
+        method = {'train': 'get_train', 'all': 'get_all_train', 'valid': 'get_valid',
+                  'test': 'get_test'}[name]
+        if getattr(type(self), method) is getattr(Preprocessor, method):
+            raise NotImplementedError(f'{type(self).__name__} must implement source(name)')
+        warnings.warn(f'{type(self).__name__} serves whole sets through {method}(); implement '
+                      'source(name) (see pydnn2.preprocess.sources) to serve batches. The '
+                      'whole-set protocol goes in pydnn2 0.4', DeprecationWarning, stacklevel=2)
+        whole = getattr(self, method)
+        return WholeSetSource(whole, varies=name in ('train', 'all') and augment)
+
+    def num_rows(self, name):
+        """Rows in set ``name`` (None when unknown until read)."""
+        self._require_data(f'num_rows({name!r})')
+        return self.source(name).num_rows
+
+    def labels(self, name):
+        """The classes of set ``name`` in order (None when unknown until read)."""
+        self._require_data(f'labels({name!r})')
+        return self.source(name).labels()
 
     def to(self, device):
-        """Serve tensors on ``device`` from now on; returns ``self``."""
+        """Return :meth:`preprocess`'s tensors on ``device`` from now on; returns ``self``."""
         self.device = torch.device(device)
         return self
-
-    def get_train(self):
-        """Return this epoch's training set ``(x, y)`` (possibly augmented)."""
-        raise NotImplementedError(f'{type(self).__name__}.get_train')
-
-    def get_all_train(self):
-        """Return train + valid + test as one training set, for final epochs."""
-        raise NotImplementedError(f'{type(self).__name__}.get_all_train')
-
-    def get_valid(self):
-        """Return the validation set ``(x, y)``."""
-        raise NotImplementedError(f'{type(self).__name__}.get_valid')
-
-    def get_test(self):
-        """Return the test set ``(x, y)``; ``x`` may hold zero rows."""
-        raise NotImplementedError(f'{type(self).__name__}.get_test')
-
-    def get_raw_x(self):
-        """Return the raw (unprocessed) inputs of ``[train, valid, test]``."""
-        raise NotImplementedError(f'{type(self).__name__}.get_raw_x')
-
-    def get_raw_y(self):
-        """Return the classes of ``[train, valid, test]`` as int64 arrays.
-
-        The default reads ``self._sets``, a list of ``(x, y, files)``
-        triples, as the built-in preprocessors keep their sets.
-        """
-        self._require_data('get_raw_y')
-        return [y for _, y, _ in self._sets]
-
-    def get_files(self):
-        """Return the file indices of ``[train, valid, test]`` (from ``self._sets``)."""
-        self._require_data('get_files')
-        return [files for _, _, files in self._sets]
-
-    def prepare(self, data, what='data to predict'):
-        """Unseen raw data checked and made into numpy arrays by channel, before any
-        statistic is applied (what an exported net takes; see :mod:`pydnn2.export`)."""
-        raise NotImplementedError(f'{type(self).__name__}.prepare')
-
-    def preprocess(self, data):
-        """Turn raw inputs into the channel dict a net predicts from."""
-        raise NotImplementedError(f'{type(self).__name__}.preprocess')
-
-    def set_data(self, data):
-        """Attach new sets (as returned by :func:`split_training_data`)."""
-        raise NotImplementedError(f'{type(self).__name__}.set_data')
-
-    def state_dict(self):
-        """Return the plain state needed to preprocess unseen data."""
-        raise NotImplementedError(f'{type(self).__name__}.state_dict')
-
-    @classmethod
-    def from_state(cls, state):
-        """Rebuild a preprocessor (without data) from :meth:`state_dict`."""
-        raise NotImplementedError(f'{cls.__name__}.from_state')
 
     def get_state(self):
         """The mutable training-time state (random generators, augmentation
@@ -133,9 +154,88 @@ class Preprocessor:
     def set_state(self, state):
         """Restore :meth:`get_state`'s state, so training resumes exactly."""
 
-    def has_data(self):
-        """Whether sets are attached (a loaded net's preprocessor has none)."""
-        return getattr(self, '_sets', None) is not None
+    # -- what prediction and export ask -----------------------------------------------------
+
+    @abc.abstractmethod
+    def preprocess(self, data):
+        """Turn raw inputs into the channel dict a net predicts from (on :attr:`device`)."""
+
+    def prepare(self, data, what='data to predict'):
+        """Unseen raw data checked and made into numpy arrays by channel, before any
+        statistic is applied: what an exported net takes (see :mod:`pydnn2.export`)."""
+        raise NotImplementedError(f'{type(self).__name__}.prepare')
+
+    def export_dtype(self, channel):
+        """The dtype an exported net takes ``channel`` in: int64 for tokens, float32
+        for values (a preprocessor serving raw bytes, as images, says so)."""
+        return torch.int64 if self.dtype_for(channel) == 'int64' else torch.float32
+
+    def standardizer(self):
+        """A ``torch.nn.Module`` taking :meth:`prepare`'s arrays as a dict of tensors and
+        returning the channels the net sees: the standardisation an exported net
+        carries. None when the preprocessor has none to export."""
+        return None
+
+    # -- files ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def set_data(self, data):
+        """Attach new sets (as returned by :func:`split_training_data`)."""
+
+    @abc.abstractmethod
+    def state_dict(self):
+        """Return the plain state needed to preprocess unseen data."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_state(cls, state):
+        """Rebuild a preprocessor (without data) from :meth:`state_dict`."""
+
+    # -- pydnn's names ----------------------------------------------------------------------
+
+    def get_train(self):
+        """This epoch's training set ``(x, y)`` whole (augmented: moves the
+        augmentation on by one epoch), in row order."""
+        return self._whole('train')
+
+    def get_all_train(self):
+        """Train + valid + test as one training set (augmented), for final epochs."""
+        return self._whole('all')
+
+    def get_valid(self):
+        """The validation set ``(x, y)``."""
+        return self._whole('valid')
+
+    def get_test(self):
+        """The test set ``(x, y)``; ``x`` may hold zero rows."""
+        return self._whole('test')
+
+    def _whole(self, name):
+        """Set ``name`` whole; kept (per source) when every pass gives the same rows."""
+        self._require_data(f'get_{name}')
+        source = self.source(name)
+        if source.varies:
+            return source.whole(self.device)
+        kept = self.__dict__.setdefault('_wholes', {})
+        key = (id(source), self.device)
+        if kept.get('source', {}).get(key) is not source:
+            kept.clear()
+            kept['source'] = {key: source}
+        if key not in kept:
+            kept[key] = source.whole(self.device)
+        return kept[key]
+
+    def get_raw_x(self):
+        """The raw (unprocessed) inputs of ``[train, valid, test]``."""
+        raise NotImplementedError(f'{type(self).__name__}.get_raw_x')
+
+    def get_raw_y(self):
+        """The classes of ``[train, valid, test]`` as int64 arrays."""
+        return [self.labels(name) for name in ('train', 'valid', 'test')]
+
+    def get_files(self):
+        """The file (or row) indices of ``[train, valid, test]``."""
+        raise NotImplementedError(f'{type(self).__name__}.get_files')
 
     def _require_data(self, what):
         if not self.has_data():

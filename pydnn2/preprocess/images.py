@@ -16,11 +16,13 @@ built over *lists* of raw images of any size (as read by
     standardised the same way.
 
 Every statistic comes from the training set alone. Each raw image is
-resized once (with Pillow, in threads) and cached as uint8; the per-epoch
-augmentation of the training set (rotation, flips, stretch) then runs in
-large batches (:func:`pydnn2.preprocess.imageops.transform_images`: ``grid_sample``) on
-``self.device``, which the net sets with ``pre.to(device)``. Validation and
-test sets are never augmented.
+resized once (with Pillow, in threads) and cached as uint8 on the host; each
+epoch draws the transforms of every training image (rotation, flips,
+stretch: the augmentation schedule), and each batch is turned and
+standardised as it is made, on the training device
+(:func:`pydnn2.preprocess.imageops.transform_images`: ``grid_sample``), so a
+rank under torchrun augments only its own rows. Validation and test sets are
+never augmented.
 
 Examples
 --------
@@ -45,7 +47,10 @@ from .. import rng as rngs
 from ..data import parallel_map
 from ..errors import ConfigError, DataError
 from .augment import Augmentation, Schedule
+from .arrays import Standardize, Standardizer
 from .base import Preprocessor
+from .rows import ArrayRows
+from .sources import TensorSource
 from .imageops import (GEOMETRY_FEATURES, affine_matrices, canonicalize, geometry_features,
                        transform_images)
 from .pixels import as_image, check_fill, check_size
@@ -112,7 +117,9 @@ class ImagePreprocessor(Preprocessor):
         The float type of the served data (pydnn's fifth argument; a net
         computing in another precision converts it as it enters).
     augmentation : Augmentation
-        What changes between epochs.
+        What changes between epochs; by default nothing (the images as resized).
+        pydnn's preprocessors (:class:`~pydnn2.preprocess.Rotator360` and the
+        rest) choose their own.
     fill : int
         Grey level of space uncovered by rotations (white, 255, as in pydnn).
     orient : bool
@@ -139,7 +146,7 @@ class ImagePreprocessor(Preprocessor):
             raise ConfigError(f'resizer must be a pydnn2 Resizer such as StretchResizer(); '
                               f'received {type(resizer).__name__}')
         self.resizer = resizer
-        self.augmentation = augmentation or Augmentation()
+        self.augmentation = augmentation or Augmentation((0.0, 0.0), flip_lr=False)
         if self.augmentation.stretch is None and resizer.stretch_range is not None:
             self.augmentation = dataclasses.replace(self.augmentation,
                                                     stretch=resizer.stretch_range)
@@ -247,10 +254,11 @@ class ImagePreprocessor(Preprocessor):
         if self.serves_geometry:
             raw['geometry'] = np.array([d[1] for d in done],
                                        np.float64).reshape(-1, len(GEOMETRY_FEATURES))
-        return torch.from_numpy(u8).to(self.device), raw
+        return torch.from_numpy(u8), raw
 
-    @property
-    def _shapes(self):
+    def shapes(self):
+        """``{channel: row shape}``: ``'images'`` ``(C, H, W)``, ``'shapes'`` ``(2,)``
+        and, when served, ``'geometry'``."""
         shapes = {'images': (self._channels,) + self.image_shape, 'shapes': (2,)}
         if self.serves_geometry:
             shapes['geometry'] = (len(GEOMETRY_FEATURES),)
@@ -271,7 +279,7 @@ class ImagePreprocessor(Preprocessor):
         u8 = self._u8['train']
         n = len(u8)
         theta = affine_matrices(self._schedule.base_angles(n), self.image_shape)
-        total = torch.zeros(u8.shape[1:], dtype=torch.float64, device=self.device)
+        total = torch.zeros(u8.shape[1:], dtype=torch.float64, device=u8.device)
         for start in range(0, n, 4096):
             total += transform_images(u8[start:start + 4096], theta[start:start + 4096],
                                       self.fill, chunk_size=self.chunk_size).double().sum(0)
@@ -284,70 +292,104 @@ class ImagePreprocessor(Preprocessor):
             self._stats[f'{channel}_mean'], self._stats[f'{channel}_std'] = _standardise(values)
 
     def _features(self, raw_shapes):
+        """The raw shapes (and geometry) standardised, as host tensors."""
         return {channel: torch.from_numpy(((values - self._stats[f'{channel}_mean'])
                                            / self._stats[f'{channel}_std']).astype(self.dtype))
-                .to(self.device) for channel, values in raw_shapes.items()}
-
-    def _normalised(self, u8):
-        mean = self._stats['image_mean'].to(self.device)
-        return u8.float().sub_(mean).div_(self._stats['image_std']).to(self._torch_dtype)
+                for channel, values in raw_shapes.items()}
 
     @property
     def _torch_dtype(self):
         return torch.from_numpy(np.zeros(0, self.dtype)).dtype
 
-    def _combined(self, names):
-        """Cached uint8 images, raw shapes and classes of several sets, concatenated."""
-        key = ('raw',) + names
+    def _mean_on(self, device):
+        """The mean training image on ``device`` (moved once per device)."""
+        cache = self.__dict__.setdefault('_mean_cache', {})
+        key = (device, id(self._stats['image_mean']))
+        if key not in cache:
+            cache.clear()
+            cache[key] = self._stats['image_mean'].to(device)
+        return cache[key]
+
+    def _serve(self, x, rows, theta):
+        """A batch as read (uint8 images and standardised features, on the device)
+        made into what the net sees: its images standardised, and turned, flipped and
+        stretched by this epoch's transforms ``theta`` when augmenting."""
+        u8 = x['images']
+        mean = self._mean_on(u8.device)
+        if theta is None:
+            images = u8.float().sub_(mean).div_(self._stats['image_std'])
+        else:
+            images = transform_images(u8, theta[rows], self.fill, mean,
+                                      self._stats['image_std'], self.chunk_size)
+        return {**x, 'images': images.to(self._torch_dtype)}
+
+    def source(self, name, augment=True):
+        """The batches of set ``name`` ('train', 'valid', 'test', or 'all' for train +
+        valid + test): images read from the resized cache, augmented batch by batch
+        for 'train' and 'all' (unless ``augment`` is False), standardised."""
+        self._require_data(f'source({name!r})')
+        names = SET_NAMES if name == 'all' else (name,)
+        augmenting = augment and name in ('train', 'all') and self.augmentation.active
+        key = (name, augmenting)
         if key not in self._served:
-            u8 = self._u8[names[0]] if len(names) == 1 else torch.cat([self._u8[n] for n in names])
-            raw = {c: np.concatenate([self._raw_shapes[n][c] for n in names])
-                   for c in self._raw_shapes[names[0]]}
-            y = np.concatenate([self._sets[SET_NAMES.index(n)][1] for n in names])
-            self._served[key] = (u8, self._features(raw), torch.from_numpy(y).to(self.device))
+            parts = [{'images': ArrayRows(self._u8[n]),
+                      **{c: ArrayRows(v) for c, v in self._features(self._raw_shapes[n]).items()}}
+                     for n in names]
+            labels = [self._sets[SET_NAMES.index(n)][1] for n in names]
+            total = sum(len(y) for y in labels)
+            begin = ((lambda: self._schedule.next_epoch(total, self.image_shape))
+                     if augmenting else None)
+            self._served[key] = TensorSource(parts, labels, serve=self._serve, begin=begin)
         return self._served[key]
-
-    def _augmented(self, names):
-        self._require_data(f'get_{"all_" if len(names) > 1 else ""}train')
-        if not self.augmentation.active:
-            return self._plain(names)
-        u8, features, y = self._combined(names)
-        theta = self._schedule.next_epoch(len(u8), self.image_shape)
-        images = transform_images(u8, theta, self.fill, self._stats['image_mean'],
-                                  self._stats['image_std'], self.chunk_size)
-        return {'images': images.to(self._torch_dtype), **features}, y
-
-    def _plain(self, names):
-        key = ('plain',) + names
-        self._require_data(f'get_{names[0]}')
-        if key not in self._served:
-            u8, features, y = self._combined(names)
-            self._served[key] = ({'images': self._normalised(u8), **features}, y)
-        return self._served[key]
-
-    def get_train(self):
-        """Return this epoch's augmented training set ``(x, y)``; moves the schedule on."""
-        return self._augmented(('train',))
-
-    def get_all_train(self):
-        """Return train + valid + test, augmented, as one set (for final epochs).
-
-        Validation and test images enter as resized for prediction.
-        """
-        return self._augmented(SET_NAMES)
-
-    def get_valid(self):
-        """Return the validation set ``(x, y)``, resized and standardised only."""
-        return self._plain(('valid',))
-
-    def get_test(self):
-        """Return the test set ``(x, y)`` (possibly empty), resized and standardised only."""
-        return self._plain(('test',))
 
     def get_raw_x(self):
         """Return ``[{'images': raw images}]`` for train, valid and test."""
         self._require_data('get_raw_x')
         return [{'images': images} for images, _, _ in self._sets]
+
+    def get_raw_y(self):
+        """The classes of ``[train, valid, test]``."""
+        self._require_data('get_raw_y')
+        return [y for _, y, _ in self._sets]
+
+    def labels(self, name):
+        """The classes of set ``name`` ('all': train + valid + test), in order."""
+        self._require_data(f'labels({name!r})')
+        names = SET_NAMES if name == 'all' else (name,)
+        return np.concatenate([self._sets[SET_NAMES.index(n)][1] for n in names])
+
+    def get_files(self):
+        """The file indices of ``[train, valid, test]``."""
+        self._require_data('get_files')
+        return [files for _, _, files in self._sets]
+
+    def num_rows(self, name):
+        """Images in set ``name`` ('all': train + valid + test)."""
+        self._require_data(f'num_rows({name!r})')
+        names = SET_NAMES if name == 'all' else (name,)
+        return sum(len(self._sets[SET_NAMES.index(n)][1]) for n in names)
+
+    def has_data(self):
+        """Whether sets are attached (a loaded net's preprocessor has none)."""
+        return self._sets is not None
+
+    def export_dtype(self, channel):
+        """An exported net takes the resized images as uint8, the rest as float32."""
+        self._known(channel)
+        return torch.uint8 if channel == 'images' else torch.float32
+
+    def standardizer(self):
+        """The standardisation of :meth:`prepare`'s arrays as a module: the images
+        centred on the mean training image and divided by 255 (float32), the raw
+        shapes (and geometry) by their training statistics (float64, as served)."""
+        stats = self.state_dict()['stats']
+        steps = {'images': Standardize(stats['image_mean'].float().numpy(),
+                                       np.float32(stats['image_std']))}
+        for channel in self.channels:
+            if channel != 'images':
+                steps[channel] = Standardize(np.asarray(stats[f'{channel}_mean'], np.float64),
+                                             np.asarray(stats[f'{channel}_std'], np.float64))
+        return Standardizer(steps)
 
     def preprocess(self, data):
         """Prepare unseen raw images for ``predict``.
@@ -364,7 +406,8 @@ class ImagePreprocessor(Preprocessor):
             The channels, on ``self.device``.
         """
         u8, raw = self._prepared(data, 'data to predict')
-        return {'images': self._normalised(u8), **self._features(raw)}
+        x = {'images': u8, **self._features(raw)}
+        return self._serve({k: v.to(self.device) for k, v in x.items()}, None, None)
 
     def _prepared(self, data, what):
         images = self._image_list(data, what, self._channels)
@@ -378,13 +421,9 @@ class ImagePreprocessor(Preprocessor):
         return {'images': u8.cpu().numpy(), **raw}
 
     def to(self, device):
-        """Serve tensors on ``device`` from now on (caches move once); returns ``self``."""
-        super().to(device)
-        if self.has_data():
-            self._u8 = {name: t.to(self.device) for name, t in self._u8.items()}
-        self._stats['image_mean'] = self._stats['image_mean'].to(self.device)
-        self._served = {}
-        return self
+        """Return :meth:`preprocess`'s tensors on ``device``; returns ``self`` (the sets
+        stay on the host: the loop moves each batch where it trains)."""
+        return super().to(device)
 
     def get_state(self):
         """The augmentation schedule and generator state, as plain data and tensors.

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import checks
 from ..errors import ConfigError, DataError
+from .rows import RowView
 
 SET_NAMES = ('train', 'valid', 'test')
 
@@ -33,11 +34,17 @@ def num_rows(x):
 
 
 def take_rows(x, index):
-    """Rows ``index`` of ``x`` (array, list of arrays, or dict of either)."""
+    """Rows ``index`` of ``x`` (array, list of arrays, or dict of either): a copy,
+    except for a ``numpy.memmap`` (or a view of one), whose rows are selected
+    without reading them (a :class:`~pydnn2.preprocess.rows.RowView`)."""
     if isinstance(x, dict):
         return {name: take_rows(v, index) for name, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [x[i] for i in index]
+    if isinstance(x, RowView):
+        return x[index]
+    if isinstance(x, np.memmap):            # cut lazily: read batch by batch, never whole
+        return RowView(x, index)
     return np.asarray(x)[index]
 
 

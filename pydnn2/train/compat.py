@@ -197,8 +197,9 @@ def _epoch(state, net, diffs):
     epoch = state.get('epoch_state')
     if not epoch or epoch.get('losses') is None:
         return
-    rows = [len(y) for y in net.preprocessor.get_raw_y()]
-    rows = rows[0] if epoch['phase'] == 'main' else sum(rows)
+    rows = net.preprocessor.num_rows('train' if epoch['phase'] == 'main' else 'all')
+    if rows is None:                    # a stream: its length is known only once read
+        return
     saved, here = len(epoch['losses']), rows // net.batch_size
     if saved != here:
         diffs.append(f"the interrupted {epoch['phase']} epoch: {saved} batches in the "

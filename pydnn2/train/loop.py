@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from .. import distributed, files, progress, rng as rngs
 from ..errors import (ConfigError, DataError, FileFormatError, TrainingDivergedError,
                       TrainingInterrupted)
-from ..evaluate import device_set, evaluate_set, metric_values
 from ..model.modules import module_lock
+from ..preprocess.sources import EpochPlan
 from . import checkpoints, parallel, runs
 from .callbacks import StopTraining
 from .config import TrainConfig
@@ -51,28 +51,33 @@ def train_step(session, batch, target):
     return logits, loss.detach()
 
 
-def _batch(x, y, index, device, resident):
-    """Rows ``index`` of a set, on the device (copied from pinned memory if needed)."""
-    if resident:
-        return {k: v[index] for k, v in x.items()}, y[index]
-    return ({k: v[index].to(device, non_blocking=True) for k, v in x.items()},
-            y[index].to(device, non_blocking=True))
+def _channels_last(batch):
+    """A batch's 4-D channels (images) in channels-last memory order."""
+    return {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+            for k, v in batch.items()}
 
 
-def train_batches(session, x, y, order, state):
-    """Train on the epoch's full batches from ``state.step`` on, in ``order``.
+def _loss_slot(state, step, device):
+    """Room in ``state.losses`` for batch ``step`` (a stream of unknown length grows it)."""
+    if step >= len(state.losses):
+        grown = torch.zeros(max(64, 2 * len(state.losses)), device=device)
+        grown[:len(state.losses)] = state.losses
+        state.losses = grown
+
+
+def train_batches(session, batches, state):
+    """Train on the epoch's batches (a :class:`~pydnn2.preprocess.sources.Batches` that
+    starts at ``state.step``) until they end or a stop is requested.
 
     Stops early (leaving ``state.step`` at the batches done) when a stop was
-    requested. Rows after the last full batch wait for another shuffle.
-    Data-parallel, ``order`` holds this rank's rows of each global batch, and the
-    losses and error count are those of all ranks when this returns.
-    Returns whether every batch ran.
+    requested. Data-parallel, the batches are this rank's rows of each global
+    batch, and the losses and error count are those of all ranks when this
+    returns. Returns whether every batch ran.
     """
-    net, size = session.net, session.rank_batch
-    resident = all(v.device == y.device for v in x.values())
-    steps = len(order) // size
+    net = session.net
+    steps = batches.steps
     if state.losses is None:
-        state.losses = torch.zeros(steps, device=net.device)
+        state.losses = torch.zeros(steps if steps is not None else 64, device=net.device)
     errors = torch.zeros((), device=net.device, dtype=torch.long)
     hooks = session.callbacks if session.callbacks.batch_hooks else None
     lock = module_lock(net.module)    # held by inference batches too (predict in a callback)
@@ -81,13 +86,23 @@ def train_batches(session, x, y, order, state):
     bar = progress.progress_bar(steps, f'epoch {session.epoch + 1}', session.progress,
                                 initial=state.step, delay=2.0)
     first = step = state.step
-    epoch = session.epoch + 1
-    while step < steps and not parallel.should_stop(session, step - first):
+    epoch, layout = session.epoch + 1, session.speed.channels_last
+    batch_iter = iter(batches)
+    finished = False
+    while not (finished := steps is not None and step >= steps):
+        if parallel.should_stop(session, step - first):
+            break
+        item = next(batch_iter, None)
+        if item is None:                 # a stream of unknown length ended
+            finished = True
+            break
+        batch, target = item
         if hooks:
             hooks('on_minibatch_begin', net, {'epoch': epoch, 'batch': step + 1})
-        batch, target = _batch(x, y, order[step * size:(step + 1) * size], net.device, resident)
+        _loss_slot(state, step, net.device)
         with lock:
-            logits, state.losses[step] = train_step(session, batch, target)
+            logits, state.losses[step] = train_step(
+                session, _channels_last(batch) if layout else batch, target)
         errors += (logits.argmax(1) != target).sum()
         step += 1
         bar.update()
@@ -95,9 +110,10 @@ def train_batches(session, x, y, order, state):
             hooks('on_minibatch_end', net, {'epoch': epoch, 'batch': step,
                                             'loss': state.losses[step - 1]})
     bar.close()
+    state.losses = state.losses[:step] if steps is None and finished else state.losses
     errors = parallel.reduce_batches(session, state.losses, first, step, errors)
     state.step, state.errors = step, state.errors + errors
-    return step == steps
+    return finished
 
 
 def check_losses(losses, epoch):
@@ -111,46 +127,30 @@ def check_losses(losses, epoch):
     return mean
 
 
-def fits_on_device(net, pair, fraction=0.5):
-    """Whether a set takes at most ``fraction`` of the device's free memory (always on CPU)."""
-    device = torch.device(net.device)
-    if device.type != 'cuda':
-        return True
-    x, y = pair
-    size = sum(torch.as_tensor(v).nbytes for v in x.values()) + torch.as_tensor(y).nbytes
-    return size <= fraction * torch.cuda.mem_get_info(device)[0]
-
-
 def start_epoch(session, phase, resumed=None):
-    """The epoch's state, training set and order, rebuilt exactly when ``resumed``."""
-    pre = session.net.preprocessor
+    """The epoch's state and its batches (this rank's), rebuilt exactly when ``resumed``:
+    the preprocessor's random state and the shuffle generator's state before the
+    epoch, and the batches done, are the epoch's position."""
+    net, pre = session.net, session.net.preprocessor
     if resumed is not None:
         state = EpochState(**resumed)
         pre.set_state(state.preprocessor)
         session.shuffle.set_state(state.shuffle)
-        state.losses = state.losses.to(session.net.device)
+        state.losses = state.losses.to(net.device)
     else:
         state = EpochState(phase, files.plain_tree(pre.get_state()), session.shuffle.get_state())
-    pair = pre.get_train() if phase == 'main' else pre.get_all_train()
-    resident = session.speed.data_on_device
-    if resident is None:
-        resident = fits_on_device(session.net, pair)
-    x, y = device_set(session.net, pair, resident)
-    if session.speed.channels_last:
-        x = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-             for k, v in x.items()}
-    order = torch.randperm(len(y), generator=session.shuffle).to(y.device)
-    if session.parallel:                    # the same order everywhere; each rank its rows
-        order = parallel.rank_order(order, session.global_batch)
-    return state, x, y, order
+    plan = EpochPlan(batch_size=session.global_batch, device=torch.device(net.device),
+                     shard=session.shard, order=session.shuffle, start=state.step,
+                     resident=session.speed.data_on_device)
+    return state, pre.source('train' if phase == 'main' else 'all').batches(plan)
 
 
 def run_epoch(session, phase, resumed=None):
     """Train one epoch of ``phase``, evaluate it, record it in the history."""
     net, started = session.net, time.perf_counter()
     rate = session.rule.annealer.learning_rate
-    state, x, y, order = start_epoch(session, phase, resumed)
-    if not train_batches(session, x, y, order, state):
+    state, batches = start_epoch(session, phase, resumed)
+    if not train_batches(session, batches, state):
         return EpochResult(unfinished=state)
     steps = len(state.losses)
     row = dict(epoch=session.epoch + 1, phase=phase,
@@ -168,14 +168,13 @@ def run_epoch(session, phase, resumed=None):
 def evaluate_main(session, row):
     """Validation every epoch; test set and best-net file when validation improves."""
     net, pre = session.net, session.net.preprocessor
-    valid = device_set(net, pre.get_valid())
-    row['valid_loss'], row['valid_error'] = parallel.evaluate_set(session, *valid)
+    valid = pre.source('valid')
+    row['valid_loss'], row['valid_error'] = parallel.evaluate_set(session, valid)
     if session.metrics and session.has_valid:
-        values = parallel.metric_values(session, *valid, session.metrics)
+        values = parallel.metric_values(session, valid, session.metrics)
         row.update({f'valid_{k}': v for k, v in values.items()})
     if session.best.update(row, net):      # (by training loss when there is no validation set)
-        row['test_loss'], row['test_error'] = parallel.evaluate_set(
-            session, *device_set(net, pre.get_test()))
+        row['test_loss'], row['test_error'] = parallel.evaluate_set(session, pre.source('test'))
         if distributed.is_writer():
             session.writer.submit(session.run.stamped(files.net_state(net, session.best.params)),
                                   session.best_file)
@@ -257,7 +256,7 @@ def check_ready(net, updater, config):
         raise ConfigError('updater must be a learning rule (StochasticGradientDescent, '
                           f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
     net.check_complete()
-    if hasattr(net.preprocessor, 'has_data') and not net.preprocessor.has_data():
+    if not net.preprocessor.has_data():
         raise DataError('the preprocessor holds no data to train on (a loaded net keeps only '
                         'its statistics); attach sets with preprocessor.set_data(...)')
     net.check_data()                        # sets attached since the net was made, too

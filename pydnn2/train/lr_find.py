@@ -221,8 +221,8 @@ def _run_sweep(net, updater, sweep, l1_reg, l2_reg):
     session = Session(net, copy.deepcopy(updater), config)   # a copy: the rule is untouched
     try:
         while not sweep.done:
-            state, x, y, order = start_epoch(session, 'main')
-            train_batches(session, x, y, order, state)
+            state, batches = start_epoch(session, 'main')
+            train_batches(session, batches, state)
     finally:
         session.writer.close()
 

@@ -9,7 +9,8 @@ trains data-parallel:
   (``per_rank_batch=True``: ``batch_size`` rows each, a global batch of
   ``batch_size * W``). Every rank draws the same shuffled order (rank 0's
   generators are shared at the start) and takes its contiguous block of each
-  global batch (:func:`rank_order`), so the ranks' rows are disjoint and
+  global batch (the batch sources cut it: :mod:`pydnn2.preprocess.sources`), so
+  the ranks' rows are disjoint and
   together they are the single-process batch.
 - **Gradients.** The module is wrapped in ``DistributedDataParallel`` for
   the training steps (:func:`wrap`): the averaged gradient is the gradient of
@@ -37,9 +38,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import distributed, files, rng as rngs
 from ..errors import ConfigError
-from ..evaluate import evaluate_set as evaluate_whole, iter_probabilities, metric_values as \
-    metric_values_whole
-from ..evaluate.inference import set_sums
+from ..evaluate.inference import source_probabilities, source_sums
+from ..preprocess.sources import EpochPlan, Shard, batch_rows
 from . import checkpoints
 
 #: A stop requested by a signal is agreed on every this many batches (a collective each).
@@ -58,9 +58,9 @@ def start(net, config):
                           f'processes: the global batch is batch_size, {net.batch_size // world}'
                           f' or more rows per process; use a multiple of {world}, or '
                           'per_rank_batch=True for batch_size rows on every process')
-    rows = len(net.preprocessor.get_raw_y()[0])
+    rows = net.preprocessor.num_rows('train')
     batch = net.batch_size * (world if config.per_rank_batch else 1)
-    if rows < batch:
+    if rows is not None and rows < batch:
         raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
                           f'than the training set ({rows} rows); use a smaller batch_size')
     share_random_state(net)
@@ -109,11 +109,16 @@ def sync_batch_norm(module, device):
 def rank_order(order, global_batch):
     """This rank's rows of each global batch of ``order``, batch after batch: a tensor
     of ``steps * global_batch / W`` rows (the tail after the last full batch is left
-    out, as in one process)."""
-    steps = len(order) // global_batch
-    batches = order[:steps * global_batch].view(steps, global_batch)   # (steps, G)
-    start, stop = distributed.block(global_batch)
-    return batches[:, start:stop].reshape(-1)                          # (steps * G / W,)
+    out, as in one process); :func:`pydnn2.preprocess.sources.batch_rows` cuts them."""
+    plan = EpochPlan(batch_size=global_batch, shard=current_shard())
+    rows = batch_rows(len(order), plan, order)
+    return torch.cat(rows) if rows else order[:0]
+
+
+def current_shard():
+    """This process's :class:`~pydnn2.preprocess.sources.Shard` of the process group (rank
+    0 of 1 outside torchrun)."""
+    return Shard(distributed.rank(), distributed.world_size())
 
 
 def should_stop(session, done):
@@ -157,38 +162,34 @@ def reduce_batches(session, losses, first, step, errors):
     return int(errors.item())
 
 
-def _block(x, y):
-    """This rank's contiguous block of a preprocessed set."""
-    start, stop = distributed.block(len(y))
-    return {k: v[start:stop] for k, v in x.items()}, y[start:stop]
+def evaluate_set(session, source):
+    """``(mean loss, error rate)`` of a batch source, as
+    :func:`pydnn2.evaluate.inference.evaluate_source`; over several ranks each evaluates
+    its block and the sums are added (equal to one process's up to the order of the
+    sums). ``(None, None)`` for an empty set."""
+    net = session.net
+    loss, errors, rows = source_sums(net, source, session.shard)
+    if session.parallel:
+        sums = distributed.all_reduce_sum(
+            torch.stack([loss.double(), errors.double(),
+                         torch.tensor(float(rows), dtype=torch.float64, device=loss.device)]))
+        loss, errors, rows = sums[0], sums[1], int(sums[2].item())
+    if rows == 0:
+        return None, None
+    return loss.item() / rows, errors.item() / rows
 
 
-def evaluate_set(session, x, y):
-    """``(mean loss, error rate)`` of a preprocessed set, as
-    :func:`pydnn2.evaluate.evaluate_set`; over several ranks each evaluates its block
-    and the sums are added (equal to one process's up to the order of the sums)."""
-    net, n = session.net, len(y)
-    if not session.parallel or n == 0:
-        return evaluate_whole(net, x, y)
-    loss, errors = set_sums(net, *_block(x, y))
-    sums = distributed.all_reduce_sum(torch.stack([loss.double(), errors.double()]))
-    return sums[0].item() / n, sums[1].item() / n
-
-
-def metric_values(session, x, y, metrics):
-    """``{name: value}`` of ``metrics`` on a preprocessed set, as
+def metric_values(session, source, metrics):
+    """``{name: value}`` of ``metrics`` on a batch source, as
     :func:`pydnn2.evaluate.metric_values`; over several ranks each computes the
     probabilities of its block, gathered in row order before the metrics see them."""
-    net = session.net
-    if not session.parallel:
-        return metric_values_whole(net, x, y, metrics)
-    parts = list(iter_probabilities(net, _block(x, y)[0]))
-    p = torch.cat(parts) if parts else torch.zeros((0, net.num_classes), device=net.device)
-    p = distributed.all_gather_rows(p)                  # (N, classes), rows in order
+    p, y = source_probabilities(session.net, source, session.shard)
+    if session.parallel:
+        p, y = distributed.all_gather_rows(p), distributed.all_gather_rows(y)
     for metric in metrics:
         metric.reset()
         if len(y):
-            metric.update(p, torch.as_tensor(y).to(p.device))
+            metric.update(p, y.to(p.device))
     return {metric.name: metric.result() for metric in metrics}
 
 

@@ -20,6 +20,7 @@ from ..evaluate import as_metrics
 from ..files import EXTENSION, BackgroundWriter, plain_tree
 from ..model import layout
 from ..model.modules import module_lock
+from ..preprocess.sources import Shard
 from . import parallel as par
 from .best import Keepers
 from .callbacks import CallbackList, EpochTable
@@ -60,11 +61,6 @@ class EpochResult:
         return self.row is not None
 
 
-def _rows(preprocessor, index):
-    """Rows of set ``index`` (0 train, 1 valid, 2 test) the preprocessor holds."""
-    return len(preprocessor.get_raw_y()[index])
-
-
 def penalised_weights(module):
     """The weight matrices and filters (what l1/l2 penalise): not biases, batch
     norm or PReLU slopes."""
@@ -97,7 +93,7 @@ class Session:
         self.writer = BackgroundWriter()
         self.keepers = Keepers()
         # the best net: by validation loss, or by training loss when there is no validation set
-        self.has_valid = _rows(net.preprocessor, 1) > 0
+        self.has_valid = net.preprocessor.num_rows('valid') != 0     # (None: a stream)
         self.best = self.keepers.get('valid_loss' if self.has_valid else 'train_loss')
         rule.annealer.attach(self.keepers)
         table = [EpochTable(self.log)] if self.verbose else []
@@ -125,7 +121,8 @@ class Session:
     def _split(self, net, config, parallel):
         """The ranks, and the rows of each global batch this rank trains on."""
         self.parallel, self.rank_rngs = parallel, None
-        self.rank, world = (distributed.rank(), distributed.world_size()) if parallel else (0, 1)
+        self.shard = par.current_shard() if parallel else Shard()
+        self.rank, world = self.shard.rank, self.shard.world
         self.global_batch = net.batch_size * (world if config.per_rank_batch else 1)
         self.rank_batch = self.global_batch // world
 

@@ -152,15 +152,16 @@ def test_a_diverging_loss_stops_with_the_epoch_and_batch(sets, tmp_path):
 def test_a_keyboard_interrupt_stops_at_once_and_keeps_the_best_net(sets, tmp_path, monkeypatch):
     net = build(sets, tmp_path)
     pre = net.preprocessor
-    real, calls = pre.get_train, []
+    real, calls = pre.source, []
 
-    def interrupted():           # what a second Ctrl-C raises (or one outside the main thread)
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real()
+    def interrupted(name, augment=True):   # what a second Ctrl-C raises (or one outside
+        if name == 'train':                # the main thread) as the third epoch starts
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+        return real(name, augment)
 
-    monkeypatch.setattr(pre, 'get_train', interrupted)
+    monkeypatch.setattr(pre, 'source', interrupted)
     with pytest.raises(KeyboardInterrupt):
         net.train(nn.Adam(0.01), epochs=10, final_epochs=1)
     assert net.history['phase'] == ['main', 'main']          # no final phase ran
