@@ -25,7 +25,7 @@ from .. import checks
 from ..errors import ConfigError, DataError
 from ..model.memory import inference_bytes_per_row
 from ..model.modules import module_lock
-from ..preprocess import SET_NAMES, as_labels, num_rows
+from ..preprocess import SET_NAMES, as_labels, num_rows, rows
 from ..preprocess.sources import Batches, BatchSource, EpochPlan, Shard
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
@@ -170,11 +170,21 @@ def device_set(net, pair, resident=True):
 
 
 def _raw_rows(data, start, stop):
-    """Rows ``start:stop`` of raw data (array, list, or dict of either), as slices,
-    so a memory-mapped array is read only there."""
+    """Rows ``start:stop`` of raw data (array, list, or dict of either), as slices; a
+    memory-mapped array (held as its reader: :func:`_readers`) read from its file."""
     if isinstance(data, dict):
         return {name: _raw_rows(v, start, stop) for name, v in data.items()}
+    if isinstance(data, (rows.ArrayRows, rows.RowView)):
+        return data.take(np.arange(start, stop)).numpy()
     return data[start:stop]
+
+
+def _readers(data):
+    """Raw data with each memory-mapped array replaced by its reader (which reads rows
+    with ``pread``, so predicting over a huge file keeps memory bounded)."""
+    if isinstance(data, dict):
+        return {name: _readers(v) for name, v in data.items()}
+    return rows.reader(data) if rows.is_rows(data) else data
 
 
 class RawSource(BatchSource):
@@ -192,7 +202,7 @@ class RawSource(BatchSource):
     """
 
     def __init__(self, preprocessor, raw, classes=None):
-        self.preprocessor, self.raw = preprocessor, raw
+        self.preprocessor, self.raw = preprocessor, _readers(raw)
         self._rows = num_rows(raw)
         self._y = (np.full(self._rows, -1, np.int64) if classes is None
                    else np.asarray(classes, np.int64))

@@ -8,10 +8,9 @@ rows, :meth:`~ArrayRows.chunks` in order):
 
 - :class:`ArrayRows`: an array (or tensor) in memory; a batch is one
   ``index_select``.
-- :class:`MappedRows`: a :class:`numpy.memmap` read through a mapping of its
-  own, whose pages are handed back to the system (``madvise(MADV_DONTNEED)``)
-  each time :data:`MAPPED_BUDGET` bytes have been read: the pages stay in the
-  system's file cache, but the process's resident memory stays bounded
+- :class:`MappedRows`: a :class:`numpy.memmap` whose rows are read from its
+  file with ``pread``, never through a mapping: the pages stay in the
+  system's file cache, and the process's resident memory stays bounded
   however large the file.
 - :class:`RowView`: a selection of another reader's rows (what
   :func:`~pydnn2.preprocess.split_training_data` returns for a memmap instead of
@@ -36,8 +35,6 @@ import torch
 
 from ..errors import DataError
 
-#: Bytes of a mapped file read between two hand-backs of its pages.
-MAPPED_BUDGET = 64 * 2 ** 20
 #: Bytes per chunk when a whole array is read in order (statistics, checks).
 CHUNK_BYTES = 32 * 2 ** 20
 
@@ -112,8 +109,14 @@ class ArrayRows:
 
 
 class MappedRows(ArrayRows):
-    """The rows of a :class:`numpy.memmap`, read through a mapping of its own whose
-    pages are handed back every :data:`MAPPED_BUDGET` bytes read.
+    """The rows of a :class:`numpy.memmap`, read from its file with ``pread``.
+
+    Rows are read into memory of the batch's own, never through a mapping: a
+    mapped file's pages count in the process's resident memory once touched
+    (and a kernel with large page-cache folios maps a megabyte or more for
+    each row touched at random), while pages read with ``pread`` stay in the
+    system's file cache alone. So the process holds a batch, however large
+    the file.
 
     Parameters
     ----------
@@ -124,53 +127,50 @@ class MappedRows(ArrayRows):
 
     def __init__(self, array):
         super().__init__(array)
-        if not array.flags.c_contiguous:
-            raise DataError(f'a memory-mapped array must be in C order to be read by rows; '
-                            f'received one with strides {array.strides}')
-        self.filename, self.offset = array.filename, array.offset
-        self._mapping = self._view = None
-        self._read = 0
+        self.filename, self.offset = array.filename, file_offset(array)
+        self._fd = None
 
-    def __getstate__(self):                     # a DataLoader worker maps the file itself
+    def __getstate__(self):                     # a DataLoader worker opens the file itself
         state = dict(self.__dict__)
-        state['_mapping'] = state['_view'] = state['_tensor'] = None
+        state['_fd'] = state['_tensor'] = None
         return state
 
-    def _mapped(self):
-        """The rows as an array over a read-only mapping of the file (made once)."""
-        if self._view is None:
-            with open(self.filename, 'rb') as f:
-                size = os.fstat(f.fileno()).st_size
-                self._mapping = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-            self._view = np.ndarray(self.array.shape, self.array.dtype, buffer=self._mapping,
-                                    offset=self.offset)
-        return self._view
+    def __del__(self):
+        if getattr(self, '_fd', None) is not None:
+            os.close(self._fd)
 
-    def _count(self, nbytes):
-        """Hand the mapping's pages back once ``MAPPED_BUDGET`` bytes have been read."""
-        self._read += nbytes
-        if self._read >= MAPPED_BUDGET and self._mapping is not None:
-            self._mapping.madvise(mmap.MADV_DONTNEED)
-            self._read = 0
+    def _file(self):
+        if self._fd is None:
+            self._fd = os.open(self.filename, os.O_RDONLY)
+        return self._fd
+
+    @property
+    def _row_bytes(self):
+        return int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
 
     def take(self, index):
         """Rows ``index`` read from the file, as a new tensor."""
         index = np.asarray(index, dtype=np.int64)
-        rows = np.take(self._mapped(), index, axis=0)
-        self._count(rows.nbytes)
-        return torch.from_numpy(rows)
+        out = np.empty((len(index),) + self.row_shape, self.dtype)
+        flat, size, fd = out.reshape(len(index), -1).view(np.uint8), self._row_bytes, self._file()
+        for i, row in enumerate(index.tolist()):
+            os.preadv(fd, [flat[i]], self.offset + row * size)
+        return torch.from_numpy(out)
 
     def chunks(self, rows):
-        """The rows in order, ``rows`` at a time, each a copy read from the file."""
-        view = self._mapped()
+        """The rows in order, ``rows`` at a time, each read from the file."""
+        size, fd = self._row_bytes, self._file()
         for start in range(0, len(self), rows):
-            chunk = np.array(view[start:start + rows])
-            self._count(chunk.nbytes)
-            yield chunk
+            count = min(rows, len(self) - start)
+            out = np.empty((count,) + self.row_shape, self.dtype)
+            view, done = out.reshape(-1).view(np.uint8), 0
+            while done < count * size:          # (a read may return less than asked)
+                done += os.preadv(fd, [view[done:]], self.offset + start * size + done)
+            yield out
 
     def row(self, i):
         """Row ``i``, read from the file."""
-        return np.array(self._mapped()[i])
+        return self.take(np.array([i]))[0].numpy()
 
 
 class RowView:
@@ -244,12 +244,28 @@ def is_rows(x):
     return isinstance(x, (np.memmap, RowView))
 
 
+def file_offset(array):
+    """Where a C-ordered :class:`numpy.memmap` (a slice of one too: numpy keeps the
+    parent's ``offset`` on a slice) starts in its file, in bytes; None when it cannot
+    be told (not mapped from a file, or not in C order)."""
+    mapping = array
+    while isinstance(mapping, np.ndarray):
+        mapping = mapping.base
+    if not isinstance(mapping, mmap.mmap) or not array.flags.c_contiguous:
+        return None
+    start = np.frombuffer(mapping, np.uint8).__array_interface__['data'][0]
+    mapped_from = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+    return mapped_from + array.__array_interface__['data'][0] - start
+
+
 def reader(array):
-    """The reader for ``array``: :class:`MappedRows` for a memmap, the view itself for
-    a :class:`RowView`, :class:`ArrayRows` otherwise."""
+    """The reader for ``array``: :class:`MappedRows` for a C-ordered memmap of a file,
+    the view itself for a :class:`RowView`, :class:`ArrayRows` otherwise (a memmap
+    sliced out of C order is read through its mapping)."""
     if isinstance(array, (ArrayRows, RowView)):
         return array
-    if isinstance(array, np.memmap) and getattr(array, 'filename', None):
+    if (isinstance(array, np.memmap) and getattr(array, 'filename', None)
+            and file_offset(array) is not None):
         return MappedRows(array)
     return ArrayRows(array)
 

@@ -31,6 +31,7 @@ import torch
 
 from ..errors import ConfigError
 from ..files import plain_tree
+from ..preprocess import rows
 
 SAMPLE_ROWS = 64               # rows of each set hashed into the data fingerprint
 SETS = ('train', 'valid', 'test')
@@ -44,6 +45,8 @@ def _layout(x):
         return {str(k): _layout(x[k]) for k in sorted(x, key=str)}
     if isinstance(x, (list, tuple)):
         return {'rows': len(x)}
+    if rows.is_rows(x):                 # (np.asarray would read a view of a memmap)
+        return {'shape': list(x.shape), 'dtype': x.dtype.str}
     array = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     return {'shape': list(array.shape), 'dtype': array.dtype.str}
 
@@ -61,9 +64,12 @@ def _feed(sha, value):
 
 
 def _pick(x, index):
-    """Row ``index`` of a raw set (an array, a list of arrays or a dict of those)."""
+    """Row ``index`` of a raw set (an array, a list of arrays or a dict of those); a
+    memory-mapped set's row is read from its file, not through its mapping."""
     if isinstance(x, dict):
         return {k: _pick(v, index) for k, v in x.items()}
+    if rows.is_rows(x):
+        return rows.reader(x).row(index)
     return x[index]
 
 
