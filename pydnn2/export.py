@@ -54,7 +54,7 @@ import torch
 
 from . import checks, files
 from .errors import ConfigError, DataError, MissingDependencyError
-from .preprocess.arrays import Standardize  # noqa: F401 - its public home before 0.3
+from .preprocess.standardize import Standardize  # noqa: F401 - its public home before 0.3
 
 #: The formats :func:`export` writes.
 FORMATS = ('onnx', 'torchscript', 'exported_program')

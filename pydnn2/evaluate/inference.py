@@ -297,7 +297,8 @@ def iter_source(net, source, shard=Shard(), batch_size=None):
     """Yield ``(logits, y)`` of a batch source's rows in order (this rank's block of
     them with ``shard``), one inference batch at a time (see :func:`iter_logits`)."""
     plan = EpochPlan(batch_size=eval_batch_size(net, batch_size),
-                     device=torch.device(net.device), shard=shard, whole_batches=False)
+                     device=torch.device(net.device), shard=shard, whole_batches=False,
+                     num_classes=net.num_classes)
     adaptive = batch_size is None and torch.device(net.device).type == 'cuda'
     for x, y in source.batches(plan):
         yield _logits(net, x, adaptive), y

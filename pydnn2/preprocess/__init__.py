@@ -7,7 +7,11 @@ of them, standardised with statistics of the training set alone.
 
 - :mod:`.split`: :func:`split_training_data` and the checks of labels and values;
 - :mod:`.base`: the :class:`Preprocessor` protocol and its registry;
-- :mod:`.arrays`: :class:`ArrayPreprocessor`, for arrays in memory;
+- :mod:`.sources`: the batch sources the loop reads (the protocol between data and
+  the loop), :mod:`.rows` the readers of arrays in memory and on disk;
+- :mod:`.arrays`: :class:`ArrayPreprocessor`, for arrays in memory or memory-mapped;
+- :mod:`.datasets`: :class:`DatasetPreprocessor`, for torch datasets (read through
+  :mod:`.loader`'s ``DataLoader`` source);
 - :mod:`.images` and :mod:`.rotators`: :class:`ImagePreprocessor` and pydnn's
   :class:`Canonicalizer`, :class:`Rotator360`, :class:`Rotator360PlusGeometry`;
 - :mod:`.augment`: what changes between epochs (:class:`Augmentation`) and when;
@@ -26,6 +30,7 @@ Examples
 from .arrays import ArrayPreprocessor
 from .augment import Augmentation
 from .base import Preprocessor, preprocessor_class
+from .datasets import DatasetPreprocessor
 from .boxes import label_components, largest_blob_box, threshold_box
 from .images import ImagePreprocessor
 from .pixels import as_image, check_size, dark_mask
@@ -36,7 +41,8 @@ from .resize import (ContiguousBoxPreserveAspectRatioResizer, ContiguousBoxStret
 from .rotators import Canonicalizer, Rotator360, Rotator360PlusGeometry
 from .split import SET_NAMES, as_labels, check_finite, num_rows, split_training_data, take_rows
 
-__all__ = ['split_training_data', 'Preprocessor', 'ArrayPreprocessor', 'ImagePreprocessor',
+__all__ = ['split_training_data', 'Preprocessor', 'ArrayPreprocessor', 'DatasetPreprocessor',
+           'ImagePreprocessor',
            'Canonicalizer', 'Rotator360', 'Rotator360PlusGeometry', 'Augmentation', 'Resizer',
            'StretchResizer', 'PreserveAspectRatioResizer', 'ThresholdBoxStretchResizer',
            'ThresholdBoxPreserveAspectRatioResizer', 'ContiguousBoxStretchResizer',

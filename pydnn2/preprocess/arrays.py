@@ -14,6 +14,7 @@ from ..errors import DataError
 from .base import Preprocessor
 from .rows import as_tensor, channel_statistics, chunk_rows, is_rows, reader
 from .sources import TensorSource
+from .standardize import ChannelStats
 from .split import SET_NAMES, as_labels, num_rows
 
 #: The largest magnitude float32 holds; float64 values beyond it cannot be served.
@@ -31,40 +32,6 @@ def _stack_rows(rows, where, row_shape=()):
                             f'{arrays[0].shape}; ArrayPreprocessor needs rows of one shape '
                             '(for images of different sizes use Canonicalizer or Rotator360)')
     return np.stack(arrays)
-
-
-class Standardize(torch.nn.Module):
-    """``(x - mean) / std`` in ``mean``'s dtype, returned as float32 (one channel's
-    standardisation, as a module for export).
-
-    Parameters
-    ----------
-    mean : array_like
-        The training mean, broadcast over the batch (a row, or one value per column).
-    std : array_like or float
-        The training standard deviation (one number, or one per column).
-    """
-
-    def __init__(self, mean, std):
-        super().__init__()
-        mean = torch.as_tensor(np.asarray(mean))
-        self.register_buffer('mean', mean.clone())
-        self.register_buffer('std', torch.as_tensor(np.asarray(std), dtype=mean.dtype).clone())
-
-    def forward(self, x):
-        return ((x.to(self.mean.dtype) - self.mean) / self.std).float()  # (N, ...) float32
-
-
-class Standardizer(torch.nn.Module):
-    """One module per channel applied to a dict of channels (identity where a channel
-    has none): the standardisation a preprocessor builds into an exported net."""
-
-    def __init__(self, steps):
-        super().__init__()
-        self.steps = torch.nn.ModuleDict(steps)
-
-    def forward(self, x):
-        return {name: self.steps[name](v) if name in self.steps else v for name, v in x.items()}
 
 
 class ArrayPreprocessor(Preprocessor):
@@ -114,7 +81,7 @@ class ArrayPreprocessor(Preprocessor):
         self.normalize = bool(normalize)
         self.token_channels = tuple(token_channels)
         self._sets = self._stats = self._shapes = None
-        self._stat_cache = {}
+        self._applied = None
         self.set_data(sets, refit=True)
 
     # -- reading and checking the sets ------------------------------------------------------
@@ -200,7 +167,7 @@ class ArrayPreprocessor(Preprocessor):
             stats = self._check_values(x, f'{name} set', fit=name == 'train' and refit)
             fitted = stats if name == 'train' else fitted
         if refit:                          # every set passed: only now change anything
-            self._stats, self._shapes, self._stat_cache = fitted, shapes, {}
+            self._stats, self._shapes, self._applied = fitted, shapes, None
         self._sets, self._sources = sets, {}
 
     def _check_channels(self, x, where, shapes=None):
@@ -220,24 +187,9 @@ class ArrayPreprocessor(Preprocessor):
     def _standardise(self, x, inplace=True):
         """A batch of channels as read (tensors, on the device) standardised, as float32
         (tokens as int64); ``inplace`` when the batch is a copy of its own."""
-        out = {}
-        for name, v in x.items():
-            if name in self.token_channels:
-                out[name] = v.long()                                  # (b, T) int64
-                continue
-            mean, std = self._stat_tensors(v.device)[name]
-            v = v.to(torch.float32)
-            out[name] = (v.sub_(mean) if inplace else v - mean).div_(std)   # float32
-        return out
-
-    def _stat_tensors(self, device):
-        """The statistics as float32 tensors on ``device`` (made once per device)."""
-        cache = self._stat_cache
-        if device not in cache:
-            cache[device] = {n: (torch.from_numpy(np.asarray(m, np.float32)).to(device),
-                                 torch.tensor(np.float32(s), device=device))
-                             for n, (m, s) in self._stats.items()}
-        return cache[device]
+        if self._applied is None:
+            self._applied = ChannelStats(self._stats, self.token_channels)
+        return self._applied.apply(x, inplace)
 
     def source(self, name, augment=True):
         """The batches of set ``name`` ('train', 'valid', 'test', or 'all' for train +
@@ -324,8 +276,7 @@ class ArrayPreprocessor(Preprocessor):
 
     def standardizer(self):
         """Each value channel's standardisation as a module; tokens pass unchanged."""
-        return Standardizer({c: Standardize(m, np.float32(s)) for c, (m, s) in
-                             self._stats.items() if c not in self.token_channels})
+        return ChannelStats(self._stats, self.token_channels).module()
 
     # -- files ------------------------------------------------------------------------------
 
@@ -347,7 +298,7 @@ class ArrayPreprocessor(Preprocessor):
         self._shapes = {n: tuple(s) for n, s in state['shapes'].items()}
         self._stats = {n: (state['mean'][n].numpy(), float(state['std'][n]))
                        for n in self._shapes}
-        self._sets, self._sources, self._stat_cache = None, {}, {}
+        self._sets, self._sources, self._applied = None, {}, None
         return self
 
 

@@ -47,10 +47,10 @@ from .. import rng as rngs
 from ..data import parallel_map
 from ..errors import ConfigError, DataError
 from .augment import Augmentation, Schedule
-from .arrays import Standardize, Standardizer
 from .base import Preprocessor
 from .rows import ArrayRows
 from .sources import TensorSource
+from .standardize import Standardize, Standardizer
 from .imageops import (GEOMETRY_FEATURES, affine_matrices, canonicalize, geometry_features,
                        transform_images)
 from .pixels import as_image, check_fill, check_size

@@ -79,6 +79,7 @@ class EpochPlan:
     whole_batches: bool = True              # training: blocks of whole global batches;
     #                                         evaluation (False): a block of the set
     resident: Optional[bool] = None         # the data_on_device option (None: decide)
+    num_classes: Optional[int] = None       # classes a streamed item's class must be below
 
     @property
     def rank_batch(self):

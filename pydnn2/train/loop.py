@@ -141,7 +141,7 @@ def start_epoch(session, phase, resumed=None):
         state = EpochState(phase, files.plain_tree(pre.get_state()), session.shuffle.get_state())
     plan = EpochPlan(batch_size=session.global_batch, device=torch.device(net.device),
                      shard=session.shard, order=session.shuffle, start=state.step,
-                     resident=session.speed.data_on_device)
+                     resident=session.speed.data_on_device, num_classes=net.num_classes)
     return state, pre.source('train' if phase == 'main' else 'all').batches(plan)
 
 
