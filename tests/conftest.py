@@ -99,3 +99,9 @@ def small_net(digits_sets, tmp_path):
                               **kwargs)
 
     return make
+
+
+def pytest_configure(config):
+    """The ``slow`` marker: tests of a minute or more (the full suite runs them)."""
+    config.addinivalue_line('markers', 'slow: a test of a minute or more, left out of the '
+                                       'fast suite')

@@ -33,6 +33,9 @@ EVAL_BATCH_SIZE = 4096
 #: The most rows per inference batch on any device: beyond this, larger
 #: batches no longer run faster, they only hold more memory.
 MAX_EVAL_BATCH_SIZE = 65536
+#: The most bytes an inference batch may take on the CPU (its rows, read from disk, and
+#: their activations): wide rows make smaller batches.
+CPU_BATCH_BYTES = 64 * 2 ** 20
 #: The share of the free GPU memory an inference batch may fill.
 GPU_MEMORY_FRACTION = 0.5
 
@@ -76,11 +79,13 @@ def inference_batch_size(net):
     :func:`~pydnn2.model.memory.inference_bytes_per_row`, at most
     :data:`MAX_EVAL_BATCH_SIZE`; should a batch still run out of memory,
     :func:`iter_logits` halves it and retries. Elsewhere:
-    :data:`EVAL_BATCH_SIZE`. The training batch size plays no part.
+    :data:`EVAL_BATCH_SIZE` rows, or fewer where they would take more than
+    :data:`CPU_BATCH_BYTES`. The training batch size plays no part.
     """
     device = torch.device(net.device)
-    if device.type != 'cuda':
-        return EVAL_BATCH_SIZE
+    if device.type != 'cuda':        # rows of a few bytes: 4096; wide rows: what fits
+        return rows_that_fit(CPU_BATCH_BYTES, inference_bytes_per_row(net.graph), 1.0,
+                             EVAL_BATCH_SIZE)
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return rows_that_fit(free, inference_bytes_per_row(net.graph))
