@@ -394,16 +394,18 @@ class NN(Builder):
         """Predict classes: returns ``(classes, probabilities)`` as numpy arrays.
 
         ``data`` is raw input as the preprocessor's ``preprocess`` accepts it
-        (for :class:`~pydnn2.preprocess.ArrayPreprocessor`, an array of rows);
-        see :func:`pydnn2.evaluate.predict` for the options.
+        (for :class:`~pydnn2.preprocess.ArrayPreprocessor`, an array of rows), or
+        a torch ``Dataset`` or ``DataLoader``; see :func:`pydnn2.evaluate.predict`
+        for the options (``shard=True`` shares the rows out under torchrun).
         """
         return evaluate.predict(self, data, **options)
 
     def evaluate(self, data, metric, **options):
         """Evaluate a metric, or a list of them, on labelled data (neon's ``eval``).
 
-        ``data`` is 'train', 'valid' or 'test' (the preprocessor's sets) or an
-        ``(x, classes)`` pair of raw input and true classes; metrics come from
+        ``data`` is 'train', 'valid' or 'test' (the preprocessor's sets), an
+        ``(x, classes)`` pair of raw input and true classes, or a torch ``Dataset``
+        or ``DataLoader`` of ``(x, y)`` items; metrics come from
         :mod:`pydnn2.evaluate.metrics` (``Accuracy()``, ``LogLoss()``,
         ``PrecisionRecall(num_classes)``, ...). Returns the metric's result, or
         a list of results for a list; see :func:`pydnn2.evaluate.evaluate`.
@@ -417,14 +419,16 @@ class NN(Builder):
         :func:`pydnn2.evaluate.get_outputs`."""
         return evaluate.get_outputs(self, data, **options)
 
-    def make_confusion_matrix(self, data, classes, files):
+    def make_confusion_matrix(self, data, classes, files, **options):
         """Return ``(matrix, mistakes)``: rows are actual classes, columns
-        predicted; mistakes are ``(file_index, actual, predicted)``."""
-        return evaluate.make_confusion_matrix(self, data, classes, files)
+        predicted; mistakes are ``(file_index, actual, predicted)``; see
+        :func:`pydnn2.evaluate.make_confusion_matrix`."""
+        return evaluate.make_confusion_matrix(self, data, classes, files, **options)
 
-    def get_confusion_matrices(self):
-        """:meth:`make_confusion_matrix` on the training, validation and test sets."""
-        return evaluate.get_confusion_matrices(self)
+    def get_confusion_matrices(self, **options):
+        """:meth:`make_confusion_matrix` on the training, validation and test sets; see
+        :func:`pydnn2.evaluate.get_confusion_matrices` (``shard=True`` under torchrun)."""
+        return evaluate.get_confusion_matrices(self, **options)
 
     def interpret(self, data='valid', class_names=None, top=20, **options):
         """What the net gets wrong on a labelled set ('train', 'valid', 'test' or an

@@ -4,7 +4,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..preprocess import SET_NAMES
-from .inference import class_indices, set_source, source_probabilities
+from .inference import class_indices, gathered, set_source, sharing, source_probabilities
 from .predict import predict
 
 
@@ -15,12 +15,14 @@ def confusion_matrix(actual, predicted, num_classes):
     return matrix
 
 
-def make_confusion_matrix(net, data, classes, files):
+def make_confusion_matrix(net, data, classes, files, shard=False):
     """Return ``(matrix, mistakes)`` for raw ``data`` with true ``classes``.
 
     ``mistakes`` lists ``(file_index, actual, predicted)`` for every wrongly
     classified row, in row order, so they can be traced back to files.
-    ``classes`` must be class indices ``0 .. net.num_classes - 1``.
+    ``classes`` must be class indices ``0 .. net.num_classes - 1``. ``data`` is
+    anything :func:`~pydnn2.evaluate.predict` takes (raw input, a ``Dataset``, a
+    ``DataLoader``); ``shard`` is as for ``predict``.
     """
     classes = class_indices(net, classes, 'make_confusion_matrix')
     files = np.asarray(files)
@@ -29,7 +31,7 @@ def make_confusion_matrix(net, data, classes, files):
                         'file indices')
     if len(classes) == 0:
         return np.zeros((net.num_classes,) * 2, dtype=np.int64), []
-    predicted, _ = predict(net, data)
+    predicted, _ = predict(net, data, shard=shard)
     if len(predicted) != len(classes):
         raise DataError(f'make_confusion_matrix: data has {len(predicted)} rows but '
                         f'{len(classes)} classes')
@@ -38,12 +40,16 @@ def make_confusion_matrix(net, data, classes, files):
     return confusion_matrix(classes, predicted, net.num_classes), mistakes
 
 
-def get_confusion_matrices(net):
+def get_confusion_matrices(net, shard=False):
     """:func:`make_confusion_matrix` on the training (not augmented), validation and test
-    sets, each read through the preprocessor's batch source."""
+    sets, each read through the preprocessor's batch source; with ``shard=True`` under
+    torchrun each process reads its block of each set and the blocks are gathered
+    (every process must call; see :func:`~pydnn2.evaluate.predict`)."""
+    part = sharing(net, shard)
     out = []
     for name, files in zip(SET_NAMES, net.preprocessor.get_files()):
-        p, y = source_probabilities(net, set_source(net, name))
+        p, y = source_probabilities(net, set_source(net, name), part)
+        p, y = gathered(p, part), gathered(y, part)
         classes, predicted = y.cpu().numpy(), p.argmax(1).cpu().numpy()
         files = np.asarray(files)
         wrong = np.flatnonzero(predicted != classes)

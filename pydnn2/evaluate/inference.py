@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import checks
+from .. import checks, distributed
 from ..errors import ConfigError, DataError
 from ..model.memory import inference_bytes_per_row
 from ..model.modules import module_lock
 from ..preprocess import SET_NAMES, as_labels, num_rows, rows
 from ..preprocess.sources import Batches, BatchSource, EpochPlan, Shard
+from .given import DatasetSource, is_torch_data
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
 EVAL_BATCH_SIZE = 4096
@@ -261,10 +262,21 @@ def class_indices(net, classes, what):
     return y
 
 
+def input_source(net, data, what):
+    """Raw input (as ``preprocess`` takes it) or a torch ``Dataset`` or ``DataLoader``
+    (:mod:`.given`; classes optional) as a batch source."""
+    if is_torch_data(data):
+        return DatasetSource(net.preprocessor, data, what)
+    return RawSource(net.preprocessor, data)
+
+
 def labelled_source(net, data, what):
-    """A set name or an ``(x, classes)`` pair of raw input as a batch source."""
+    """A set name, an ``(x, classes)`` pair of raw input, or a torch ``Dataset`` or
+    ``DataLoader`` of ``(x, y)`` items (:mod:`.given`) as a batch source."""
     if isinstance(data, str):
         return set_source(net, data)
+    if is_torch_data(data):
+        return DatasetSource(net.preprocessor, data, what, labelled=True)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         raw, classes = data
         y = class_indices(net, classes, what)
@@ -273,13 +285,45 @@ def labelled_source(net, data, what):
             raise DataError(f'{what}: expected one class per row of data ({rows} '
                             f'rows), received {len(y)} classes')
         return RawSource(net.preprocessor, raw, y)
-    raise ConfigError(f'{what}: expected data as {" / ".join(map(repr, SET_NAMES))} or an '
-                      f'(x, classes) pair, received {type(data).__name__}')
+    raise ConfigError(f'{what}: expected data as {" / ".join(map(repr, SET_NAMES))}, an '
+                      '(x, classes) pair, or a torch Dataset or DataLoader of (x, y) items; '
+                      f'received {type(data).__name__}')
 
 
 def labelled_set(net, data, what):
     """A set name or an ``(x, classes)`` pair as ``(x, y)`` on the net's device, whole."""
     return labelled_source(net, data, what).whole(net.device)
+
+
+def sharing(net, shard):
+    """The :class:`~pydnn2.preprocess.sources.Shard` of the rows this process evaluates.
+
+    With ``shard=True`` under torchrun, this rank's block (the process group is
+    initialised first if training has not done it): every rank must then make the
+    same call, and :func:`gathered` puts the blocks together. Otherwise (the
+    default, and outside torchrun) every row, with no collective: safe to call on
+    one rank alone."""
+    if not isinstance(shard, bool):
+        raise ConfigError(f'shard: expected True (each process evaluates its block of the '
+                          f'rows, gathered) or False (each evaluates every row); received '
+                          f'{shard!r}')
+    if shard and distributed.init(net.device):
+        return Shard(distributed.rank(), distributed.world_size())
+    return Shard()
+
+
+def gathered(tensor, shard):
+    """Every rank's rows of ``tensor`` in rank order (the rows in order) when ``shard``
+    splits them between ranks; ``tensor`` itself otherwise."""
+    return distributed.all_gather_rows(tensor) if shard.world > 1 else tensor
+
+
+def gathered_arrays(shard, *arrays):
+    """:func:`gathered` for numpy arrays: each gathered, as numpy arrays."""
+    if shard.world == 1:
+        return arrays
+    return tuple(gathered(torch.from_numpy(np.ascontiguousarray(a)), shard).numpy()
+                 for a in arrays)
 
 
 def _logits(net, x, adaptive):

@@ -36,7 +36,8 @@ from ..errors import ConfigError, DataError
 from ..preprocess import SET_NAMES
 from ..table import Table
 from .confusion import confusion_matrix
-from .inference import iter_source, labelled_source
+from .given import DatasetInputs, is_torch_data
+from .inference import gathered_arrays, iter_source, labelled_source, sharing
 
 _CLASS_TABLE = Table(('class', 'rows', 'wrong', 'recall', 'precision', 'share of data',
                       'share of errors', 'x fair share', 'most confused with'),
@@ -425,11 +426,11 @@ def _check_predictions(actual, probabilities):
                         f'received values from {actual.min()} to {actual.max()}')
 
 
-def _run(net, source, batch_size):
+def _run(net, source, batch_size, part):
     """The classes, probabilities (as ``predict`` gives them) and each row's
-    cross-entropy of a batch source's rows."""
+    cross-entropy of a batch source's rows (of this rank's block)."""
     probabilities, losses, classes = [], [], []
-    for logits, target in iter_source(net, source, batch_size=batch_size):
+    for logits, target in iter_source(net, source, part, batch_size):
         logits = logits.float()
         probabilities.append(torch.softmax(logits, 1).cpu().numpy())
         picked = torch.log_softmax(logits, 1).gather(1, target[:, None])[:, 0]
@@ -446,20 +447,23 @@ def _raw_and_files(net, data):
         index = SET_NAMES.index(data)
         pre = net.preprocessor
         return pre.get_raw_x()[index], pre.get_files()[index]
+    if is_torch_data(data):
+        return DatasetInputs.of(data, net.channel), None
     return data[0], None
 
 
-def interpret(net, data='valid', class_names=None, top=20, batch_size=None):
+def interpret(net, data='valid', class_names=None, top=20, batch_size=None, shard=False):
     """What a trained net gets wrong on a labelled set.
 
     Parameters
     ----------
     net : NN
         A net ending in ``add_logistic``.
-    data : str or (x, classes)
+    data : str, (x, classes), Dataset or DataLoader
         'train', 'valid' or 'test' (the preprocessor's sets; 'train'
-        without augmentation), or a pair of raw input (as for ``predict``)
-        and its true classes.
+        without augmentation), a pair of raw input (as for ``predict``)
+        and its true classes, or a torch ``Dataset`` or ``DataLoader`` of
+        ``(x, y)`` items.
     class_names : sequence of str, optional
         One name per class (e.g. ``DirectoryLabeledImageSet.get_labels()``);
         default ``'0'``, ``'1'``, ...
@@ -467,6 +471,9 @@ def interpret(net, data='valid', class_names=None, top=20, batch_size=None):
         How many confused pairs and top losses to keep.
     batch_size : int, optional
         Rows per inference batch (default: sized to the device).
+    shard : bool
+        Under torchrun, each process runs its block of the rows and the
+        blocks are gathered (every process must call); see ``predict``.
 
     Returns
     -------
@@ -480,8 +487,9 @@ def interpret(net, data='valid', class_names=None, top=20, batch_size=None):
     >>> print(interp.report())                               # doctest: +SKIP
     """
     net.check_complete()
+    part = sharing(net, shard)
     source = labelled_source(net, data, 'interpret')
-    y, probabilities, losses = _run(net, source, batch_size)
+    y, probabilities, losses = gathered_arrays(part, *_run(net, source, batch_size, part))
     if len(y) == 0:
         raise DataError(f'interpret: expected a set with at least one row, received the '
                         f'{data!r} set with none')

@@ -4,12 +4,12 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .inference import (RawSource, iter_probabilities, iter_source, labelled_source, set_source,
-                        source_probabilities)
+from .inference import (gathered, input_source, iter_probabilities, iter_source,
+                        labelled_source, set_source, sharing, source_probabilities)
 from .metrics import as_metrics
 
 
-def predict(net, data, batch_size=None, callback=None):
+def predict(net, data, batch_size=None, callback=None, shard=False):
     """Predict classes and probabilities for raw ``data``.
 
     Parameters
@@ -17,16 +17,26 @@ def predict(net, data, batch_size=None, callback=None):
     net : NN
         A net ending in ``add_logistic``.
     data
-        Raw input, as the net's preprocessor accepts it for ``preprocess``.
+        Raw input, as the net's preprocessor accepts it for ``preprocess``; or a
+        torch ``Dataset`` or ``DataLoader`` whose items (batches) are ``x``,
+        ``(x,)`` or ``(x, y)`` (``y`` is ignored), each batch of ``x`` made into
+        channels by the preprocessor (see :mod:`pydnn2.evaluate.given`).
     batch_size : int, optional
         Rows per inference batch (default: :func:`inference_batch_size`,
-        sized to the device).
+        sized to the device; a ``DataLoader`` keeps its own batches).
     callback : callable, optional
         Called with ``(classes, probabilities)`` of each batch, in row order,
         as numpy arrays (``(b,)`` and ``(b, num_classes)``). Nothing is
         kept: ``predict`` returns ``None``, and the raw data is preprocessed
         one batch of rows at a time too (sliced, so a ``numpy.memmap`` is
         read piece by piece), so huge sets can stream from disk to disk.
+        With ``shard=True`` each process's callback sees its own block.
+    shard : bool
+        Under torchrun, True shares the rows out: each process predicts its
+        contiguous block and the blocks are gathered in row order, so every
+        process returns what one process would. Every process must then call
+        ``predict`` together. False (the default): each process predicts every
+        row itself, so it may be called on one process alone.
 
     Returns
     -------
@@ -37,19 +47,23 @@ def predict(net, data, batch_size=None, callback=None):
     if callback is not None and not callable(callback):
         raise ConfigError(f'predict: expected callback to be callable, received '
                           f'{type(callback).__name__}')
-    source = RawSource(net.preprocessor, data)
+    part = sharing(net, shard)
+    source = input_source(net, data, 'predict')
     if source.num_rows == 0:
         raise DataError('predict received no rows; pass at least one row')
     parts = []
-    for logits, _ in iter_source(net, source, batch_size=batch_size):
-        p = torch.softmax(logits.float(), 1).cpu().numpy()
+    for logits, _ in iter_source(net, source, part, batch_size):
+        p = torch.softmax(logits.float(), 1).cpu()
         if callback is not None:
-            callback(p.argmax(1), p)
+            callback(p.argmax(1).numpy(), p.numpy())
         else:
             parts.append(p)
     if callback is not None:
         return None
-    probabilities = np.concatenate(parts)
+    probabilities = gathered(torch.cat(parts) if parts else torch.zeros((0, net.num_classes)),
+                             part).numpy()
+    if not len(probabilities):
+        raise DataError('predict received no rows; pass at least one row')
     return probabilities.argmax(1), probabilities
 
 
@@ -76,22 +90,26 @@ def metric_values(net, x, y, metrics, batch_size=None):
     return {metric.name: metric.result() for metric in metrics}
 
 
-def evaluate(net, data, metric, batch_size=None):
+def evaluate(net, data, metric, batch_size=None, shard=False):
     """Evaluate a metric (or a list of them) on a labelled set (neon's ``eval``).
 
     Parameters
     ----------
     net : NN
         A net ending in ``add_logistic``.
-    data : str or (x, classes)
+    data : str, (x, classes), Dataset or DataLoader
         'train', 'valid' or 'test' for the preprocessor's set (see
-        :func:`named_set`), or a pair of raw input (as for :func:`predict`)
-        and its true classes.
+        :func:`named_set`), a pair of raw input (as for :func:`predict`)
+        and its true classes, or a torch ``Dataset`` or ``DataLoader`` of
+        ``(x, y)`` items.
     metric : metric or list of metrics
         E.g. ``Accuracy()`` or ``[LogLoss(), PrecisionRecall(10)]``, from
         :mod:`pydnn2.metrics`. Each is reset before use.
     batch_size : int, optional
         Rows per inference batch (default: :func:`inference_batch_size`).
+    shard : bool
+        Under torchrun, share the rows out between the processes, which must all
+        call (see :func:`predict`); the metrics see the gathered rows.
 
     Returns
     -------
@@ -100,14 +118,16 @@ def evaluate(net, data, metric, batch_size=None):
     """
     net.check_complete()
     metrics = as_metrics(metric)
+    part = sharing(net, shard)
     source = labelled_source(net, data, 'evaluate')
-    p, y = source_probabilities(net, source, batch_size=batch_size)
+    p, y = source_probabilities(net, source, part, batch_size)
+    p, y = gathered(p, part), gathered(y, part)
     values = _metric_results(metrics, p, y)
     results = [values[m.name] for m in metrics]
     return results if isinstance(metric, (list, tuple)) else results[0]
 
 
-def get_outputs(net, data, batch_size=None):
+def get_outputs(net, data, batch_size=None, shard=False):
     """The final layer's output for every row, as a numpy array (neon's ``get_outputs``).
 
     The final layer of a pydnn2 net is ``add_logistic``'s softmax, so each
@@ -116,19 +136,25 @@ def get_outputs(net, data, batch_size=None):
 
     Parameters
     ----------
-    data : str or raw input
+    data : str, raw input, Dataset or DataLoader
         'train', 'valid' or 'test' for the preprocessor's set (see
-        :func:`named_set`), or raw input as for :func:`predict`.
+        :func:`named_set`), or raw input, a ``Dataset`` or a ``DataLoader`` as
+        for :func:`predict`.
     batch_size : int, optional
         Rows per inference batch (default: :func:`inference_batch_size`).
+    shard : bool
+        Under torchrun, share the rows out between the processes, which must all
+        call (see :func:`predict`).
 
     Returns
     -------
     ndarray of float32, shape (N, num_classes)
     """
     net.check_complete()
-    source = set_source(net, data) if isinstance(data, str) else RawSource(net.preprocessor, data)
-    return source_probabilities(net, source, batch_size=batch_size)[0].cpu().numpy()
+    part = sharing(net, shard)
+    source = set_source(net, data) if isinstance(data, str) else input_source(net, data,
+                                                                              'get_outputs')
+    return gathered(source_probabilities(net, source, part, batch_size)[0], part).cpu().numpy()
 
 
 def _metric_results(metrics, probabilities, y):
