@@ -1,0 +1,67 @@
+"""Child process of test_shard_memory.py: one epoch from a memmap, alone or as a rank.
+
+Usage: python shard_memory_child.py write PATH ROWS WIDTH
+       python shard_memory_child.py train PATH ROWS WIDTH OUTPUT_DIR RESULT
+
+``write`` is data_memory_child.py's (its own process: a memmap being written
+keeps its dirty pages resident). ``train`` opens PATH read-only, cuts train and
+valid sets as slices of it, trains a 16-unit MLP one epoch through an
+ArrayPreprocessor, then predicts the validation rows with ``shard=True``, and
+writes RESULT.rank<r>.json: the peak resident memory (VmHWM), the bytes this
+process read (``rchar`` of /proc/self/io) while training and while predicting,
+and what it predicted.
+"""
+
+import json
+import sys
+
+import numpy as np
+import torch
+
+import data_memory_child
+from pydnn2 import distributed, neuralnet as nn, preprocess
+
+
+def bytes_read():
+    """The bytes this process has read so far (read, pread and the like)."""
+    for line in open('/proc/self/io'):
+        if line.startswith('rchar:'):
+            return int(line.split()[1])
+
+
+class Reads(nn.Callback):
+    """The bytes read between the start and the end of training."""
+
+    def on_train_begin(self, net, logs):
+        self.start = bytes_read()
+
+    def on_train_end(self, net, logs):
+        self.read = bytes_read() - self.start
+
+
+def train(path, rows, width, output_dir, result):
+    torch.set_num_threads(1)
+    x = np.memmap(path, np.float32, 'r', shape=(rows, width))
+    y = np.arange(rows) % 10
+    cut = rows * 9 // 10
+    pre = preprocess.ArrayPreprocessor(((x[:cut], y[:cut]), (x[cut:], y[cut:]), (x[:0], y[:0])))
+    net = nn.NN(pre, 'images', 10, 256, 0, output_dir=output_dir, verbose=False, device='cpu')
+    net.add_hidden(16)
+    net.add_logistic()
+    reads = Reads()
+    history = net.train(nn.Adam(0.01), epochs=1, progress=False, callbacks=[reads])
+    start = bytes_read()
+    classes, _ = net.predict(x[cut:], shard=True)
+    predict_read = bytes_read() - start
+    with open(f'{result}.rank{distributed.rank()}.json', 'w') as f:
+        json.dump({'peak': data_memory_child.status_bytes('VmHWM'), 'train_read': reads.read,
+                   'predict_read': predict_read, 'data_bytes': rows * width * 4,
+                   'valid_error': history['valid_error'][-1],
+                   'predict_accuracy': float(np.mean(classes == y[cut:]))}, f)
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'write':
+        data_memory_child.write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), *sys.argv[5:])
