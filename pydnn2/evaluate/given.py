@@ -251,7 +251,10 @@ class DatasetSource(BatchSource):
 
     def _channels(self, batch, where, plan):
         x, y = split_item(batch, where, self.labelled)
-        x = self.preprocessor.preprocess(raw_x(x))
+        try:
+            x = self.preprocessor.preprocess(raw_x(x))
+        except DataError as exc:
+            raise DataError(f'{where}: {exc}') from None
         rows = len(next(iter(x.values())))
         if y is None:
             y = torch.full((rows,), -1, dtype=torch.long)
