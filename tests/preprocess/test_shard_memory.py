@@ -7,6 +7,9 @@ Memory is already bounded by a batch in one process (rows are read with pread,
 never through the mapping), so a rank's peak stays where one process's is: it
 does not grow with the ranks. What sharding divides is the reading: each rank
 reads half the rows in training and in prediction.
+
+A streamed image folder's per-rank figures join as another of :data:`KINDS`
+(shard_memory_child.KINDS makes its preprocessor).
 """
 
 import json
@@ -22,6 +25,7 @@ from test_distributed import TORCHRUN, finish, start  # noqa: E402
 
 CHILD = os.path.join(os.path.dirname(__file__), 'shard_memory_child.py')
 ROWS, WIDTH = 64_000, 784                  # 0.2 GB of float32
+KINDS = ['memmap']                         # the data each rank reads its share of
 MB = 2 ** 20
 pytestmark = [pytest.mark.skipif(not os.path.exists('/proc/self/io'), reason='needs /proc'),
               pytest.mark.skipif(not torch.distributed.is_available()
@@ -34,15 +38,15 @@ def recorded(result, rank):
         return json.load(f)
 
 
-@pytest.fixture(scope='module')
-def peaks(tmp_path_factory):
+@pytest.fixture(scope='module', params=KINDS)
+def peaks(request, tmp_path_factory):
     root = tmp_path_factory.mktemp('shard_memory')
     path = root / 'x.f32'
     subprocess.run([sys.executable, CHILD, 'write', str(path), str(ROWS), str(WIDTH)],
                    check=True, timeout=300)
     for name in ('one', 'two'):
         (root / name).mkdir()
-    args = [CHILD, 'train', path, ROWS, WIDTH]
+    args = [CHILD, 'train', request.param, path, ROWS, WIDTH]
     finish([start([sys.executable, *args, root / 'one', root / 'one'])], timeout=240)
     finish([start([*TORCHRUN, '--standalone', '--nproc_per_node=2', *args, root / 'two',
                    root / 'two'])], timeout=240)
