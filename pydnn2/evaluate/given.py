@@ -37,10 +37,10 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset,
-                              SequentialSampler)
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, DistributedSampler,
+                              IterableDataset, SequentialSampler)
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..preprocess.datasets import DatasetPreprocessor
 from ..preprocess.loader import LoaderOptions, default_workers, item_seed
 from ..preprocess.sources import Batches, BatchSource, batch_rows
@@ -136,8 +136,7 @@ def _in_order(loader):
     """Whether a DataLoader reads a map-style dataset in row order, in batches (its
     sampler is the default sequential one): then it can be split by batches."""
     sampler = loader.batch_sampler
-    return (isinstance(sampler, BatchSampler) and type(sampler) is BatchSampler
-            and isinstance(sampler.sampler, SequentialSampler))
+    return type(sampler) is BatchSampler and isinstance(sampler.sampler, SequentialSampler)
 
 
 class DatasetSource(BatchSource):
@@ -182,6 +181,11 @@ class DatasetSource(BatchSource):
 
     def batches(self, plan):
         """This rank's batches (see the module), made into channels on the plan's device."""
+        if plan.shard.world > 1 and self.loader is not None and isinstance(
+                self.loader.sampler, DistributedSampler):
+            raise ConfigError(f'{self.name} has a DistributedSampler, which gives each process '
+                              'a share of its own; shard=True shares the rows out itself: '
+                              'pass a DataLoader that reads every row in order (shuffle=False)')
         if self.splits and self.loader is None:
             rows = batch_rows(self.num_rows, plan)
             raw, steps = self._dataset_loader([r.tolist() for r in rows]), len(rows)

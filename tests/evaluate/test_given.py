@@ -5,7 +5,8 @@ ranks (whole batches of an in-order DataLoader) put back in order are the whole.
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+from torch.utils.data import (DataLoader, Dataset, DistributedSampler, IterableDataset,
+                              TensorDataset)
 
 from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError, DataError
@@ -175,6 +176,16 @@ def test_what_cannot_be_split_is_read_whole_by_rank_0(trained, kind):
     for data in (DATA[kind](x[:23], y[:23]), shuffled):
         whole, (first, second) = whole_and_shares(DatasetSource(net.preprocessor, data, 't'))
         assert second == [] and sum(len(b[1]) for b in first) == 23
+
+
+def test_a_loader_with_a_distributed_sampler_is_refused_when_rows_are_shared_out(trained):
+    net, x, y = trained
+    loader = DataLoader(TensorDataset(torch.from_numpy(x[:23])), batch_size=5,
+                        sampler=DistributedSampler(range(23), num_replicas=2, rank=0))
+    source = DatasetSource(net.preprocessor, loader, 'predict')
+    assert len(list(source.batches(EpochPlan(batch_size=5, whole_batches=False)))) == 3
+    with pytest.raises(ConfigError, match='has a DistributedSampler.*shuffle=False'):
+        source.batches(EpochPlan(batch_size=5, shard=Shard(0, 2), whole_batches=False))
 
 
 def test_bad_datasets_get_data_errors_naming_the_item_or_batch(trained):
