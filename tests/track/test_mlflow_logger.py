@@ -20,8 +20,7 @@ from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError, MissingDependencyError
 from pydnn2.evaluate import Accuracy
 from pydnn2.track import MLflowLogger
-from tracking_store import history_series, mlflow, mlflow_template, runs_of, steps  # noqa: F401
-from tracking_store import tracking_uri  # noqa: F401
+from tracking_store import history_series, mlflow, runs_of, steps
 
 CHILD = os.path.join(os.path.dirname(__file__), 'tracking_child.py')
 TIMEOUT = 180
