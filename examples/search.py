@@ -41,7 +41,8 @@ def training(folder, tracking_uri, epochs):
                     MLflowLogger(tracking_uri, 'digits-search', run_name=f'trial {trial.number}',
                                  tags={'optuna.trial': trial.number}),
                     TensorBoardLogger(os.path.join(folder, 'tensorboard',
-                                                   f'trial_{trial.number:04d}'))]}
+                                                   f'trial_{trial.number:04d}'),
+                                      figures=False)]}       # (MLflow keeps the figures)
     return train_options
 
 
