@@ -4,13 +4,19 @@ against the same training without a logger.
 The CNN of the README's first net (conv 32 3x3, conv 64 3x3 + 2x2 pool,
 dropout, dense 256, dropout, logistic; batch 64, Adam, NCHW) on the digits
 split 80/10/10. Each run is ``net.train(epochs=E)`` from the same initial
-weights, interleaved none / TensorBoard / MLflow over rounds; the ratio is
-the median over rounds of (seconds without a logger) / (seconds with it),
-so 0.97 means the logger costs 3% of an epoch. Both loggers log every epoch
-(flushing TensorBoard's file, one MLflow ``log_batch`` to a SQLite store)
-and make their run at the start (counted: a run of E epochs pays it once);
-the end figures and artifacts (``figures=False``, ``artifacts=False`` here)
-are timed apart, once per run, and printed.
+weights, interleaved none / TensorBoard / MLflow over rounds (one untimed
+round first: imports, MLflow's tables). Two figures per logger:
+
+- per epoch: the seconds its ``on_epoch_end`` takes (timed around the call:
+  TensorBoard's scalars and flush, MLflow's ``log_batch`` to an SQLite
+  store) against the seconds of an epoch without a logger (the history's
+  ``seconds`` of the runs without one); the ratio ``epoch / (epoch + hook)``
+  is what a logger leaves of the speed (0.97: it costs 3% of an epoch);
+- per run: the whole ``train`` call against the run without a logger (the
+  median over rounds of the paired ratios), which adds the start (client,
+  experiment, run, params) and end of each run, once per run; the figures
+  and artifacts at the end (``figures=False``, ``artifacts=False`` in the
+  rounds) are timed apart and printed.
 
 Run: ``.venv/bin/python benchmarks/bench_tracking.py [--quick]``
 """
@@ -30,6 +36,7 @@ from pydnn2.track import MLflowLogger, TensorBoardLogger
 
 EPOCHS, ROUNDS = 4, 5
 QUICK = (1, 1)
+LOGGERS = ('TensorBoardLogger', 'MLflowLogger')
 
 
 def make_net(folder):
@@ -47,51 +54,84 @@ def make_net(folder):
     return net
 
 
-def runner(net, loggers, epochs):
-    """``(prepare, run)``: the initial weights back, then ``train`` with ``loggers()``."""
+def timed(logger, hooks, spent):
+    """``logger`` with each hook in ``hooks`` timed into ``spent[hook]`` (a list)."""
+    for hook in hooks:
+        original = getattr(logger, hook)
+
+        def wrapper(net, logs, original=original, hook=hook):
+            started = time.perf_counter()
+            original(net, logs)
+            spent.setdefault(hook, []).append(time.perf_counter() - started)
+        setattr(logger, hook, wrapper)
+    return logger
+
+
+def runner(net, loggers, epochs, histories):
+    """``(prepare, run)``: the initial weights back, then ``train`` with ``loggers()``;
+    each run's history is appended to ``histories``."""
     initial = net.get_params()
 
     def prepare():
         net.set_params(initial)
 
     def run():
-        net.train(nn.Adam(0.003), epochs=epochs, progress=False, channels_last=False,
-                  overwrite=True, callbacks=loggers())
+        histories.append(net.train(nn.Adam(0.003), epochs=epochs, progress=False,
+                                   channels_last=False, overwrite=True, callbacks=loggers()))
     return prepare, run
 
 
-def candidates(net, folder, epochs):
-    """No logger, a TensorBoardLogger (a new folder per run) and an MLflowLogger."""
+def candidates(net, folder, epochs, spent, histories):
+    """No logger, a TensorBoardLogger (a new folder per run) and an MLflowLogger, their
+    hooks timed into ``spent[name]``."""
     uri = f'sqlite:///{os.path.join(folder, "mlflow.db")}'
     count = iter(range(10 ** 6))
-    return {
-        'none': runner(net, lambda: [], epochs),
-        'TensorBoardLogger': runner(net, lambda: [TensorBoardLogger(
-            os.path.join(folder, 'tb', str(next(count))), figures=False)], epochs),
-        'MLflowLogger': runner(net, lambda: [MLflowLogger(uri, 'bench', artifacts=False)],
-                               epochs),
+    hooks = ('on_train_begin', 'on_epoch_end', 'on_train_end')
+    make = {
+        'TensorBoardLogger': lambda: TensorBoardLogger(
+            os.path.join(folder, 'tb', str(next(count))), figures=False),
+        'MLflowLogger': lambda: MLflowLogger(uri, 'bench', artifacts=False,
+                                             artifact_location=os.path.join(folder, 'mlruns')),
     }
+    result = {'none': runner(net, lambda: [], epochs, histories.setdefault('none', []))}
+    for name in LOGGERS:
+        log = spent.setdefault(name, {})
+        result[name] = runner(net, lambda make=make[name], log=log: [timed(make(), hooks, log)],
+                              epochs, histories.setdefault(name, []))
+    return result
 
 
 def end_costs(net, folder):
-    """Seconds of each logger's end of training with its figures / artifacts (one epoch
-    runs first, so that the net has a best file and a history)."""
-    costs = {}
+    """Seconds of each logger's end of training with its figures / artifacts (after one
+    epoch, so that the net has a best file and a history)."""
     uri = f'sqlite:///{os.path.join(folder, "mlflow.db")}'
-    for name, logger in (('TensorBoardLogger', TensorBoardLogger(os.path.join(folder, 'end'))),
-                         ('MLflowLogger', MLflowLogger(uri, 'bench-end'))):
-        original = logger.on_train_end
+    loggers = {'TensorBoardLogger': TensorBoardLogger(os.path.join(folder, 'end')),
+               'MLflowLogger': MLflowLogger(uri, 'bench-end',
+                                            artifact_location=os.path.join(folder, 'mlruns'))}
+    costs = {}
+    for name, logger in loggers.items():
         spent = {}
-
-        def timed(net, logs, original=original, spent=spent):
-            started = time.perf_counter()
-            original(net, logs)
-            spent['seconds'] = time.perf_counter() - started
-        logger.on_train_end = timed
         net.train(nn.Adam(0.003), epochs=1, progress=False, channels_last=False,
-                  overwrite=True, callbacks=[logger])
-        costs[name] = spent['seconds']
+                  overwrite=True, callbacks=[timed(logger, ('on_train_end',), spent)])
+        costs[name] = spent['on_train_end'][0]
     return costs
+
+
+def report(name, times, spent, epoch, epochs, rounds, rows, warmup=1):
+    """Print and return the figures of one logger."""
+    per_epoch = median(spent['on_epoch_end'][warmup * epochs:])
+    begin = median(spent['on_train_begin'][warmup:])
+    ratio = epoch / (epoch + per_epoch)
+    whole = common.paired_ratio(times['none'], times[name])
+    print(f'{name}: {1000 * per_epoch:.1f} ms per epoch against a {epoch:.2f} s epoch: ratio '
+          f'{ratio:.3f} ({100 * (1 / ratio - 1):.2f}% per epoch); {1000 * begin:.0f} ms to '
+          f'start a run; whole runs of {epochs} epochs: ratio {whole:.3f} (spread '
+          f'+-{100 * spread(times[name]):.0f}% / +-{100 * spread(times["none"]):.0f}%)',
+          flush=True)
+    return dict(bench='tracking', workload=name, pydnn2=rows / (epoch + per_epoch),
+                hand=rows / epoch, ratio=ratio, ratio_whole_run=whole, unit='samples/s',
+                hook_seconds=per_epoch, start_seconds=begin, rounds=rounds, epochs=epochs,
+                seconds=times)
 
 
 def main(argv=None):
@@ -101,20 +141,12 @@ def main(argv=None):
     warnings.filterwarnings('ignore', message='overwrite=True')   # (each run replaces the last)
     folder = common.scratch_dir()
     net = make_net(folder)
-    times = common.interleave(candidates(net, folder, epochs), rounds)
-    rows = common.train_rows(net) * epochs
-    per_epoch = median(times['none']) / epochs
-    results = []
-    for name in ('TensorBoardLogger', 'MLflowLogger'):
-        ratio = common.paired_ratio(times['none'], times[name])
-        added = (median(times[name]) - median(times['none'])) / epochs
-        results.append(dict(bench='tracking', workload=name, pydnn2=rows / median(times[name]),
-                            hand=rows / median(times['none']), ratio=ratio, unit='samples/s',
-                            rounds=rounds, epochs=epochs, seconds=times))
-        print(f'{name}: ratio {ratio:.3f} to no logger ({100 * (1 / ratio - 1):+.1f}% per '
-              f'epoch; {1000 * added:+.0f} ms of a {per_epoch:.2f} s epoch; spread '
-              f'+-{100 * spread(times[name]):.0f}% / +-{100 * spread(times["none"]):.0f}%)',
-              flush=True)
+    spent, histories = {}, {}
+    times = common.interleave(candidates(net, folder, epochs, spent, histories), rounds)
+    epoch = median([s for h in histories['none'][1:] for s in h['seconds']])
+    rows = common.train_rows(net)
+    results = [report(name, times, spent[name], epoch, epochs, rounds, rows)
+               for name in LOGGERS]
     for name, seconds in end_costs(net, folder).items():
         print(f'    {name} end of training with figures/artifacts: {seconds:.2f} s once per run',
               flush=True)

@@ -39,7 +39,8 @@ def training(folder, tracking_uri, epochs):
         return {'updater': nn.Adam(rate), 'epochs': epochs, 'channels_last': False,
                 'callbacks': [
                     MLflowLogger(tracking_uri, 'digits-search', run_name=f'trial {trial.number}',
-                                 tags={'optuna.trial': trial.number}),
+                                 tags={'optuna.trial': trial.number},
+                                 artifact_location=os.path.join(folder, 'mlruns')),
                     TensorBoardLogger(os.path.join(folder, 'tensorboard',
                                                    f'trial_{trial.number:04d}'),
                                       figures=False)]}       # (MLflow keeps the figures)

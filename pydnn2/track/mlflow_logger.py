@@ -22,13 +22,13 @@ from .common import check_figures, end_figures, epoch_scalars, run_params
 WITNESS = 'train_loss'
 
 
-def _experiment_id(client, name, errors):
+def _experiment_id(client, name, errors, artifact_location=None):
     """The id of the experiment ``name``, made if it does not exist (by this process
     or, at the same moment, another)."""
     found = client.get_experiment_by_name(name)
     if found is None:
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, artifact_location=artifact_location)
         except errors.MlflowException:          # another process made it first
             found = client.get_experiment_by_name(name)
             if found is None:
@@ -84,6 +84,9 @@ class MLflowLogger(Callback):
         Log the best net and the figures at the end.
     parent_run_id : str, optional
         Nest the run under this MLflow run (e.g. a search's).
+    artifact_location : str, optional
+        Where a new experiment keeps its artifacts (default: the tracking
+        store's, for an SQLite store ``./mlruns`` in the working folder).
 
     Examples
     --------
@@ -94,9 +97,11 @@ class MLflowLogger(Callback):
     rank_zero_only = True
 
     def __init__(self, tracking_uri=None, experiment='pydnn2', run_name=None, tags=None,
-                 artifacts=True, parent_run_id=None):
+                 artifacts=True, parent_run_id=None, artifact_location=None):
         where = 'MLflowLogger'
         self.tracking_uri = checks.path(tracking_uri, 'tracking_uri', where=where, none=True)
+        self.artifact_location = checks.path(artifact_location, 'artifact_location',
+                                             where=where, none=True)
         if not isinstance(experiment, str) or not experiment:
             raise ConfigError(f'MLflowLogger: experiment must be a non-empty name; received '
                               f'{experiment!r}')
@@ -143,7 +148,8 @@ class MLflowLogger(Callback):
             tags['pydnn2.run_id'] = session.run.id
         if self.parent_run_id:
             tags['mlflow.parentRunId'] = self.parent_run_id
-        experiment = _experiment_id(self._client, self.experiment, errors)
+        experiment = _experiment_id(self._client, self.experiment, errors,
+                                    self.artifact_location)
         run = self._client.create_run(experiment, run_name=self.run_name, tags=tags)
         self.run_id, self.last_epoch = run.info.run_id, 0
         params = run_params(net, getattr(session, 'config', None), getattr(session, 'rule', None))
