@@ -296,7 +296,7 @@ def _check_monitor(preprocessor, monitor):
     """Refuse a validation figure to monitor when there is no validation set."""
     if hasattr(preprocessor, 'has_data') and not preprocessor.has_data():
         return                                  # (NN says what is missing)
-    if monitor.startswith('valid') and not len(preprocessor.get_raw_y()[1]):
+    if monitor.startswith('valid') and preprocessor.num_rows('valid') == 0:
         raise ConfigError(f'search: monitor {monitor!r} needs a validation set, and the '
                           f'preprocessor has none; split off one, or monitor train_loss')
 

@@ -83,10 +83,10 @@ def run_params(net, config=None, rule=None):
 
 
 def evaluated_set(net):
-    """The set the end figures show: 'valid', or 'test' / 'train' when it is empty."""
-    sizes = [len(y) for y in net.preprocessor.get_raw_y()]
-    return next((name for name, size in zip(('valid', 'test', 'train'),
-                                            (sizes[1], sizes[2], sizes[0])) if size), 'train')
+    """The set the end figures show: 'valid', or 'test' / 'train' when it is empty (a
+    set whose size is unknown until read counts as not empty)."""
+    pre = net.preprocessor
+    return next((name for name in ('valid', 'test') if pre.num_rows(name) != 0), 'train')
 
 
 def end_figures(net):
