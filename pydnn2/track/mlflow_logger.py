@@ -62,11 +62,15 @@ class MLflowLogger(Callback):
       mistakes (PNG);
     - tags: ``pydnn2.run_id`` (the id every file of the run carries), ``pydnn2.net``.
 
-    Only the first process logs under torchrun (one MLflow run). The MLflow
-    run's id and the last epoch logged are the callback's state, kept in
-    checkpoints: a resumed run goes on in the same MLflow run, and epochs that
-    the interrupted run logged after its checkpoint (and that the resumed run
-    trains again, to the same numbers) are not logged twice.
+    Only the first process logs under torchrun (one MLflow run). Each epoch's
+    metrics are queued for MLflow's logging thread (``log_batch(...,
+    synchronous=False)``), so training does not wait for the store;
+    :meth:`flush`, and the end of training, wait for them. The MLflow run's id
+    and the last epoch logged are the callback's state, kept in checkpoints: a
+    resumed run goes on in the same MLflow run, logs the epochs up to its
+    checkpoint that MLflow lacks (queued when the process died), and does not
+    log again the epochs the interrupted run logged after its checkpoint (which
+    the resumed run trains again, to the same numbers).
 
     Parameters
     ----------
@@ -113,7 +117,7 @@ class MLflowLogger(Callback):
         self.artifacts = bool(artifacts)
         self.run_id = None        # the MLflow run (state: kept in checkpoints)
         self.last_epoch = 0       # the last epoch whose metrics it holds (state)
-        self._client = None
+        self._client, self._pending = None, []
 
     def state_dict(self):
         """The MLflow run's id and the last epoch logged."""
@@ -132,13 +136,13 @@ class MLflowLogger(Callback):
         mlflow = require('mlflow', 'MLflowLogger', 'track')
         if self.artifacts:
             check_figures('MLflowLogger')
-        self._client = mlflow.MlflowClient(self.tracking_uri)
+        self._client, self._pending = mlflow.MlflowClient(self.tracking_uri), []
         if logs.get('epochs_done', 0) == 0 or self.run_id is None:
             self._start(net, mlflow.exceptions)
-            self._log_rows(net.history)           # (a checkpoint resumed by a new logger)
-        else:
+        else:               # a resumed run: MLflow says which epochs it holds
             self._client.update_run(self.run_id, status='RUNNING')
-            self.last_epoch = max(self.last_epoch, self._logged_through())
+            self.last_epoch = self._logged_through()
+        self._log_rows(net.history)    # the resumed epochs MLflow lacks (all, for a new run)
 
     def _start(self, net, errors):
         """A new MLflow run with the tags and params of this training run."""
@@ -177,13 +181,22 @@ class MLflowLogger(Callback):
         stamp = int(time.time() * 1000)
         metrics = [entities.Metric(key, value, stamp, epoch)
                    for key, value in epoch_scalars(row, rule).items()]
-        self._client.log_batch(self.run_id, metrics=metrics)
+        # queued: MLflow's thread writes it while training goes on (flush waits)
+        self._pending.append(self._client.log_batch(self.run_id, metrics=metrics,
+                                                    synchronous=False))
         self.last_epoch = epoch
+
+    def flush(self):
+        """Wait until MLflow holds every epoch logged so far."""
+        for operation in self._pending:
+            operation.wait()
+        self._pending = []
 
     def on_epoch_end(self, net, logs):
         self._log_epoch(logs)
 
     def on_train_end(self, net, logs):
+        self.flush()
         stopped = getattr(self.session, 'stop_signal', None)
         if self.artifacts and not stopped:
             self._log_artifacts(net)

@@ -72,6 +72,17 @@ def test_training_again_with_the_same_logger_makes_a_new_run(small_net, tracking
     assert [s for s, _ in steps(client, logger.run_id, 'train_loss')] == [1, 2]
 
 
+def test_a_run_resumed_with_a_new_logger_logs_the_epochs_before_its_checkpoint(
+        small_net, tracking_uri, tmp_path):
+    small_net(name='late').train(nn.Adam(0.01), epochs=2, checkpoint_every=1)
+    history = small_net(name='late').train(nn.Adam(0.01), epochs=4, resume=True, callbacks=[
+        MLflowLogger(tracking_uri, 'late', artifacts=False)])
+    (run,) = runs_of(tracking_uri, 'late')
+    client = mlflow.MlflowClient(tracking_uri)
+    for key in METRIC_KEYS:
+        assert steps(client, run.info.run_id, key) == history_series(history, key), key
+
+
 def test_bad_arguments_and_a_missing_mlflow_are_named(small_net, monkeypatch):
     with pytest.raises(ConfigError, match='experiment must be a non-empty name'):
         MLflowLogger(experiment='')

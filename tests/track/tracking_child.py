@@ -6,7 +6,7 @@ Usage: python tracking_child.py OUTPUT_DIR TRACKING_URI EXPERIMENT [--hold-at N]
 Trains 5 epochs (SGD with momentum, a checkpoint every 2 epochs into
 OUTPUT_DIR) with an MLflowLogger (TRACKING_URI, EXPERIMENT), without
 artifacts. ``--hold-at N``
-writes OUTPUT_DIR/held after epoch N has been logged and then waits for
+writes OUTPUT_DIR/held once MLflow holds epoch N and then waits for
 ever, so that the parent can SIGKILL it there; ``--resume`` resumes from
 the newest checkpoint. When training ends, rank 0 writes the history to
 OUTPUT_DIR/history.json.
@@ -28,10 +28,10 @@ EPOCHS = 5
 
 
 class Hold(nn.Callback):
-    """After epoch ``at`` (logged by the callbacks before it), mark the file and wait."""
+    """After epoch ``at`` is in MLflow, mark the file and wait."""
 
-    def __init__(self, at, marker):
-        self.at, self.marker = at, marker
+    def __init__(self, at, marker, logger):
+        self.at, self.marker, self.logger = at, marker, logger
 
     def state_dict(self):
         """Nothing changes."""
@@ -39,6 +39,7 @@ class Hold(nn.Callback):
 
     def on_epoch_end(self, net, logs):
         if logs['epoch'] == self.at:
+            self.logger.flush()
             with open(self.marker, 'w') as f:
                 f.write(str(os.getpid()))
             threading.Event().wait()           # until the parent's SIGKILL
@@ -55,7 +56,7 @@ def main(output_dir, uri, experiment, hold_at=None, resume=False):
     net.add_logistic()
     callbacks = [MLflowLogger(uri, experiment, artifacts=False)]
     if hold_at:
-        callbacks.append(Hold(hold_at, os.path.join(output_dir, 'held')))
+        callbacks.append(Hold(hold_at, os.path.join(output_dir, 'held'), callbacks[0]))
     history = net.train(nn.Momentum(0.5, 0.9, 0.05), epochs=EPOCHS, checkpoint_every=2,
                         resume=True if resume else None, channels_last=False,
                         callbacks=callbacks)
