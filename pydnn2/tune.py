@@ -167,17 +167,25 @@ class _Objective:
         trial.set_user_attr('worker', f'{socket.gethostname()}:{os.getpid()}')
         try:
             net, history, pruning = self._train(trial, folder)
+            value = None if pruning.pruned_at is not None else self._score(history)
         except (optuna.TrialPruned, TrainingInterrupted):   # (a signal stops the search)
             raise
         except Exception as exc:
             trial.set_user_attr('error', f'{type(exc).__name__}: {exc}')
             raise TrialFailed(f'trial {trial.number} failed: {type(exc).__name__}: '
                               f'{exc}') from exc
-        if pruning.pruned_at is not None:
+        if value is None:
             raise optuna.TrialPruned(f'pruned after epoch {pruning.pruned_at}')
         trial.set_user_attr('net', os.path.join(folder, f'{net.name}_best_net{files.EXTENSION}'))
-        values = [v for v, phase in zip(history[self.monitor], history['phase'])
+        return value
+
+    def _score(self, history):
+        """The best ``monitor`` of the main epochs."""
+        values = [v for v, phase in zip(history.get(self.monitor, ()), history['phase'])
                   if phase == 'main' and v is not None]
+        if not values:
+            raise ConfigError(f'search: the main epochs recorded no {self.monitor!r} to score '
+                              f'the trial by; recorded: {sorted(history)}')
         return min(values) if self.direction == 'minimize' else max(values)
 
     def _train(self, trial, folder):
