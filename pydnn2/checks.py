@@ -20,6 +20,7 @@ Bad *data* (labels, shapes, NaN) is checked where the data is read, and is a
 
 import math
 import numbers
+import os
 
 import torch
 
@@ -151,3 +152,14 @@ def device(value, name='device'):
     if result.type == 'mps' and not torch.backends.mps.is_available():
         raise ConfigError(f"{name} 'mps' is not available on this machine; pass {name}='cpu'")
     return result
+
+
+def path(value, name, *, where='', none=False):
+    """``value`` as a ``str`` path: a non-empty string or ``os.PathLike``; None passes
+    when ``none``."""
+    if value is None and none:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        _fail(value, name, 'a file or folder path (a non-empty str or os.PathLike)', where,
+              ConfigError)
+    return os.fspath(value)

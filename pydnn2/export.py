@@ -219,13 +219,32 @@ def export(net, path, format='onnx', *, opset_version=None):
     >>> probabilities, = session.run(None, export_inputs(net, raw))  # doctest: +SKIP
     """
     checks.one_of(format, 'format', FORMATS, where='export')
+    model = ExportedNet(net)
+    return write_model(model, model.example_inputs(net), path, format,
+                       opset_version=opset_version)
+
+
+def write_model(model, example, path, format='onnx', *, opset_version=None):
+    """Write ``model``, a module like :class:`ExportedNet`, as :func:`export` writes a net.
+
+    ``model.forward(*inputs)`` takes one tensor per name of ``model.input_names``
+    (each with a batch axis, made dynamic) and returns the probabilities;
+    ``example`` is a tuple of such tensors (e.g.
+    :meth:`ExportedNet.example_inputs`). :class:`~pydnn2.Ensemble` writes its
+    averaging module through this.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    checks.one_of(format, 'format', FORMATS, where='export')
     opset_version = checks.integer(opset_version, 'opset_version', 1, none=True,
                                    where='export')
     if opset_version is not None and format != 'onnx':
         raise ConfigError(f"export: opset_version applies to format='onnx' only; received "
                           f'opset_version={opset_version} with format={format!r}')
-    model = ExportedNet(net)
-    write = _WRITERS[format](model, model.example_inputs(net), opset_version)
+    write = _WRITERS[format](model, tuple(example), opset_version)
     return files.atomic_write(os.fspath(path), write)
 
 

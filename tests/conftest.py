@@ -1,6 +1,7 @@
 """Shared fixtures: a per-test seed, the digits sets, and a small-net factory."""
 
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -105,3 +106,21 @@ def pytest_configure(config):
     """The ``slow`` marker: tests of a minute or more (the full suite runs them)."""
     config.addinivalue_line('markers', 'slow: a test of a minute or more, left out of the '
                                        'fast suite')
+
+
+@pytest.fixture(scope='session')
+def mlflow_template(tmp_path_factory):
+    """An empty MLflow SQLite tracking store, its tables made once per session (MLflow's
+    migrations take several seconds); ``tracking_uri`` gives each test a copy."""
+    mlflow = pytest.importorskip('mlflow')
+    path = tmp_path_factory.mktemp('mlflow') / 'template.db'
+    mlflow.MlflowClient(f'sqlite:///{path}').search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking_uri(mlflow_template, tmp_path):
+    """``sqlite:///<tmp_path>/mlflow.db``: a fresh copy of the template store."""
+    path = tmp_path / 'mlflow.db'
+    shutil.copyfile(mlflow_template, path)
+    return f'sqlite:///{path}'
