@@ -120,6 +120,18 @@ def _umask():
     return mask
 
 
+_TEMPORARY_SUFFIX = '.tmp'
+# atomic_write's temporary files: '.<file name>.' + mkstemp's 8 random characters + '.tmp'
+_TEMPORARY = re.compile(r'\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp\Z', re.DOTALL)
+
+
+def temporary_target(name):
+    """The file name whose :func:`atomic_write` made the temporary file ``name`` (a
+    base name, ``.<target>.<8 random characters>.tmp``), or None for any other name."""
+    match = _TEMPORARY.match(name)
+    return match.group('target') if match else None
+
+
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it.
 
@@ -134,8 +146,8 @@ def atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(target))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(target) + '.',
-                                   suffix='.tmp', dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.',
+                                   suffix=_TEMPORARY_SUFFIX, dir=folder)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _write_error(path, exc) from exc
