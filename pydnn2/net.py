@@ -23,6 +23,7 @@ from .model.recording import builder_method, unplain
 from .model.size import net_size_of
 from .preprocess import Preprocessor, preprocessor_class
 from .table import Table
+from .train.history import History
 from .train.lr_find import lr_find
 
 _LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
@@ -104,6 +105,7 @@ class NN(Builder):
         self.graph.reset(input_spec(preprocessor, channel), self)
         self._initialized = False      # see the initialized property
         self.memory_layout = None      # the layout train chose by measuring (model.layout)
+        self.history = History.empty()     # the epochs trained: none yet
         preprocessor.to(self.device)
         self.check_data()
 
