@@ -120,6 +120,18 @@ def _umask():
     return mask
 
 
+_TEMPORARY_SUFFIX = '.tmp'
+# atomic_write's temporary files: '.<file name>.' + mkstemp's 8 random characters + '.tmp'
+_TEMPORARY = re.compile(r'\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp\Z', re.DOTALL)
+
+
+def temporary_target(name):
+    """The file name whose :func:`atomic_write` made the temporary file ``name`` (a
+    base name, ``.<target>.<8 random characters>.tmp``), or None for any other name."""
+    match = _TEMPORARY.match(name)
+    return match.group('target') if match else None
+
+
 def atomic_write(path, write):
     """Call ``write(file)`` on a temporary file beside ``path``, sync, rename over it.
 
@@ -134,8 +146,8 @@ def atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(target))
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(target) + '.',
-                                   suffix='.tmp', dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(target)}.',
+                                   suffix=_TEMPORARY_SUFFIX, dir=folder)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _write_error(path, exc) from exc
@@ -259,6 +271,51 @@ def _plain_name(name):
     """A file-name stem: no folder separators, not '.' or '..'."""
     return (isinstance(name, str) and name not in ('', '.', '..') and '\0' not in name
             and not _SEPARATORS.search(name))
+
+
+def checked_name(name):
+    """``name`` when it is a plain file name (the stem of the files a net writes), else a
+    :class:`ConfigError`: the rule :func:`trusted_location` applies to loaded names."""
+    if not _plain_name(name):
+        raise ConfigError(
+            "name must be a plain file name, the stem of the files training writes (e.g. "
+            "'net'): not empty, '.' or '..', without folder separators ('/', '\\') or null "
+            f'bytes; received {name!r}; choose the folder with output_dir')
+    return name
+
+
+def nonfinite(tensors):
+    """The name of the first floating-point tensor of the dict ``tensors`` that holds NaN
+    or infinity, or None when all are finite (one device read for the lot)."""
+    floats = [(k, t) for k, t in tensors.items()
+              if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex())]
+    if not floats:
+        return None
+    device = floats[0][1].device
+    finite = torch.stack([torch.isfinite(t).all().to(device) for _, t in floats])
+    if bool(finite.all()):
+        return None
+    return floats[int((~finite).nonzero()[0])][0]
+
+
+def _weights_of(state, kind):
+    """The weights dict of a file's ``state`` of ``kind`` (None if damaged)."""
+    net = state.get('net') if kind == 'checkpoint' else state
+    weights = net.get('weights') if isinstance(net, dict) else None
+    return weights if isinstance(weights, dict) else None
+
+
+def _verify_finite(state, kind, filename):
+    """Raise :class:`FileFormatError` when a weight or buffer of the file holds NaN or
+    infinity (a net saved after it diverged): it could only predict nonsense."""
+    name = nonfinite(_weights_of(state, kind) or {})
+    if name is not None:
+        tensor = _weights_of(state, kind)[name]
+        nan, total = int(torch.isnan(tensor).sum()), tensor.numel()
+        raise FileFormatError(
+            f'{filename!r} holds non-finite weights: {name!r} has {nan} NaN and '
+            f'{int(torch.isinf(tensor).sum())} infinite values of {total}; a net whose training '
+            'diverged cannot predict; use an earlier checkpoint or another copy')
 
 
 def _relative_folder(folder):
@@ -417,4 +474,5 @@ def read_file(filename, kind='net'):
     if state.get('kind') != kind:
         raise FileFormatError(f'{filename!r} holds a pydnn2 {state.get("kind")!r}, '
                               f'not a {kind!r}')
+    _verify_finite(state, kind, filename)
     return state

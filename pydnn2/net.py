@@ -23,6 +23,7 @@ from .model.recording import builder_method, unplain
 from .model.size import net_size_of
 from .preprocess import Preprocessor, preprocessor_class
 from .table import Table
+from .train.history import History
 from .train.lr_find import lr_find
 
 _LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
@@ -52,7 +53,8 @@ class NN(Builder):
     activation : function
         Default nonlinearity: relu, tanh, sigmoid or prelu.
     name : str
-        Stem of the files written during training.
+        Stem of the files written during training: a plain file name (no
+        folders: those go in ``output_dir``).
     output_dir : str
         Folder for those files ('' is the working directory).
     device : str or torch.device, optional
@@ -90,11 +92,10 @@ class NN(Builder):
                               f'{type(preprocessor).__name__}')
         self.num_classes = checks.integer(num_classes, 'num_classes', 2)
         self.batch_size = checks.batch_size(batch_size)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f'name must be a non-empty string; received {name!r}')
+        self.name = name               # a plain file name (checked: files.checked_name)
         self.preprocessor, self.channel, self.rng = preprocessor, channel, rng
         self.activation_name = activation_name(activation)
-        self.name, self.output_dir, self.verbose = name, output_dir, verbose
+        self.output_dir, self.verbose = output_dir, verbose
         self.device = checks.device(device) if device is not None else default_device()
         self.seed = rngs.seed_from(rng)
         self.initialization = checks.one_of(initialization, 'initialization', inits.SCHEMES)
@@ -104,6 +105,7 @@ class NN(Builder):
         self.graph.reset(input_spec(preprocessor, channel), self)
         self._initialized = False      # see the initialized property
         self.memory_layout = None      # the layout train chose by measuring (model.layout)
+        self.history = History.empty()     # the epochs trained: none yet
         preprocessor.to(self.device)
         self.check_data()
 
@@ -152,6 +154,17 @@ class NN(Builder):
             raise FileFormatError(f'{filename!r} has a pydnn2 marker but its contents are '
                                   f'damaged: {type(exc).__name__}: {exc}') from None
         return net
+
+    @property
+    def name(self):
+        """The stem of the files training writes (``<name>_best_net.pt``, ...): a plain
+        file name, checked whenever it is set (a :class:`ConfigError` otherwise)."""
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        """Set the name, refusing one that is not a plain file name."""
+        self._name = files.checked_name(value)
 
     # -- the graph -----------------------------------------------------------------------
 

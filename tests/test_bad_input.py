@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pydnn2 import data, preprocess
 from pydnn2 import neuralnet as nn
+from pydnn2.evaluate.plots import plot_confusion
 from pydnn2.errors import (ConfigError, DataError, FileFormatError, NetBuildError,
                            Pydnn2Error)
 
@@ -82,6 +83,14 @@ def two_runs_at_once(tmp_path):
     annealer = nn.LearningRateDecay(0.1, 0.01)
     annealer.bind(nn.Adam(annealer))
     net(str(tmp_path)).train(nn.Momentum(0.5, 0.9, annealer), epochs=1)
+
+
+def with_nan_weights():
+    made = net()
+    params = made.get_params()
+    params[next(iter(params))].fill_(float('nan'))
+    made.set_params(params)
+    return made
 
 
 def save_into_a_file(tmp_path):
@@ -191,6 +200,16 @@ CATALOGUE = [
         (DIGITS[0][:3], [0, 1, 10]), nn.Accuracy()), DataError, 'received class 10'),
     ('a fraction to UnlabeledImageSet.build', lambda t: data.UnlabeledImageSet(t).build(0.5),
      ConfigError, 'start must be an integer; received 0.5'),
+    ('a name that is a path', lambda t: nn.NN(preprocess.ArrayPreprocessor(sets()), 'images',
+                                              10, 16, 0, name='../x'), ConfigError,
+     "name must be a plain file name"),
+    ('learning curves in a format matplotlib lacks', lambda t: net(str(t)).train(
+        nn.Adam(0.01), epochs=1, plot=str(t / 'curves.xyz')), ConfigError,
+     'matplotlib cannot write a .xyz file'),
+    ('a confusion matrix holding NaN', lambda t: plot_confusion([[1, np.nan], [0, 1]]),
+     DataError, 'expected counts (finite, not negative)'),
+    ('predicting with weights gone NaN', lambda t: with_nan_weights().predict(DIGITS[0][:2]),
+     DataError, "the net's weights are not finite"),
 ]
 
 

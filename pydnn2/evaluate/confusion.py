@@ -15,6 +15,26 @@ def confusion_matrix(actual, predicted, num_classes):
     return matrix
 
 
+def checked_counts(matrix, where):
+    """``matrix`` as a numpy array when it is a confusion matrix: square ``(K, K)``, of
+    numbers, finite and not negative; else a :class:`DataError` naming the problem."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not len(matrix):
+        raise DataError(f'{where}: expected a square confusion matrix (K, K), received shape '
+                        f'{matrix.shape}')
+    if matrix.dtype == bool or not np.issubdtype(matrix.dtype, np.number) or np.issubdtype(
+            matrix.dtype, np.complexfloating):
+        raise DataError(f'{where}: expected a confusion matrix of counts (numbers), received '
+                        f'an array of {matrix.dtype} ({matrix.ravel()[:1].tolist()[0]!r}, ...)')
+    bad = np.argwhere(~np.isfinite(matrix) | (matrix < 0))
+    if len(bad):
+        a, p = bad[0]
+        raise DataError(f'{where}: expected counts (finite, not negative) in the confusion '
+                        f'matrix, received {matrix[a, p].item()!r} at actual class {a}, predicted '
+                        f'{p} ({len(bad)} such cell{"s" * (len(bad) != 1)})')
+    return matrix
+
+
 def make_confusion_matrix(net, data, classes, files, shard=False):
     """Return ``(matrix, mistakes)`` for raw ``data`` with true ``classes``.
 

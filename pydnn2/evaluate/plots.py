@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import checks
 from ..errors import ConfigError, DataError, MissingDependencyError
+from .confusion import checked_counts
 from .interpret import Interpretation, input_row, interpret
 
 #: How to install what the pictures need.
@@ -322,7 +323,8 @@ def plot_confusion(matrix, class_names=None, normalize='both', annotate=None, ti
     Parameters
     ----------
     matrix : array_like (K, K) or Interpretation
-        Counts (e.g. from ``net.get_confusion_matrices()``), or an
+        Counts (e.g. from ``net.get_confusion_matrices()``; finite and not
+        negative, else a :class:`~pydnn2.errors.DataError`), or an
         :class:`~pydnn2.evaluate.interpret.Interpretation` (its matrix and
         class names).
     class_names : sequence of str, optional
@@ -345,10 +347,7 @@ def plot_confusion(matrix, class_names=None, normalize='both', annotate=None, ti
         names = matrix.class_names if names is None else names
         title = title or f'confusion matrix of the {matrix.set_name} set'
         matrix = matrix.confusion
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not len(matrix):
-        raise DataError(f'plot_confusion: expected a square confusion matrix (K, K), '
-                        f'received shape {matrix.shape}')
+    matrix = checked_counts(matrix, 'plot_confusion')
     k = len(matrix)
     names = [str(i) for i in range(k)] if names is None else [str(n) for n in names]
     if len(names) != k:

@@ -4,9 +4,20 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..files import nonfinite
 from .inference import (gathered, input_source, iter_probabilities, iter_source,
                         labelled_source, set_source, sharing, source_probabilities)
 from .metrics import as_metrics
+
+
+def check_weights(net, where):
+    """Raise :class:`DataError` naming the tensor when a weight or buffer of ``net`` holds
+    NaN or infinity: every probability it gave would be NaN."""
+    name = nonfinite(net.module.state_dict())
+    if name is not None:
+        raise DataError(f"{where}: the net's weights are not finite: {name!r} holds NaN or "
+                        'infinity (training diverged, or set_params gave them), so every '
+                        'probability would be NaN; train it again or load a saved net')
 
 
 def predict(net, data, batch_size=None, callback=None, shard=False):
@@ -44,6 +55,7 @@ def predict(net, data, batch_size=None, callback=None, shard=False):
         Or ``None`` with a ``callback``.
     """
     net.check_complete()
+    check_weights(net, 'predict')
     if callback is not None and not callable(callback):
         raise ConfigError(f'predict: expected callback to be callable, received '
                           f'{type(callback).__name__}')
@@ -117,6 +129,7 @@ def evaluate(net, data, metric, batch_size=None, shard=False):
     list of results for a list of metrics; ``None`` for an empty set.
     """
     net.check_complete()
+    check_weights(net, 'evaluate')
     metrics = as_metrics(metric)
     part = sharing(net, shard)
     source = labelled_source(net, data, 'evaluate')
@@ -151,6 +164,7 @@ def get_outputs(net, data, batch_size=None, shard=False):
     ndarray of float32, shape (N, num_classes)
     """
     net.check_complete()
+    check_weights(net, 'get_outputs')
     part = sharing(net, shard)
     source = set_source(net, data) if isinstance(data, str) else input_source(net, data,
                                                                               'get_outputs')

@@ -20,6 +20,7 @@ import glob
 import os
 import re
 import warnings
+from stat import S_ISREG
 
 import torch
 
@@ -46,11 +47,23 @@ def is_checkpoint(path):
     return bool(_NAME.search(path))
 
 
-def list_checkpoints(net):
-    """This net's checkpoint files in ``output_dir``, oldest first."""
+def is_checkpoint_of(net, name):
+    """Whether the file name ``name`` (no folder) is one of ``net``'s checkpoint names."""
+    return re.fullmatch(re.escape(net.name) + _NAME.pattern, name) is not None
+
+
+def named_like_checkpoints(net):
+    """Everything in ``output_dir`` named like one of this net's checkpoints (files or
+    not), oldest first; nothing is opened."""
     pattern = os.path.join(glob.escape(net.output_dir or '.'),
                            glob.escape(net.name) + '_checkpoint_*' + files.EXTENSION)
     return sorted((p for p in glob.glob(pattern) if _NAME.search(p)), key=_order)
+
+
+def list_checkpoints(net):
+    """This net's checkpoint files in ``output_dir``, oldest first: regular files only (a
+    folder or a named pipe of such a name is never opened)."""
+    return [p for p in named_like_checkpoints(net) if os.path.isfile(p)]
 
 
 _RUNS = {}       # (path, mtime, size) -> run record: a file is read once for its owner
@@ -64,6 +77,8 @@ def run_of(path):
         stat = os.stat(path)
     except OSError:
         return None
+    if not S_ISREG(stat.st_mode):
+        return None                     # (opening a named pipe would block)
     key = (path, stat.st_mtime_ns, stat.st_size)
     if key not in _RUNS:
         try:

@@ -49,6 +49,11 @@ TEXT_ROWS = 20          # a longer history's repr shows its first and last TEXT_
 class History(dict):
     """What ``train`` returns: ``{column: [value per epoch]}``, shown as a table."""
 
+    @classmethod
+    def empty(cls):
+        """The history of a net not trained yet: every column of the epoch table, empty."""
+        return cls({key: [] for key in COLUMNS})
+
     @property
     def epochs(self):
         """The number of epochs recorded."""

@@ -7,7 +7,8 @@ notebook, and redraws them after every epoch in the same place: the figure
 is displayed once, through one display handle, which each epoch updates.
 Outside a notebook nothing is shown; ``plot='curves.png'`` (or
 ``LiveCurves('curves.png')``) also writes the figure to that file after
-every epoch, atomically, anywhere.
+every epoch, atomically, anywhere; the path is checked when the callback is
+made, before training (:func:`check_figure_path`).
 
 >>> from pydnn2.train.config import TrainConfig
 >>> with_live_curves(TrainConfig(plot=False)).callbacks is None
@@ -20,8 +21,10 @@ True
 import dataclasses
 import os
 import sys
+import tempfile
 
-from ..evaluate.plots import plot_history
+from ..errors import ConfigError, MissingDependencyError
+from ..evaluate.plots import PLOT_EXTRA, plot_history
 from ..files import atomic_write
 from .callbacks import Callback
 
@@ -46,9 +49,47 @@ def show_figure(fig):
     return display_figure(fig) if in_notebook() else None
 
 
+def _format_of(path):
+    """The file format a figure path asks for: its extension, PNG without one."""
+    return os.path.splitext(os.fspath(path))[1][1:].lower() or 'png'
+
+
+def figure_formats():
+    """The extensions matplotlib writes figures in (``['eps', 'jpeg', ..., 'webp']``)."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError as exc:
+        raise MissingDependencyError(f'plot= needs matplotlib, an optional extra: {PLOT_EXTRA} '
+                                     f'(received ImportError: {exc})') from None
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_figure_path(path):
+    """``path`` (a str) when a figure can be written there; else a :class:`ConfigError`
+    naming it and the problem: an extension matplotlib cannot write (listing those it
+    can), a folder, or a place no file can be created in."""
+    path = os.fspath(path)
+    if _format_of(path) not in figure_formats():
+        raise ConfigError(f'plot={path!r}: matplotlib cannot write a .{_format_of(path)} file; '
+                          f'use one of {", ".join("." + f for f in figure_formats())}')
+    if os.path.isdir(path):
+        raise ConfigError(f'plot={path!r} is a folder; give the path of a file, such as '
+                          f'{os.path.join(path, "curves.png")!r}')
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):             # (missing folders are made when writing)
+        folder = os.path.dirname(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f'plot={path!r} cannot be written: no file can be created in '
+                          f'{folder!r} ({exc.strerror})') from None
+    return path
+
+
 def save_figure(fig, path):
     """Write ``fig`` to ``path`` atomically, in the format its extension names."""
-    kind = os.path.splitext(os.fspath(path))[1][1:].lower() or 'png'
+    kind = _format_of(path)
     atomic_write(os.fspath(path), lambda f: fig.savefig(f, format=kind, dpi=100,
                                                         facecolor='white'))
 
@@ -65,7 +106,8 @@ class LiveCurves(Callback):
     Parameters
     ----------
     path : str, optional
-        A file to write the figure to after every epoch.
+        A file to write the figure to after every epoch (checked here:
+        :func:`check_figure_path`).
     display : bool, optional
         Show the figure (default: only in a notebook).
     title : str, optional
@@ -77,7 +119,7 @@ class LiveCurves(Callback):
     rank_zero_only = True
 
     def __init__(self, path=None, display=None, title=None):
-        self.path = None if path is None else os.fspath(path)
+        self.path = None if path is None else check_figure_path(path)
         self.display, self.title = display, title
         self.figure, self.handle, self.showing = None, None, False
 

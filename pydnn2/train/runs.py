@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import uuid
@@ -64,14 +65,27 @@ class Run:
     checks: dict            # what a later resume compares: annealer kind, data fingerprint
     path: str = None        # the checkpoint resumed from
     state: dict = None      # its contents (restored only after compat.check passed)
+    job: str = None         # under torchrun: the job (see job_of_this_process)
 
     def record(self):
         """The ``'run'`` entry of each file the run writes."""
-        return {'id': self.id, 'started': self.started}
+        record = {'id': self.id, 'started': self.started}
+        return {**record, 'job': self.job} if self.job else record
 
     def stamped(self, state):
         """A file's dict with this run's record."""
         return {**state, 'run': self.record()}
+
+
+def job_of_this_process():
+    """Under torchrun, the job this process is a worker of: the host, pid and start of the
+    torchrun agent that started it, the same for every restart of the job's workers
+    (``'host:pid:start'``); None elsewhere, or where the agent's start cannot be read."""
+    if 'TORCHELASTIC_RUN_ID' not in os.environ:
+        return None
+    agent = os.getppid()
+    started = _process_start(agent)
+    return None if started is None else f'{socket.gethostname()}:{agent}:{started}'
 
 
 def run_files(net):
@@ -88,7 +102,8 @@ def identify(net, rule, config):
     (read here, restored only after :func:`claim`)."""
     checks = {'annealer': type(rule.annealer).__name__,
               'data': compat.data_fingerprint(net.preprocessor)}
-    run = Run(uuid.uuid4().hex, time.strftime('%Y-%m-%dT%H:%M:%S'), checks)
+    run = Run(uuid.uuid4().hex, time.strftime('%Y-%m-%dT%H:%M:%S'), checks,
+              job=job_of_this_process())
     resume = config.resume
     if resume == 'auto':            # (the newest checkpoint if there is one: a restarted job)
         resume = bool(checkpoints.list_checkpoints(net))
@@ -121,8 +136,9 @@ class OwnedRun:
 
     def _take(self):
         run = identify(self.net, self.rule, self.config)
-        self.stack.enter_context(RunLock(self.net, run.id))
-        claim(self.net, self.rule, self.config, run)    # nothing has changed before this
+        lock = self.stack.enter_context(RunLock(self.net, run.id, self.config.resume == 'auto'))
+        claim(self.net, self.rule, self.config, run, lock)  # nothing has changed before this
+        remove_orphans(self.net)
         return run
 
     def __enter__(self):
@@ -158,14 +174,65 @@ def others(net, run):
     return {p: r for p, r in owners.items() if r and r.get('id') not in (None, run.id)}
 
 
-def claim(net, rule, config, run):
+def not_files(net):
+    """Refuse (a :class:`ConfigError`) when something named like this net's run files in
+    its folder is not a regular file (a folder, a named pipe): a run never opens,
+    replaces or deletes such a thing."""
+    folder = net.output_dir or '.'
+    named = [os.path.join(folder, f'{net.name}_{kind}{files.EXTENSION}')
+             for kind in ('best_net', 'final_net')] + checkpoints.named_like_checkpoints(net)
+    odd = [p for p in named if os.path.lexists(p) and not os.path.isfile(p)]
+    if odd:
+        raise ConfigError(
+            f'output_dir {os.path.abspath(folder)!r} holds '
+            f'{", ".join(f"{os.path.basename(p)!r} ({_kind(p)})" for p in odd)}, named like '
+            f'the files training a net named {net.name!r} writes, but not a regular file; '
+            'pydnn2 never opens, replaces or deletes it: move or rename it, or give this net '
+            'another name or output_dir')
+
+
+def _kind(path):
+    """What ``path`` is, in words: a folder, a named pipe, a link to a folder, ..."""
+    if not os.path.exists(path):
+        return 'a broken link'
+    link = 'a link to ' if os.path.islink(path) else ''
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        return link + 'a folder'
+    if stat.S_ISFIFO(mode):
+        return link + 'a named pipe'
+    return link + ('a file' if stat.S_ISREG(mode) else 'a special file')
+
+
+def _restarted(config, run, lock, found):
+    """The run record of the dead attempt of this job whose files ``found`` holds, when
+    ``resume='auto'`` starts afresh: files of this torchrun job (``run.job``), or of the
+    ``resume='auto'`` run whose stale lock was taken over. None otherwise."""
+    if config.resume != 'auto' or run.state is not None:
+        return None
+    dead = lock.dead if lock is not None and (lock.dead or {}).get('auto') else {}
+    records = [r for r in found.values() if r and r.get('id') and (
+        (run.job and r.get('job') == run.job) or r['id'] == dead.get('run'))]
+    ids = {r['id'] for r in records}
+    return records[0] if len(ids) == 1 else None
+
+
+def claim(net, rule, config, run, lock=None):
     """Refuse, before anything changes, a resume that does not fit or a folder holding
     another run's files (``overwrite=True`` deletes those instead); then the run is
-    the net's and its earlier runs' checkpoints go."""
+    the net's and its earlier runs' checkpoints go. A ``resume='auto'`` run that starts
+    afresh over the files of its job's dead attempt (:func:`_restarted`) is that run,
+    restarted: it takes its id."""
+    not_files(net)
     if run.state is not None:
         compat.check(run.state, run.path, net, rule, run.checks['data'],
                      config.accept_data_change)
     found = others(net, run)
+    restarted = _restarted(config, run, lock, found)
+    if restarted:
+        run.id, run.started = restarted['id'], str(restarted.get('started'))
+        lock.relabel(run.id)
+        found = {p: r for p, r in found.items() if (r or {}).get('id') != run.id}
     earlier = _RAN.setdefault(net, set())
     mine = [p for p, r in found.items() if r and r.get('id') in earlier]
     found = {p: r for p, r in found.items() if p not in mine}
@@ -174,6 +241,25 @@ def claim(net, rule, config, run):
     for path in filter(checkpoints.is_checkpoint, mine):
         os.remove(path)
     earlier.add(run.id)
+
+
+def _is_run_file(net, name):
+    """Whether the file name ``name`` is one a run of ``net`` writes (its lock included)."""
+    return (name in (f'{net.name}_best_net{files.EXTENSION}',
+                     f'{net.name}_final_net{files.EXTENSION}', net.name + LOCK_SUFFIX)
+            or checkpoints.is_checkpoint_of(net, name))
+
+
+def remove_orphans(net):
+    """Delete the temporary files that writes of this net's run files left when they were
+    killed half-way (``.<file>.<8 characters>.tmp``, :func:`pydnn2.files.temporary_target`).
+    Called holding the lock: no live run of this name in this folder is writing them."""
+    with os.scandir(net.output_dir or '.') as entries:
+        orphans = [e.path for e in entries if e.is_file(follow_symlinks=False)
+                   and _is_run_file(net, files.temporary_target(e.name) or '')]
+    for path in orphans:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _refuse_or_delete(net, config, run, found):
@@ -248,26 +334,50 @@ class RunLock:
     """``<output_dir>/<name>.lock``: one live process at a time trains a name in a folder.
 
     Entering creates the file with ``O_EXCL`` (so of two processes only one
-    can) holding ``{'pid', 'host', 'run', 'process_start', 'token'}``. If it
-    exists and its process lives, :class:`~pydnn2.errors.ConfigError` names
-    the pid; if that process is gone, the stale lock is taken over with a
-    warning. Leaving removes the lock, if it is still this one.
+    can) holding ``{'pid', 'host', 'run', 'process_start', 'token', 'auto'}``
+    (``auto``: the run was started with ``resume='auto'``). If it exists and
+    its process lives, :class:`~pydnn2.errors.ConfigError` names the pid; if
+    that process is gone, the stale lock is taken over with a warning (its
+    contents kept as :attr:`dead`). Something at the lock's path that is not
+    a regular file (a folder) is a ``ConfigError``. Leaving removes the lock,
+    if it is still this one.
     """
 
-    def __init__(self, net, run_id):
+    def __init__(self, net, run_id, auto=False):
         self.path = os.path.join(net.output_dir or '.', net.name + LOCK_SUFFIX)
         self.name, self.folder = net.name, os.path.abspath(net.output_dir or '.')
         self.contents = {'pid': os.getpid(), 'host': socket.gethostname(), 'run': run_id,
                          'process_start': _process_start(os.getpid()),
-                         'token': uuid.uuid4().hex}
+                         'token': uuid.uuid4().hex, 'auto': bool(auto)}
+        self.dead = None        # the contents of the stale lock taken over, if one was
 
     def _create(self):
         try:
             with open(self.path, 'x', encoding='utf-8') as f:    # O_CREAT | O_EXCL
                 json.dump(self.contents, f)
         except FileExistsError:
+            self._check_regular()
             return False
         return True
+
+    def _check_regular(self):
+        """Refuse a lock path that holds a folder, a named pipe or another non-file."""
+        try:
+            mode = os.lstat(self.path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f'the lock file {self.path!r} of a net named {self.name!r} is '
+                f'{_kind(self.path)}, not a regular file; pydnn2 never opens, replaces or '
+                'deletes it: move or rename it, or give this net another name or output_dir')
+
+    def relabel(self, run_id):
+        """Record ``run_id`` as the run holding the lock (a restart that took its dead
+        attempt's id)."""
+        contents = {**self.contents, 'run': run_id}
+        files.atomic_write_text(self.path, json.dumps(contents))
+        self.contents = contents
 
     def _refuse(self, holder):
         who = ('this process' if holder.get('pid') == os.getpid() else
@@ -294,6 +404,7 @@ class RunLock:
             return
         os.remove(aside)
         holder = holder or {}
+        self.dead = holder
         _warn(f'took over the stale lock {self.path!r} of process {holder.get("pid")} (run '
               f'{str(holder.get("run"))[:8]}), which no longer runs')
 

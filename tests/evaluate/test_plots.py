@@ -5,6 +5,7 @@ where it was, and names the ``plot`` extra when matplotlib is missing."""
 import builtins
 import importlib.util
 import os
+import re
 
 import numpy as np
 import pytest
@@ -109,6 +110,18 @@ def test_confusion_matrix_counts_and_rows_with_numbers_in_small_matrices(digits_
     assert written == nonzero
     shares = interp.confusion[0] / interp.confusion[0].sum()
     assert f'{100 * shares[0]:.0f}' in [t.get_text() for t in rows.texts]
+
+
+@pytest.mark.parametrize('matrix, words', [
+    ([[1, np.nan], [0, 2]], 'received nan at actual class 0, predicted 1 (1 such cell)'),
+    ([[1, 2], [np.inf, 2]], 'received inf at actual class 1, predicted 0'),
+    ([['a', 'b'], ['c', 'd']], "counts (numbers), received an array of <U1 ('a', ...)"),
+    ([[3, -1], [-2, 2]], 'not negative) in the confusion matrix, received -1 at actual class '
+                         '0, predicted 1 (2 such cells)'),
+])
+def test_a_confusion_matrix_that_is_not_counts_is_a_data_error(matrix, words):
+    with pytest.raises(DataError, match='plot_confusion: expected .*' + re.escape(words)):
+        plots.plot_confusion(np.array(matrix))
 
 
 @needs_matplotlib

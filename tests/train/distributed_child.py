@@ -2,11 +2,12 @@
 
 Usage: python distributed_child.py OUTPUT_DIR RESULT [--epochs N] [--resume PATH|auto]
                                    [--slow SECONDS] [--pids FOLDER] [--devices N]
+                                   [--checkpoint-every N] [--hold RANK:EPOCH:FOLDER]
 
 The same script runs in one process (``python distributed_child.py ...``) and
 under ``torchrun``: nothing in it names a rank except what it records. Trains
 SGD without dropout, with the validation accuracy as a metric, writing a
-checkpoint every epoch into OUTPUT_DIR. Every
+checkpoint every epoch (or every ``--checkpoint-every``) into OUTPUT_DIR. Every
 rank writes RESULT.rank<r>.json: its history, what it printed, and every file
 it opened for writing while training (``open``, ``os.open`` and
 ``pydnn2.files.atomic_write`` are watched). Rank 0 saves the final weights to
@@ -16,6 +17,9 @@ each rank records the checkpoint's path instead and exits with INTERRUPTED.
 kill a worker mid-run); ``--pids`` writes each rank's pid to FOLDER/rank<r>.<restart>
 (outside OUTPUT_DIR) when training starts. ``--devices N`` trains with
 ``net.train(..., devices=N)``: N processes that this one starts itself.
+``--hold RANK:EPOCH:FOLDER`` makes rank RANK of the first attempt (torchrun's
+restart 0) write FOLDER/held when EPOCH begins and then wait for signals, so a
+test can kill it in that epoch without timing anything.
 """
 
 import argparse
@@ -24,6 +28,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -46,6 +51,32 @@ class Slow(nn.Callback):
 
     def on_minibatch_end(self, net, logs):
         time.sleep(self.seconds)
+
+
+class Hold(nn.Callback):
+    """When ``epoch`` begins, writes ``<folder>/held`` and waits until killed."""
+
+    def __init__(self, epoch, folder):
+        self.epoch, self.folder = epoch, folder
+
+    def on_epoch_begin(self, net, logs):
+        if logs['epoch'] == self.epoch:
+            with open(os.path.join(self.folder, 'held.tmp'), 'w') as f:
+                f.write(str(os.getpid()))
+            os.replace(os.path.join(self.folder, 'held.tmp'), os.path.join(self.folder, 'held'))
+            while True:
+                signal.pause()
+
+
+def hold(spec):
+    """The ``Hold`` callback ``--hold RANK:EPOCH:FOLDER`` asks of this process, or None."""
+    if spec is None:
+        return None
+    rank, epoch, folder = spec.split(':', 2)
+    restart = (distributed.environment() or {}).get('restart_count', 0)
+    if restart or distributed.rank() != int(rank):
+        return None
+    return Hold(int(epoch), folder)
 
 
 @contextlib.contextmanager
@@ -113,6 +144,8 @@ def main():
     parser.add_argument('--slow', type=float, default=0)
     parser.add_argument('--pids', default=None)
     parser.add_argument('--devices', type=int, default=None)
+    parser.add_argument('--checkpoint-every', type=int, default=1)
+    parser.add_argument('--hold', default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     tempfile.gettempdir()         # (torch probes it with a write on first use: not ours)
@@ -124,12 +157,13 @@ def main():
     net = build(args.output_dir)
     written, printed = [], io.StringIO()
     callbacks = [Slow(args.slow)] if args.slow else []
+    callbacks += [c for c in [hold(args.hold)] if c is not None]
     interrupted = None
     with watched_writes(written), contextlib.redirect_stdout(printed), \
             contextlib.redirect_stderr(printed):
         try:
             history = net.train(nn.StochasticGradientDescent(0.1), epochs=args.epochs,
-                                checkpoint_every=1, verbose=True, progress=False,
+                                checkpoint_every=args.checkpoint_every, verbose=True, progress=False,
                                 resume=args.resume, callbacks=callbacks,
                                 eval_metric=nn.Accuracy(), devices=args.devices)
         except nn.TrainingInterrupted as exc:

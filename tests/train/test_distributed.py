@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from pydnn2 import launcher
+from pydnn2.train.checkpoints import run_of
 
 CHILD = os.path.join(os.path.dirname(__file__), 'distributed_child.py')
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
@@ -202,3 +203,44 @@ def test_a_signal_to_one_rank_stops_both_after_the_same_batch(runs, tmp_path):
     checkpoint = resumed / os.path.basename(first['interrupted'])
     finish([alone(resumed, tmp_path / 'resumed.pt', '--resume', checkpoint)])
     assert_close(runs / 'one.pt', tmp_path / 'resumed.pt')
+
+
+@pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+@pytest.mark.parametrize('victim', [0, 1])
+def test_a_restart_before_the_first_checkpoint_starts_afresh_over_its_best_net(
+        runs, tmp_path, victim):
+    out, marks = tmp_path / 'out', tmp_path / 'marks'
+    out.mkdir()
+    marks.mkdir()
+    child = start([*TORCHRUN, '--standalone', '--nproc_per_node=2', '--max-restarts=1', CHILD,
+                   out, tmp_path / 'restarted.pt', '--resume', 'auto', '--checkpoint-every', 3,
+                   '--hold', f'{victim}:2:{marks}'])
+    wait_for(marks / 'held', child)                  # rank `victim` waits in epoch 2 ...
+    wait_for(out / 'dp_best_net.pt', child)          # ... with epoch 1's best net written
+    dead = run_of(str(out / 'dp_best_net.pt'))['id']
+    os.kill(int((marks / 'held').read_text()), signal.SIGKILL)
+    finish([child])
+    assert_close(runs / 'two.pt', tmp_path / 'restarted.pt', tolerance=0)
+    assert without_seconds(record(tmp_path / 'restarted.pt')) == without_seconds(
+        record(runs / 'two.pt'))
+    assert sorted(os.listdir(out)) == ['dp_best_net.pt', 'dp_checkpoint_0003.pt']
+    assert {run_of(str(out / name))['id'] for name in os.listdir(out)} == {dead}
+
+
+@pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+def test_a_process_killed_before_its_first_checkpoint_restarts_afresh_with_resume_auto(
+        runs, tmp_path):
+    out, marks = tmp_path / 'out', tmp_path / 'marks'
+    out.mkdir()
+    marks.mkdir()
+    child = alone(out, tmp_path / 'killed.pt', '--resume', 'auto', '--checkpoint-every', 3,
+                  '--hold', f'0:2:{marks}')
+    wait_for(marks / 'held', child)
+    wait_for(out / 'dp_best_net.pt', child)
+    dead = run_of(str(out / 'dp_best_net.pt'))['id']
+    kill([child])                                    # SIGKILL: its lock stays, stale
+    assert (out / 'dp.lock').exists()
+    finish([alone(out, tmp_path / 'again.pt', '--resume', 'auto', '--checkpoint-every', 3)])
+    assert_close(runs / 'one.pt', tmp_path / 'again.pt', tolerance=0)
+    assert sorted(os.listdir(out)) == ['dp_best_net.pt', 'dp_checkpoint_0003.pt']
+    assert {run_of(str(out / name))['id'] for name in os.listdir(out)} == {dead}

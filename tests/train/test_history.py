@@ -83,3 +83,14 @@ def test_a_checkpoint_holds_the_history_as_a_plain_dict_and_a_resume_a_history(s
     again = small_net().train(nn.Adam(0.01), epochs=3, restore_best=False, resume=True)
     assert type(again) is History and again['epoch'] == [1, 2, 3]
     assert again['train_loss'][:2] == first['train_loss']
+
+
+def test_a_net_not_trained_yet_has_an_empty_history(small_net):
+    net = small_net()
+    assert type(net.history) is History and net.history.epochs == 0
+    assert dict(net.history) == {key: [] for key in HISTORY_KEYS}
+    assert repr(net.history).startswith('History: 0 epochs')
+    loaded = nn.load(nn.save(net, 'net.pt'))
+    assert loaded.history.epochs == 0
+    history = net.train(nn.Adam(0.01), epochs=1)
+    assert net.history is history and history.epochs == 1

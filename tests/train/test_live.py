@@ -1,4 +1,7 @@
-"""Live learning curves: one display, updated in place every epoch; a file when asked."""
+"""Live learning curves: one display, updated in place every epoch; a file when asked,
+its path checked before training."""
+
+import os
 
 import numpy as np
 import pytest
@@ -103,3 +106,51 @@ def test_the_plot_option_is_checked():
     assert TrainConfig.from_options(plot='x.png').plot == 'x.png'
     with pytest.raises(ConfigError, match='plot must be'):
         TrainConfig.from_options(plot=3)
+
+
+class Epochs(nn.Callback):
+    """Counts the epochs that began."""
+
+    def __init__(self):
+        self.begun = 0
+
+    def on_epoch_begin(self, net, logs):
+        self.begun += 1
+
+
+@pytest.mark.parametrize('where, words', [
+    ('curves.xyz', 'matplotlib cannot write a .xyz file; use one of '),
+    ('.', 'is a folder; give the path of a file'),
+    ('blocker/curves.png', 'no file can be created in'),
+])
+def test_a_plot_path_that_cannot_be_written_is_refused_before_training(sets, tmp_path, where,
+                                                                       words):
+    (tmp_path / 'blocker').write_text('a file, not a folder')
+    path = str(tmp_path / where)
+    epochs, net = Epochs(), build(sets, tmp_path / 'out')
+    with pytest.raises(ConfigError) as info:
+        net.train(nn.Adam(0.01), epochs=1, plot=path, callbacks=[epochs])
+    assert words in str(info.value) and repr(path) in str(info.value)
+    assert where != 'curves.xyz' or ('.png' in str(info.value) and '.svg' in str(info.value))
+    assert epochs.begun == 0 and not (tmp_path / 'out').exists()    # nothing ran or was written
+    with pytest.raises(ConfigError, match=words.split(';')[0].replace('.', r'\.')):
+        LiveCurves(path)
+
+
+@pytest.mark.skipif(not hasattr(os, 'geteuid') or os.geteuid() == 0,
+                    reason='root writes into read-only folders')
+def test_a_plot_path_in_a_read_only_folder_is_refused_before_training(sets, tmp_path):
+    (tmp_path / 'ro').mkdir()
+    os.chmod(tmp_path / 'ro', 0o555)
+    try:
+        with pytest.raises(ConfigError, match='no file can be created in'):
+            build(sets, tmp_path / 'out').train(nn.Adam(0.01), epochs=1,
+                                                plot=str(tmp_path / 'ro' / 'c.png'))
+    finally:
+        os.chmod(tmp_path / 'ro', 0o755)
+
+
+def test_a_plot_path_in_folders_still_to_be_made_is_accepted(sets, tmp_path):
+    path = tmp_path / 'a' / 'b' / 'curves.pdf'
+    build(sets, tmp_path).train(nn.Adam(0.01), epochs=1, plot=str(path))
+    assert path.read_bytes().startswith(b'%PDF')

@@ -183,7 +183,7 @@ def test_train_refuses_bad_arguments_before_training(sets, tmp_path):
     net.output_dir = str(blocker / 'sub')
     with pytest.raises(ConfigError, match='is not writable'):
         net.train(nn.Adam(0.01), epochs=1)
-    assert not hasattr(net, 'history')
+    assert net.history.epochs == 0                     # (an empty History: never trained)
     unfinished = nn.NN(net.preprocessor, 'images', 10, 32, 0, verbose=False)
     unfinished.add_hidden(8)
     with pytest.raises(NetBuildError, match='no output layer'):

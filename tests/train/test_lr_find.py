@@ -78,7 +78,7 @@ def test_lr_find_leaves_weights_modes_rule_and_generators_as_they_were(sets, tmp
     modes = [m.training for m in net.module.modules()]
     weights = net.get_params()
     rule = nn.Momentum(0.5, 0.9, nn.LearningRateDecay(0.01, 0.5))
-    rule_state, before = rule.state_dict(), generators(net)
+    rule_state, before, history = rule.state_dict(), generators(net), net.history
     result = net.lr_find(rule, num_steps=60)
     after = net.module.state_dict()
     assert weights.keys() == after.keys()
@@ -87,7 +87,7 @@ def test_lr_find_leaves_weights_modes_rule_and_generators_as_they_were(sets, tmp
     assert [m.training for m in net.module.modules()] == modes
     assert same(generators(net), before)
     assert same(rule.state_dict(), rule_state) and rule.annealer._training_rule is None
-    assert not net.initialized and getattr(net, 'history', None) is None
+    assert not net.initialized and net.history is history and history.epochs == 0
     assert isinstance(result, LRFindResult)
 
 
