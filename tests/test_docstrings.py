@@ -3,7 +3,6 @@
 
 import doctest
 import importlib
-import os
 
 import pytest
 

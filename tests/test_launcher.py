@@ -14,7 +14,7 @@ from pydnn2.errors import ConfigError
 from pydnn2.train import Session, TrainConfig
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'train'))
-import distributed_child  # noqa: E402
+import distributed_child
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
                                 or not torch.distributed.is_gloo_available(),

@@ -48,7 +48,7 @@ def _matplotlib():
                           f'(received ImportError: {exc})') from None
     ipython = sys.modules.get('IPython')
     if ipython is not None and ipython.get_ipython() is not None:
-        import matplotlib.pyplot   # noqa: F401  (in a notebook: registers figure display)
+        import matplotlib.pyplot  # in a notebook: registers figure display
     return matplotlib, FigureCanvasAgg
 
 
@@ -133,6 +133,8 @@ def plot_images(images, titles=None, cols=None, tile=1.6, show_size=True, suptit
     suptitle, path : str, optional
         A title over the figure; a file to write the figure to.
 
+    Examples
+    --------
     >>> images, _, _ = pydnn2.data.load_digits()              # doctest: +SKIP
     >>> plot_images(images[:20], titles=[str(i) for i in range(20)])   # doctest: +SKIP
     """
@@ -228,6 +230,8 @@ def plot_history(history, fig=None, axes=None, title=None, path=None):
     title, path : str, optional
         A title over the figure; a file to write the figure to.
 
+    Examples
+    --------
     >>> fig = plot_history(net.train(rule, epochs=10))      # doctest: +SKIP
     >>> plot_history(net.history, fig=fig)                  # doctest: +SKIP
     """
@@ -337,6 +341,8 @@ def plot_confusion(matrix, class_names=None, normalize='both', annotate=None, ti
     title, path : str, optional
         A title over the figure; a file to write the figure to.
 
+    Examples
+    --------
     >>> (_, _), (valid, _), _ = net.get_confusion_matrices()   # doctest: +SKIP
     >>> plot_confusion(valid, image_set.get_labels())          # doctest: +SKIP
     """
@@ -404,6 +410,8 @@ def plot_mistakes(source, data='valid', count=16, class_names=None, file_names=N
     cols, tile, path
         As for :func:`plot_images`.
 
+    Examples
+    --------
     >>> plot_mistakes(net, 'valid', file_names=image_set.file_name)   # doctest: +SKIP
     """
     count = checks.integer(count, 'count', 1, where='plot_mistakes')
@@ -474,6 +482,8 @@ def plot_augmentation(net, count=8, rows=None, channel=None, class_names=None, t
     tile, path
         As for :func:`plot_images`.
 
+    Examples
+    --------
     >>> plot_augmentation(net, count=6, path='augmentation.png')   # doctest: +SKIP
     """
     count = checks.integer(count, 'count', 1, where='plot_augmentation')

@@ -22,7 +22,7 @@ from pydnn2.errors import TrainingInterrupted
 from pydnn2.train.checkpoints import list_checkpoints, run_of
 
 sys.path.insert(0, os.path.dirname(__file__))
-from resume_child import INTERRUPTED, REFUSED  # noqa: E402
+from resume_child import INTERRUPTED, REFUSED
 
 CHILD = os.path.join(os.path.dirname(__file__), 'resume_child.py')
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
