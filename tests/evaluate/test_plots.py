@@ -66,6 +66,7 @@ def image_axes(fig):
     return [ax for ax in fig.axes if ax.images]
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_learning_curves_show_three_panels_the_final_phase_and_redraw_in_place(digits_net,
                                                                                tmp_path):
@@ -95,6 +96,7 @@ def test_learning_curves_of_a_history_without_epochs(tmp_path):
     assert all('no epochs yet' in [t.get_text() for t in ax.texts] for ax in fig.axes)
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_confusion_matrix_counts_and_rows_with_numbers_in_small_matrices(digits_net, tmp_path):
     interp = interpret(digits_net, 'test', class_names=[f'd{i}' for i in range(10)])
@@ -111,6 +113,7 @@ def test_confusion_matrix_counts_and_rows_with_numbers_in_small_matrices(digits_
     assert f'{100 * shares[0]:.0f}' in [t.get_text() for t in rows.texts]
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_confusion_matrix_stays_readable_at_121_classes(tmp_path):
     rng = np.random.RandomState(0)
@@ -187,6 +190,7 @@ def same_state(a, b):
         for k in a)
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_augmentation_shows_the_next_epoch_without_moving_the_schedule(image_net, tmp_path):
     pre = image_net.preprocessor
@@ -233,6 +237,7 @@ def test_a_missing_matplotlib_names_the_plot_extra(monkeypatch):
         plots.plot_images([np.zeros((4, 4))])
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_the_pictures_example_writes_one_picture_of_each_kind(tmp_path, capsys):
     path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'examples',
