@@ -80,7 +80,8 @@ def test_steps(args):
     if fast:
         return steps + [('fast tests (pytest -m "not slow")',
                          PYTEST + ['-m', 'not slow'] + (args or ['tests']))]
-    return steps + [('tests (pytest)', PYTEST + (args or ['tests']))]
+    return steps + [('docs (sphinx, warnings are errors)', DOCS),
+                    ('tests (pytest)', PYTEST + (args or ['tests']))]
 
 
 def main(argv):

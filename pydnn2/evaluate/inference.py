@@ -28,8 +28,8 @@ from ..preprocess import SET_NAMES, as_labels, num_rows
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
 EVAL_BATCH_SIZE = 4096
-#: The most rows per inference batch on any device: beyond this, larger
-#: batches no longer run faster, they only hold more memory.
+#: The most rows per inference batch on any device (beyond this, larger
+#: batches no longer run faster, they only hold more memory).
 MAX_EVAL_BATCH_SIZE = 65536
 #: The share of the free GPU memory an inference batch may fill.
 GPU_MEMORY_FRACTION = 0.5

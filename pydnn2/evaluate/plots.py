@@ -15,9 +15,8 @@ Each returns a ``matplotlib.figure.Figure`` and, given ``path=``, writes it
 there too (PNG, PDF, SVG: by the extension). Figures are drawn on an Agg
 canvas, never registered with ``pyplot``: no display is needed, redrawing
 every epoch leaks nothing, and in a notebook a figure shows once, when it is
-the cell's value or is passed to ``IPython.display.display``.
-
->>> fig = plot_history(net.history, path='curves.png')   # doctest: +SKIP
+the cell's value or is passed to ``IPython.display.display`` (each function
+shows an example).
 """
 
 import math

@@ -27,7 +27,7 @@ def predict(net, data, batch_size=None, callback=None):
     data
         Raw input, as the net's preprocessor accepts it for ``preprocess``.
     batch_size : int, optional
-        Rows per inference batch (default: :func:`inference_batch_size`,
+        Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`,
         sized to the device).
     callback : callable, optional
         Called with ``(classes, probabilities)`` of each batch, in row order,
@@ -68,7 +68,7 @@ def metric_values(net, x, y, metrics, batch_size=None):
     """Evaluate ``metrics`` on a preprocessed set: ``{metric.name: value}``.
 
     ``x`` is a dict of channel tensors and ``y`` the classes, as
-    :func:`evaluate_set` takes them (for instance the validation set during
+    :func:`~pydnn2.evaluate.evaluate_set` takes them (for instance the validation set during
     training, MXNet.jl's ``eval_metric``). Each metric is reset, fed the
     softmax probabilities batch by batch, and read once; on an empty set
     every value is ``None``.
@@ -100,9 +100,9 @@ def evaluate(net, data, metric, batch_size=None):
         and its true classes.
     metric : metric or list of metrics
         E.g. ``Accuracy()`` or ``[LogLoss(), PrecisionRecall(10)]``, from
-        :mod:`pydnn2.metrics`. Each is reset before use.
+        :mod:`pydnn2.evaluate.metrics`. Each is reset before use.
     batch_size : int, optional
-        Rows per inference batch (default: :func:`inference_batch_size`).
+        Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`).
 
     Returns
     -------
@@ -130,7 +130,7 @@ def get_outputs(net, data, batch_size=None):
         'train', 'valid' or 'test' for the preprocessor's set (see
         :func:`named_set`), or raw input as for :func:`predict`.
     batch_size : int, optional
-        Rows per inference batch (default: :func:`inference_batch_size`).
+        Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`).
 
     Returns
     -------

@@ -113,7 +113,7 @@ class Preprocessor:
         raise NotImplementedError(f'{type(self).__name__}.preprocess')
 
     def set_data(self, data):
-        """Attach new sets (as returned by :func:`split_training_data`)."""
+        """Attach new sets (as returned by :func:`~pydnn2.preprocess.split_training_data`)."""
         raise NotImplementedError(f'{type(self).__name__}.set_data')
 
     def state_dict(self):
