@@ -293,6 +293,7 @@ def check_shapes(net):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
        calls=st.lists(CALLS, max_size=7))
+@pytest.mark.slow
 def test_random_builder_calls_build_a_consistent_net_or_raise_our_errors(shape, calls):
     rng = np.random.RandomState(0)
     x = {'images': rng.rand(40, *shape).astype(np.float32),
@@ -404,6 +405,7 @@ def test_random_input_to_predict_and_evaluate_predicts_or_raises_our_errors(x, l
     assert value is None or 0 <= value <= 1
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=raw_sets())
 def test_random_sets_to_set_data_train_or_raise_our_errors(data):
