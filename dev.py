@@ -78,10 +78,9 @@ def test_steps(args):
     args = [a for a in args if a != '--fast']
     steps = [('lint (ruff)', LINT)]
     if fast:
-        return steps + [('fast tests (pytest -m "not slow")',
-                         PYTEST + ['-m', 'not slow'] + (args or ['tests']))]
+        return steps + [('fast tests (pytest -m "not slow")', PYTEST + ['-m', 'not slow'] + args)]
     return steps + [('docs (sphinx, warnings are errors)', DOCS),
-                    ('tests (pytest)', PYTEST + (args or ['tests']))]
+                    ('tests (pytest)', PYTEST + args)]
 
 
 def main(argv):
