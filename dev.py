@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Set up and run pydnn2 on a fresh machine: ``python3 dev.py demo|test|bench``.
+"""Set up and run pydnn2 on a fresh machine: ``python3 dev.py demo|test|docs|bench``.
 
 Creates (or reuses) a virtual environment in ``.venv``, installs pydnn2 and
 what it needs there (pinned by ``constraints.txt``), then runs the demo, the
-test suite or the benchmarks. Reinstalls only when setup.cfg or the
-constraints change.
+checks and tests, the documentation build or the benchmarks. Reinstalls only
+when pyproject.toml or the constraints change.
+
+``python3 dev.py test`` runs ruff, then the documentation build (warnings are
+errors), then pytest, and stops at the first that fails. ``python3 dev.py test
+--fast`` runs ruff and the tests not marked ``slow`` (no documentation build):
+the edit-test loop. Further arguments go to pytest (``python3 dev.py test
+tests/test_api.py -k save``).
 """
 
 import hashlib
@@ -18,18 +24,21 @@ VENV = os.path.join(ROOT, '.venv')
 BIN = os.path.join(VENV, 'Scripts' if os.name == 'nt' else 'bin')
 PYTHON = os.path.join(BIN, 'python')
 STAMP = os.path.join(VENV, '.pydnn2-installed')
+DOCS_OUT = os.path.join('docs', '_build', 'html')
 
-COMMANDS = {
-    'demo': [PYTHON, os.path.join('examples', 'digits.py')],
-    'test': [PYTHON, '-m', 'pytest', '-q', 'tests'],
-    'bench': [PYTHON, os.path.join('benchmarks', 'run_all.py')],
-}
-EXTRAS = {'demo': '', 'test': '[test]', 'bench': '[test]'}
+LINT = [PYTHON, '-m', 'ruff', 'check', '.']
+# -E: read every page afresh, so that -W sees every warning, not only the new ones.
+DOCS = [PYTHON, '-m', 'sphinx', '-W', '--keep-going', '-E', '-q', '-b', 'html', 'docs',
+        DOCS_OUT]
+PYTEST = [PYTHON, '-m', 'pytest', '-q']
+EXTRAS = {'demo': '', 'test': '[test]', 'docs': '[docs]', 'bench': '[test]'}
+USAGE = 'usage: python3 dev.py {demo|test [--fast]|docs|bench} [extra arguments]'
 
 
 def fingerprint(extra):
+    """A hash of what the installation depends on: the extra and the files that pin it."""
     digest = hashlib.sha256(extra.encode())
-    for name in ('setup.cfg', 'setup.py', 'constraints.txt'):
+    for name in ('pyproject.toml', 'constraints.txt'):
         with open(os.path.join(ROOT, name), 'rb') as f:
             digest.update(f.read())
     return digest.hexdigest()
@@ -50,13 +59,47 @@ def ensure_environment(extra):
         f.write(wanted + '\n')
 
 
+def run_steps(steps):
+    """Run ``(name, command)`` steps in order; stop at the first that fails, saying which."""
+    for name, command in steps:
+        shown = ' '.join(os.path.relpath(c, ROOT) if c == PYTHON else c for c in command)
+        print(f'== {name}: {shown}', flush=True)
+        code = subprocess.call(command, cwd=ROOT)
+        if code != 0:
+            print(f'== {name} failed (exit code {code}); the later steps did not run',
+                  flush=True)
+            return code
+    return 0
+
+
+def test_steps(args):
+    """The steps of ``dev.py test``: lint, docs (not with --fast), pytest."""
+    fast = '--fast' in args
+    args = [a for a in args if a != '--fast']
+    steps = [('lint (ruff)', LINT)]
+    if fast:
+        return steps + [('fast tests (pytest -m "not slow")', PYTEST + ['-m', 'not slow'] + args)]
+    return steps + [('docs (sphinx, warnings are errors)', DOCS),
+                    ('tests (pytest)', PYTEST + args)]
+
+
 def main(argv):
-    if len(argv) < 2 or argv[1] not in COMMANDS:
-        print(f'usage: python3 dev.py {{{"|".join(COMMANDS)}}} [extra arguments]')
+    """Run the task ``argv[1]`` with the arguments after it."""
+    if len(argv) < 2 or argv[1] not in EXTRAS:
+        print(USAGE)
         return 2
-    task = argv[1]
+    task, args = argv[1], argv[2:]
     ensure_environment(EXTRAS[task])
-    return subprocess.call(COMMANDS[task] + argv[2:], cwd=ROOT)
+    if task == 'test':
+        return run_steps(test_steps(args))
+    if task == 'docs':
+        code = run_steps([('docs (sphinx, warnings are errors)', DOCS + args)])
+        if code == 0:
+            print(f'== the site is in {os.path.join(DOCS_OUT, "index.html")}')
+        return code
+    script = {'demo': os.path.join('examples', 'digits.py'),
+              'bench': os.path.join('benchmarks', 'run_all.py')}[task]
+    return subprocess.call([PYTHON, script] + args, cwd=ROOT)
 
 
 if __name__ == '__main__':

@@ -35,10 +35,10 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2 import preprocess  # noqa: E402
-from pydnn2.preprocess import Rotator360  # noqa: E402
-from pydnn2.preprocess.imageops import affine_matrices, transform_images  # noqa: E402
+from pydnn2 import neuralnet as nn
+from pydnn2 import preprocess
+from pydnn2.preprocess import Rotator360
+from pydnn2.preprocess.imageops import affine_matrices, transform_images
 
 SIZE = (64, 64)
 

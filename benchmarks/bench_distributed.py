@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pydnn2  # noqa: E402
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2 import preprocess as pp  # noqa: E402
+import pydnn2
+from pydnn2 import neuralnet as nn
+from pydnn2 import preprocess as pp
 
 ROWS, FEATURES, HIDDEN, BATCH = 8192, 256, 1024, 256
 

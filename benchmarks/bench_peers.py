@@ -42,15 +42,15 @@ import warnings
 
 os.environ.setdefault('KERAS_BACKEND', 'torch')
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn as tnn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn as tnn
+from torch.utils.data import DataLoader, TensorDataset
 
-import common  # noqa: E402
-from common import fmt_rate, median, nn  # noqa: E402
-from pydnn2.evaluate import eval_batch_size  # noqa: E402
+import common
+from common import fmt_rate, median, nn
+from pydnn2.evaluate import eval_batch_size
 
 # name: (make, rows, epochs, rounds); --quick: (rows, epochs, rounds)
 WORKLOADS = {'CNN': (common.make_cnn, 6000, 1, 3), 'MLP': (common.make_mlp, 8000, 2, 3)}

@@ -26,7 +26,8 @@ other):
 
 Candidates run interleaved (A B A B ..., ``--rounds``), and each ratio is
 the median over rounds of the plain loop's time over pydnn2's (pydnn2's
-images/s over the plain loop's; >= 0.9 is issue 10's target). Run: ``.venv/bin/python benchmarks/bench_plankton.py [--quick]``.
+images/s over the plain loop's; >= 0.9 is issue 10's target).
+Run: ``.venv/bin/python benchmarks/bench_plankton.py [--quick]``.
 """
 
 import argparse
@@ -44,10 +45,10 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import common  # noqa: E402
-from pydnn2 import data  # noqa: E402
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2 import preprocess as pp  # noqa: E402
+import common
+from pydnn2 import data
+from pydnn2 import neuralnet as nn
+from pydnn2 import preprocess as pp
 
 SHAPE = (48, 48)
 
@@ -120,7 +121,7 @@ def stream(net, test_set, slice_size):
 def data_path(pre, test_set, slice_size):
     """Everything ``predict`` does over the slices but the net."""
     total = 0
-    for names, images in test_set.iter_slices(slice_size):
+    for _, images in test_set.iter_slices(slice_size):
         total += len(pre.preprocess({'images': images})['images'])
     return total
 
@@ -185,7 +186,8 @@ def main(argv=None):
          'plain_read_resize': rate(m, reads['plain_read_resize']),
          'build_ratio_read': paired(reads, 'plain_read', 'build'),
          'build_ratio_read_resize': paired(reads, 'plain_read_resize', 'build'),
-         'data_path': rate(n, paths_['data_path']), 'plain_test_read_resize': rate(n, paths_['plain']),
+         'data_path': rate(n, paths_['data_path']),
+         'plain_test_read_resize': rate(n, paths_['plain']),
          'data_path_ratio': paired(paths_, 'plain', 'data_path'),
          'stream': rate(n, streams['stream']), 'hand_stream': rate(n, streams['hand']),
          'stream_ratio': paired(streams, 'hand', 'stream'),

@@ -42,9 +42,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pydnn2 import data, preprocess  # noqa: E402
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2.evaluate import eval_batch_size  # noqa: E402
+from pydnn2 import data, preprocess
+from pydnn2 import neuralnet as nn
+from pydnn2.evaluate import eval_batch_size
 
 LEARNING_RATE = 0.01          # plain SGD for both loops (torch.optim.SGD underneath)
 SPLIT = (80, 10, 10)          # train / valid / test percentages

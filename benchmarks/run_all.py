@@ -72,7 +72,10 @@ def rows_of(result, quick=False):
                 f'{result["rate"]:,.0f} samples/s', f'{result["hand"]:,.0f} samples/s',
                 f'{result["ratio"]:.2f}', '', '')
     unit = result['unit']
-    fmt = (lambda v: f'{v:,.0f} {unit}')
+
+    def fmt(v):
+        return f'{v:,.0f} {unit}'
+
     return (result['workload'] if result['bench'] != 'train' else f'{result["workload"]} train',
             fmt(result['pydnn2']), fmt(result['hand']), f'{result["ratio"]:.2f}', target, met)
 

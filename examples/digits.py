@@ -31,7 +31,7 @@ def digit_images():
     return raw, classes, files
 
 
-def main(output_dir=None, epochs=40, seed=1234):
+def main(output_dir=None, epochs=40, seed=1234, channels_last=False):
     started = time.perf_counter()
     output_dir = output_dir or tempfile.mkdtemp(prefix='pydnn2-digits-')
     rng = np.random.RandomState(seed)
@@ -51,7 +51,12 @@ def main(output_dir=None, epochs=40, seed=1234):
     print(net)
     net.net_size()
 
-    net.train(nn.Adam(learning_rate=nn.LearningRateDecay(0.003, 0.05)), epochs=epochs)
+    # The memory layout is pinned, so that the figure printed repeats: the automatic
+    # choice (channels_last=None) measures which layout is faster on this machine, and
+    # the layouts train to slightly different figures. NCHW's repeated over one and two
+    # threads (100.00%); channels-last's did not (99.38% and 99.06%).
+    net.train(nn.Adam(learning_rate=nn.LearningRateDecay(0.003, 0.05)), epochs=epochs,
+              channels_last=channels_last)
 
     test_x, test_y, test_files = [part[2] for part in (pre.get_raw_x(), pre.get_raw_y(),
                                                       pre.get_files())]

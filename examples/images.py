@@ -69,7 +69,8 @@ def predict_unlabeled(net, folder, truth, labels):
     predicted, probabilities = net.predict({'images': images})
     for name, cls, p in list(zip(names, predicted, probabilities))[:5]:
         print(f'  {name}: {labels[cls]} ({100 * p[cls]:.0f}%)')
-    right = np.mean([labels[cls] == data.DIGIT_FOLDERS[truth[name]] for name, cls in zip(names, predicted)])
+    right = np.mean([labels[cls] == data.DIGIT_FOLDERS[truth[name]]
+                     for name, cls in zip(names, predicted)])
     print(f'unseen images: {100 * right:.1f}% right of {len(names)}')
     return float(right)
 

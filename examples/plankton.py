@@ -142,9 +142,9 @@ def _worst(labels, matrix, classes, total, bad):
         row[c] = 0
         confused = [(labels[j], int(row[j])) for j in np.argsort(-row, kind='stable')[:10]
                     if row[j] > 0]
-        lines += [f'class {labels[c]}: {total[c]} predictions, {bad[c]} bad; fair share of '
-                  f'error {fair:.3%}, contribution to error {share:.3%} '
-                  f'({share / fair:.3f} times its fair share)',
+        lines += [(f'class {labels[c]}: {total[c]} predictions, {bad[c]} bad; fair share of '
+                   f'error {fair:.3%}, contribution to error {share:.3%} '
+                   f'({share / fair:.3f} times its fair share)'),
                   f'    most often confused with {confused}']
     return lines
 

@@ -13,15 +13,15 @@ True
 """
 
 from .version import __version__  # noqa: F401
-from . import data, neuralnet, preprocess  # noqa: E402,F401
-from .neuralnet import *  # noqa: E402,F401,F403
-from .neuralnet import __all__ as _names  # noqa: E402
-from .preprocess import ArrayPreprocessor, Preprocessor, split_training_data  # noqa: E402,F401
-from .export import export, export_inputs  # noqa: E402,F401
-from .ensemble import Ensemble  # noqa: E402,F401
-from . import track, tune  # noqa: E402,F401
-from .launcher import launch  # noqa: E402,F401
-from .tracebacks import set_traceback_filtering  # noqa: E402,F401
+from . import data, neuralnet, preprocess
+from .neuralnet import *  # noqa: F403
+from .neuralnet import __all__ as _names
+from .preprocess import ArrayPreprocessor, Preprocessor, split_training_data
+from .export import export, export_inputs
+from .ensemble import Ensemble
+from . import track, tune
+from .launcher import launch
+from .tracebacks import set_traceback_filtering
 
 __all__ = list(_names) + ['ArrayPreprocessor', 'Preprocessor', 'split_training_data',
                           'data', 'preprocess', 'neuralnet', 'export', 'export_inputs',

@@ -138,7 +138,7 @@ def finish(together=False):
             try:
                 dist.monitored_barrier(group=_CONTROL.get('group'),
                                        timeout=datetime.timedelta(seconds=FINISH_TIMEOUT))
-            except Exception:           # a peer is gone: nothing left to wait for
+            except Exception:  # noqa: BLE001 - a peer is gone: nothing left to wait for
                 pass
         dist.destroy_process_group()
     _CONTROL.clear()

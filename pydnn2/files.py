@@ -1,4 +1,4 @@
-"""The one safe file format of nets and checkpoints (DESIGN decision 8).
+"""The one safe file format of nets and checkpoints.
 
 A file is a dict of plain data and tensors: the recorded builder calls, the
 weights and buffers, and the preprocessor's class name and state, sealed
@@ -359,7 +359,7 @@ def trusted_location(state, filename):
 
 
 def net_state(net, weights=None):
-    """The plain-data description of a net that :func:`load` rebuilds
+    """The plain-data description of a net that :func:`~pydnn2.net.load` rebuilds
     (with ``weights``, a state dict, in place of the module's own)."""
     pre = net.preprocessor
     return {
@@ -460,7 +460,7 @@ def read_file(filename, kind='net'):
                 f'run code when loaded, and pydnn2 refuses to load them ({_unpickler_reason(exc)})'
             ) from None
         raise _corrupted(filename, exc) from None
-    except Exception as exc:  # torch's readers raise many types on damaged bytes
+    except Exception as exc:  # noqa: BLE001 - torch's readers raise many types on damaged bytes
         raise _corrupted(filename, exc) from None
     if not isinstance(state, dict) or state.get('format') != FORMAT:
         raise FileFormatError(f'{filename!r} is not a pydnn2 file (no pydnn2 format marker)')

@@ -8,6 +8,7 @@ prediction, sizing and files are handed to :mod:`pydnn2.train`,
 """
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -170,8 +171,8 @@ class NN(Builder):
 
     @property
     def module(self):
-        """The compiled ``torch.nn.Module``: ``forward`` takes a dict of channel
-        tensors and returns the logits."""
+        """The compiled ``torch.nn.Module``, whose ``forward`` takes a dict of
+        channel tensors and returns the logits."""
         return self.graph.module
 
     @property
@@ -332,7 +333,7 @@ class NN(Builder):
 
         Parameters
         ----------
-        initializer : pydnn2.initializers.Initializer, optional
+        initializer : pydnn2.model.initializers.Initializer, optional
             E.g. ``Gaussian(scale=0.01)`` or ``GlorotUniform()``.
         overwrite : bool
             Re-initialise even an initialised (trained, loaded) net.
@@ -424,6 +425,13 @@ class NN(Builder):
         a list of results for a list; see :func:`pydnn2.evaluate.evaluate`.
         """
         return evaluate.evaluate(self, data, metric, **options)
+
+    def eval(self, data, metric, **options):
+        """Deprecated since pydnn2 0.2 (goes in 0.4): :meth:`evaluate`, which takes the
+        same arguments; warns with a :class:`DeprecationWarning`."""
+        warnings.warn('NN.eval is deprecated since pydnn2 0.2 and goes in 0.4: use '
+                      'NN.evaluate (the same arguments)', DeprecationWarning, stacklevel=2)
+        return self.evaluate(data, metric, **options)
 
     def get_outputs(self, data, **options):
         """The final layer's output for every row: the softmax probabilities as a

@@ -125,7 +125,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         The net's default activation.
     device : str or torch.device, optional
         Where to train; CUDA if available, else the CPU.
-    random_state : int, RandomState or None
+    random_state : int, numpy.random.RandomState or None
         Seeds the validation split, the weights, the shuffles and dropout;
         an int makes ``fit`` reproducible (on the CPU, bit for bit).
     verbose : bool

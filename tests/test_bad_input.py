@@ -259,13 +259,17 @@ PAIRS = st.one_of(st.tuples(SIZES, SIZES), SIZES, st.just((3, 3, 3)), st.just('3
 ACTIVATIONS = st.sampled_from([nn.relu, nn.tanh, nn.sigmoid, nn.prelu, 'relu', 'gelu', None,
                                abs])
 CALLS = st.one_of(
-    st.tuples(st.just('add_conv_pool'), st.tuples(SIZES, PAIRS, PAIRS, st.one_of(st.none(), PAIRS))),
+    st.tuples(st.just('add_conv_pool'),
+              st.tuples(SIZES, PAIRS, PAIRS, st.one_of(st.none(), PAIRS))),
     st.tuples(st.just('add_convolution'), st.tuples(SIZES, PAIRS, PAIRS)),
     st.tuples(st.just('add_fully_connected'), st.tuples(st.integers(-2, 40), ACTIVATIONS)),
     st.tuples(st.just('add_hidden'), st.tuples(st.integers(-2, 40), ACTIVATIONS, st.booleans())),
     st.tuples(st.just('add_nonlinearity'), st.tuples(ACTIVATIONS)),
-    st.tuples(st.just('add_dropout'), st.tuples(st.one_of(st.floats(-1, 2), st.just(float('nan'))))),
-    st.tuples(st.just('add_batch_normalization'), st.tuples(st.one_of(st.floats(-1, 1), st.just(float('nan')), st.just(float('inf'))))),
+    st.tuples(st.just('add_dropout'),
+              st.tuples(st.one_of(st.floats(-1, 2), st.just(float('nan'))))),
+    st.tuples(st.just('add_batch_normalization'),
+              st.tuples(st.one_of(st.floats(-1, 1), st.just(float('nan')),
+                                  st.just(float('inf'))))),
     st.tuples(st.just('split_merge'), st.tuples(st.integers(0, 3))),
     st.tuples(st.just('merge_data_channel'), st.tuples(st.sampled_from(['shapes', 'nope']))),
     st.tuples(st.just('add_pooling'), st.tuples(PAIRS, st.sampled_from(['max', 'avg', 'mean']),
@@ -308,6 +312,7 @@ def check_shapes(net):
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
        calls=st.lists(CALLS, max_size=7))
+@pytest.mark.slow
 def test_random_builder_calls_build_a_consistent_net_or_raise_our_errors(shape, calls):
     rng = np.random.RandomState(0)
     x = {'images': rng.rand(40, *shape).astype(np.float32),
@@ -419,6 +424,7 @@ def test_random_input_to_predict_and_evaluate_predicts_or_raises_our_errors(x, l
     assert value is None or 0 <= value <= 1
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=raw_sets())
 def test_random_sets_to_set_data_train_or_raise_our_errors(data):

@@ -34,7 +34,8 @@ def test_bad_arguments_are_named_with_what_was_expected(call, message):
 
 
 def test_good_arguments_come_back_in_their_plain_types():
-    assert checks.integer(np.int64(3), 'n', 1) == 3 and type(checks.integer(np.int64(3), 'n')) is int
+    assert checks.integer(np.int64(3), 'n', 1) == 3
+    assert type(checks.integer(np.int64(3), 'n')) is int
     assert checks.integer(None, 'n', 1, none=True) is None
     assert checks.number(np.float32(0.5), 'p', at_least=0, at_most=1) == 0.5
     assert checks.pair(2, 'k') == (2, 2) and checks.pair([3, 4], 'k') == (3, 4)

@@ -3,14 +3,17 @@
 
 import doctest
 import importlib
-import os
 
 import pytest
 
 from test_layout import MODULES
 
 
-@pytest.mark.parametrize('name', sorted(MODULES))
+SLOW = {'pydnn2.export'}          # its examples export a trained net: seconds
+
+
+@pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(MODULES)])
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                    # examples that write files write here
     module = importlib.import_module(name)

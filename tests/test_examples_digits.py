@@ -3,9 +3,12 @@
 import importlib.util
 import os
 
+import pytest
+
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, 'examples', 'digits.py')
 
 
+@pytest.mark.slow
 def test_the_digits_demo_runs(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location('digits_example', EXAMPLE)
     example = importlib.util.module_from_spec(spec)

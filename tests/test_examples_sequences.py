@@ -15,10 +15,12 @@ def example():
     return module
 
 
+@pytest.mark.slow
 def test_lstm_reads_digits_row_by_row_to_at_least_95_percent(example, tmp_path):
     assert example.digits_as_sequences(output_dir=str(tmp_path), verbose=False) >= 0.95
 
 
+@pytest.mark.slow
 def test_lookup_table_lstm_and_sum_spot_a_token_pattern(example, tmp_path):
     assert example.spot_the_pattern(output_dir=str(tmp_path), verbose=False) >= 0.95
 

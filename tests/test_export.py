@@ -130,6 +130,7 @@ def first_rows(inputs, n):
     return {name: array[:n] for name, array in inputs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['image', 'lstm', 'tokens'])
 def test_onnx_runtime_equals_predict(trained, name):
     entry = trained[name]
@@ -140,6 +141,7 @@ def test_onnx_runtime_equals_predict(trained, name):
         np.testing.assert_allclose(probabilities, entry['expected'][:n], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore:`torch.jit.load` is deprecated')
 @pytest.mark.parametrize('format', ['torchscript', 'exported_program'])
 @pytest.mark.parametrize('name', ['image', 'lstm', 'tokens'])

@@ -1,4 +1,5 @@
-"""Tests of pydnn2.files (and NN.from_state / load): the round trip, the file's contents, refusing bad files, atomic writes.
+"""Tests of pydnn2.files (and NN.from_state / load): the round trip, the file's contents,
+refusing bad files, atomic writes.
 
 The oracle for a round trip is the original net: the loaded one must predict
 the same classes and probabilities and show the same layer table.
@@ -60,7 +61,8 @@ def test_files_written_by_save_are_plain_weights_only_data(trained, tmp_path):
     path = files.save(net, tmp_path / 'plain.pt')
     state = torch.load(path, weights_only=True)
     assert state['format'] == 'pydnn2'
-    assert state['format_version'] == files.FORMAT_VERSION and isinstance(state['format_version'], int)
+    assert state['format_version'] == files.FORMAT_VERSION
+    assert isinstance(state['format_version'], int)
     assert state['pydnn2_version'] == pydnn2.__version__
     assert state['torch_version'] == str(torch.__version__)
     assert state['preprocessor']['class'] == 'ArrayPreprocessor'

@@ -117,6 +117,7 @@ def change(state, path, replacement, delete):
 @SETTINGS
 @given(kind=st.sampled_from(['net', 'checkpoint']), data=st.data(), delete=st.booleans(),
        replacement=REPLACEMENTS)
+@pytest.mark.slow
 def test_crafted_contents_load_or_raise_a_file_format_error(saved, kind, data, delete,
                                                             replacement):
     path = saved / f'contents_{kind}.pt'

@@ -14,13 +14,14 @@ from pydnn2.errors import ConfigError
 from pydnn2.train import Session, TrainConfig
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'train'))
-import distributed_child  # noqa: E402
+import distributed_child
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
                                 or not torch.distributed.is_gloo_available(),
                                 reason='needs torch.distributed with gloo')
 
 
+@pytest.mark.slow
 def test_launch_spawns_the_ranks_and_returns_rank_0s_result(monkeypatch):
     for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(name, raising=False)
@@ -47,6 +48,7 @@ def test_launch_from_a_rank_of_a_group_is_refused(monkeypatch):
         pydnn2.launch(print, nprocs=2)
 
 
+@pytest.mark.slow
 def test_each_rank_draws_its_own_dropout_masks_reproducibly(monkeypatch, tmp_path):
     for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(name, raising=False)

@@ -45,6 +45,7 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow
 def test_grid_search_over_two_hidden_sizes_on_the_digits(digits):
     X_train, X_test, y_train, y_test = digits
     search = GridSearchCV(NNClassifier(epochs=5, **CPU), {'build_params__hidden': [8, 32]},

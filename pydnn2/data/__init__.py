@@ -36,6 +36,7 @@ from .folders import DirectoryLabeledImageSet, UnlabeledImageSet
 from .plankton import write_plankton_images
 from .reader import PROGRESS_MIN_ITEMS, parallel_map, read_image, read_images
 
-__all__ = ['load_digits', 'write_digit_images', 'write_plankton_images', 'DirectoryLabeledImageSet',
-           'UnlabeledImageSet', 'read_image', 'read_images', 'parallel_map',
+__all__ = ['load_digits', 'write_digit_images', 'write_plankton_images',
+           'DirectoryLabeledImageSet', 'UnlabeledImageSet', 'read_image', 'read_images',
+           'parallel_map',
            'DIGIT_FOLDERS', 'DIGIT_MAX_ANGLE', 'PROGRESS_MIN_ITEMS']

@@ -235,7 +235,7 @@ class DirectoryLabeledImageSet(_ImageFolder):
         classes : ndarray of ``dtype``
             Index into :meth:`get_labels` of each image's class.
         file_indices : ndarray of int64
-            Index into :attr:`files` (see :meth:`file_name`) of each image.
+            Index into ``files`` (see :meth:`file_name`) of each image.
         """
         pairs = self.get_files(num_images)
         paths = [os.path.join(self.base_dir, label, name) for name, label in pairs]
@@ -302,7 +302,7 @@ class UnlabeledImageSet(_ImageFolder):
         a folder of any size this way keeps memory flat. With ``prefetch``
         the next slice is read in a background thread while the caller
         works on the current one (say, ``net.predict``, whose arithmetic
-        leaves the GIL free). While a slice is out, :attr:`files` and
+        leaves the GIL free). While a slice is out, ``files`` and
         :meth:`file_name` refer to it.
 
         Examples

@@ -134,7 +134,7 @@ def write_plankton_images(root, per_class=10, num_unlabeled=100, num_classes=121
     train_dir, test_dir = os.path.join(root, 'train'), os.path.join(root, 'test')
     names = class_names(num_classes)
     jobs = []
-    for label, name in enumerate(names):
+    for name in names:
         os.makedirs(os.path.join(train_dir, name), exist_ok=True)
         code = _code(name)
         jobs += [(os.path.join(train_dir, name, f'{code * 100_000 + k + 1}.jpg'), code,

@@ -31,8 +31,8 @@ from .given import DatasetSource, is_torch_data
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
 EVAL_BATCH_SIZE = 4096
-#: The most rows per inference batch on any device: beyond this, larger
-#: batches no longer run faster, they only hold more memory.
+#: The most rows per inference batch on any device (beyond this, larger
+#: batches no longer run faster, they only hold more memory).
 MAX_EVAL_BATCH_SIZE = 65536
 #: The most bytes an inference batch may take on the CPU (its rows, read from disk, and
 #: their activations): wide rows make smaller batches.

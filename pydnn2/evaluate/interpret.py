@@ -397,11 +397,11 @@ class Interpretation:
     def _class_report(self, c):
         confused = ', '.join(f'{self.class_names[p]} ({k})' for p, k in
                              self.most_confused_with(c, 10))
-        return [f'\nclass {self.class_names[c]}: {self.support[c]} rows, {self.errors[c]} '
-                f'wrong ({_percent(1 - self.recall[c])})',
+        return [(f'\nclass {self.class_names[c]}: {self.support[c]} rows, {self.errors[c]} '
+                 f'wrong ({_percent(1 - self.recall[c])})'),
                 f'  fair share of error: {_percent(self.data_share[c])}',
-                f'  contribution to error: {_percent(self.error_share[c])} '
-                f'({self.fair_share_ratio[c]:.2f} times fair share)',
+                (f'  contribution to error: {_percent(self.error_share[c])} '
+                 f'({self.fair_share_ratio[c]:.2f} times fair share)'),
                 f'  most often confused with: {confused}']
 
 

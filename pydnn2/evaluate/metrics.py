@@ -132,13 +132,17 @@ class Metric:
         """Refuse probabilities this metric cannot use (after the common checks)."""
 
     def _add(self, key, value):
+        """Add ``value`` (a tensor) to the running sum ``key``."""
         sums = self._sums
         sums[key] = value if key not in sums else sums[key] + value.to(sums[key].device)
 
     def _accumulate(self, p, y):
+        """Add one batch: probabilities ``p`` (B, K) and classes ``y`` (B,), with
+        :meth:`_add`."""
         raise NotImplementedError(f'{type(self).__name__} must implement _accumulate')
 
     def _value(self, sums):
+        """The metric's result from ``sums``, the running sums as numpy arrays."""
         raise NotImplementedError(f'{type(self).__name__} must implement _value')
 
 
@@ -236,14 +240,14 @@ class PrecisionRecall(Metric):
     predicted has precision 0, a class that never occurs has recall 0
     (scikit-learn's ``zero_division=0``); the macro means include them.
 
+    ``result()`` returns a dict: ``'precision'``, ``'recall'`` (float arrays
+    of length ``num_classes``), ``'support'`` (rows of each true class, an int
+    array), ``'macro_precision'`` and ``'macro_recall'`` (floats).
+
     Parameters
     ----------
     num_classes : int
         The number of classes (columns of the probabilities), at least 2.
-
-    ``result()`` returns a dict: ``'precision'``, ``'recall'`` (float arrays
-    of length ``num_classes``), ``'support'`` (rows of each true class, an int
-    array), ``'macro_precision'`` and ``'macro_recall'`` (floats).
     """
 
     name = 'precision_recall'

@@ -15,9 +15,8 @@ Each returns a ``matplotlib.figure.Figure`` and, given ``path=``, writes it
 there too (PNG, PDF, SVG: by the extension). Figures are drawn on an Agg
 canvas, never registered with ``pyplot``: no display is needed, redrawing
 every epoch leaks nothing, and in a notebook a figure shows once, when it is
-the cell's value or is passed to ``IPython.display.display``.
-
->>> fig = plot_history(net.history, path='curves.png')   # doctest: +SKIP
+the cell's value or is passed to ``IPython.display.display`` (each function
+shows an example).
 """
 
 import math
@@ -49,7 +48,7 @@ def _matplotlib():
                           f'(received ImportError: {exc})') from None
     ipython = sys.modules.get('IPython')
     if ipython is not None and ipython.get_ipython() is not None:
-        import matplotlib.pyplot   # noqa: F401  (in a notebook: registers figure display)
+        import matplotlib.pyplot  # in a notebook: registers figure display
     return matplotlib, FigureCanvasAgg
 
 
@@ -134,6 +133,8 @@ def plot_images(images, titles=None, cols=None, tile=1.6, show_size=True, suptit
     suptitle, path : str, optional
         A title over the figure; a file to write the figure to.
 
+    Examples
+    --------
     >>> images, _, _ = pydnn2.data.load_digits()              # doctest: +SKIP
     >>> plot_images(images[:20], titles=[str(i) for i in range(20)])   # doctest: +SKIP
     """
@@ -229,6 +230,8 @@ def plot_history(history, fig=None, axes=None, title=None, path=None):
     title, path : str, optional
         A title over the figure; a file to write the figure to.
 
+    Examples
+    --------
     >>> fig = plot_history(net.train(rule, epochs=10))      # doctest: +SKIP
     >>> plot_history(net.history, fig=fig)                  # doctest: +SKIP
     """
@@ -339,6 +342,8 @@ def plot_confusion(matrix, class_names=None, normalize='both', annotate=None, ti
     title, path : str, optional
         A title over the figure; a file to write the figure to.
 
+    Examples
+    --------
     >>> (_, _), (valid, _), _ = net.get_confusion_matrices()   # doctest: +SKIP
     >>> plot_confusion(valid, image_set.get_labels())          # doctest: +SKIP
     """
@@ -403,6 +408,8 @@ def plot_mistakes(source, data='valid', count=16, class_names=None, file_names=N
     cols, tile, path
         As for :func:`plot_images`.
 
+    Examples
+    --------
     >>> plot_mistakes(net, 'valid', file_names=image_set.file_name)   # doctest: +SKIP
     """
     count = checks.integer(count, 'count', 1, where='plot_mistakes')
@@ -473,6 +480,8 @@ def plot_augmentation(net, count=8, rows=None, channel=None, class_names=None, t
     tile, path
         As for :func:`plot_images`.
 
+    Examples
+    --------
     >>> plot_augmentation(net, count=6, path='augmentation.png')   # doctest: +SKIP
     """
     count = checks.integer(count, 'count', 1, where='plot_augmentation')

@@ -33,7 +33,7 @@ def predict(net, data, batch_size=None, callback=None, shard=False):
         ``(x,)`` or ``(x, y)`` (``y`` is ignored), each batch of ``x`` made into
         channels by the preprocessor (see :mod:`pydnn2.evaluate.given`).
     batch_size : int, optional
-        Rows per inference batch (default: :func:`inference_batch_size`,
+        Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`,
         sized to the device; a ``DataLoader`` keeps its own batches).
     callback : callable, optional
         Called with ``(classes, probabilities)`` of each batch, in row order,
@@ -83,7 +83,7 @@ def metric_values(net, x, y, metrics, batch_size=None):
     """Evaluate ``metrics`` on a preprocessed set: ``{metric.name: value}``.
 
     ``x`` is a dict of channel tensors and ``y`` the classes, as
-    :func:`evaluate_set` takes them (for instance the validation set during
+    :func:`~pydnn2.evaluate.evaluate_set` takes them (for instance the validation set during
     training, MXNet.jl's ``eval_metric``). Each metric is reset, fed the
     softmax probabilities batch by batch, and read once; on an empty set
     every value is ``None``.
@@ -116,9 +116,9 @@ def evaluate(net, data, metric, batch_size=None, shard=False):
         ``(x, y)`` items.
     metric : metric or list of metrics
         E.g. ``Accuracy()`` or ``[LogLoss(), PrecisionRecall(10)]``, from
-        :mod:`pydnn2.metrics`. Each is reset before use.
+        :mod:`pydnn2.evaluate.metrics`. Each is reset before use.
     batch_size : int, optional
-        Rows per inference batch (default: :func:`inference_batch_size`).
+        Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`).
     shard : bool
         Under torchrun, share the rows out between the processes, which must all
         call (see :func:`predict`); the metrics see the gathered rows.
@@ -154,7 +154,7 @@ def get_outputs(net, data, batch_size=None, shard=False):
         :func:`named_set`), or raw input, a ``Dataset`` or a ``DataLoader`` as
         for :func:`predict`.
     batch_size : int, optional
-        Rows per inference batch (default: :func:`inference_batch_size`).
+        Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`).
     shard : bool
         Under torchrun, share the rows out between the processes, which must all
         call (see :func:`predict`).

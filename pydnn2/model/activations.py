@@ -1,9 +1,9 @@
 """The activation functions relu, tanh, sigmoid and prelu, and their layer.
 
-The functions play two parts, as in pydnn: they work on plain numbers and arrays (``relu(-0.5) == 0``),
-and they name a nonlinearity when passed to ``NN`` or an ``add_*`` method,
-which also picks the weight initialisation of the layer feeding it (He for
-relu/prelu, Glorot for tanh/sigmoid).
+The functions play two parts, as in pydnn: they work on plain numbers and
+arrays (``relu(-0.5) == 0``), and they name a nonlinearity when passed to
+``NN`` or an ``add_*`` method, which also picks the weight initialisation of
+the layer feeding it (He for relu/prelu, Glorot for tanh/sigmoid).
 """
 
 import numpy as np

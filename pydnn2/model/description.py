@@ -54,7 +54,7 @@ class Layer:
                 for k, v in self.module.state_dict(keep_vars=True).items()}
 
     @property
-    def W(self):  # noqa: N802  (neon's name)
+    def W(self):  # neon's name
         """The weights (filters, table) or None."""
         return self.params.get('W')
 

@@ -51,7 +51,7 @@ class Node:
 
     @property
     def op(self):
-        """The layer type's name: 'input', 'conv_pool', 'fc', 'lstm', 'merge', ..."""
+        """The layer type's name ('input', 'conv_pool', 'fc', 'lstm', 'merge', ...)."""
         return self.spec.op
 
     @property
@@ -66,7 +66,7 @@ class Node:
 
     @property
     def source(self):
-        """Where its rows come from, in a user's words: a channel or a builder call."""
+        """Where its rows come from, in a user's words (a channel or a builder call)."""
         return f"channel {self.args['channel']!r}" if self.op == 'input' else self.call
 
 

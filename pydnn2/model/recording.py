@@ -132,7 +132,8 @@ def recorded(method):
             if not tracebacks.filtering():
                 raise
             users_frames = tracebacks.without_internal_frames(exc.__traceback__)
-            raise exc.with_traceback(users_frames)  # set_traceback_filtering(False) shows all
+            # the same error with fewer frames (set_traceback_filtering(False) shows all)
+            raise exc.with_traceback(users_frames)  # noqa: B904 - not a new error
         if not graph.replaying:
             _announce(self._net, graph, call)
         return result

@@ -76,7 +76,8 @@ class SizeReport:
 
     def _repr_html_(self):
         notes = ''.join(f'<p>{html.escape(n)}</p>' for n in self._notes())
-        return f'<div class="pydnn2-size">{table_html(_COLUMNS.header, self._cells(), _COLUMNS.right)}{notes}</div>'
+        table = table_html(_COLUMNS.header, self._cells(), _COLUMNS.right)
+        return f'<div class="pydnn2-size">{table}{notes}</div>'
 
 
 def node_row(graph, node, label):

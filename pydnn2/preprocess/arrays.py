@@ -47,7 +47,7 @@ class ArrayPreprocessor(Preprocessor):
     Parameters
     ----------
     sets : tuple
-        The output of :func:`split_training_data`.
+        The output of :func:`~pydnn2.preprocess.split_training_data`.
     channel : str
         The channel name for ``x`` when it is a single array; a dict ``x``
         keeps its own channel names.

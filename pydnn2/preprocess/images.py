@@ -11,7 +11,7 @@ built over *lists* of raw images of any size (as read by
     ``(2,)``: the original height and width of each image, standardised
     with the training set's mean and standard deviation. Resizing throws
     the size away; merging this channel into a net gives it back.
-``'geometry'`` (:class:`Rotator360PlusGeometry` only)
+``'geometry'`` (:class:`~pydnn2.preprocess.rotators.Rotator360PlusGeometry` only)
     ``(8,)``: the simple shape statistics of :data:`~pydnn2.preprocess.imageops.GEOMETRY_FEATURES`,
     standardised the same way.
 

@@ -44,7 +44,7 @@ class BestWeights:
 
     @property
     def key(self):
-        """What the keeper keeps the best of: ``(monitor, mode, min_delta)``."""
+        """What the keeper keeps the best of, ``(monitor, mode, min_delta)``."""
         return self.monitor, self.mode, self.min_delta
 
     def better(self, value):

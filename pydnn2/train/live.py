@@ -113,6 +113,8 @@ class LiveCurves(Callback):
     title : str, optional
         A title over the figure (default: the net's name and the epoch count).
 
+    Examples
+    --------
     >>> net.train(nn.Adam(0.003), epochs=10, callbacks=[LiveCurves('curves.png')])  # doctest: +SKIP
     """
 

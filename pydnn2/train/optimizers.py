@@ -62,7 +62,7 @@ class AdamOptimizer(torch.optim.Optimizer):
 
     ``torch.optim.Adam`` lacks ``lmbda``, hence this class. It takes
     ``params`` (tensors or parameter-group dicts) and the numbers of
-    :class:`Adam`; each parameter's ``'step'``, ``'exp_avg'`` and
+    :class:`~pydnn2.train.rules.Adam`; each parameter's ``'step'``, ``'exp_avg'`` and
     ``'exp_avg_sq'`` are in ``state_dict()``.
     """
 

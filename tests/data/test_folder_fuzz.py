@@ -93,6 +93,7 @@ def _check_images(images):
         assert image.dtype == np.uint8 and image.ndim in (2, 3) and min(image.shape) >= 1
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(classes=st.lists(st.lists(entries, max_size=5), min_size=1, max_size=3))
 def test_labelled_folders_read_images_or_raise_pydnn2_errors(classes):

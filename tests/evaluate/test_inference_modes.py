@@ -62,6 +62,7 @@ def train_with(small_net, digits_sets, active):
     return net, seen
 
 
+@pytest.mark.slow
 def test_predicting_in_a_callback_leaves_every_batch_training(small_net, digits_sets):
     quiet, quiet_seen = train_with(small_net, digits_sets, active=False)
     busy, busy_seen = train_with(small_net, digits_sets, active=True)

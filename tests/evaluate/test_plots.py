@@ -67,6 +67,7 @@ def image_axes(fig):
     return [ax for ax in fig.axes if ax.images]
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_learning_curves_show_three_panels_the_final_phase_and_redraw_in_place(digits_net,
                                                                                tmp_path):
@@ -96,6 +97,7 @@ def test_learning_curves_of_a_history_without_epochs(tmp_path):
     assert all('no epochs yet' in [t.get_text() for t in ax.texts] for ax in fig.axes)
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_confusion_matrix_counts_and_rows_with_numbers_in_small_matrices(digits_net, tmp_path):
     interp = interpret(digits_net, 'test', class_names=[f'd{i}' for i in range(10)])
@@ -124,6 +126,7 @@ def test_a_confusion_matrix_that_is_not_counts_is_a_data_error(matrix, words):
         plots.plot_confusion(np.array(matrix))
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_confusion_matrix_stays_readable_at_121_classes(tmp_path):
     rng = np.random.RandomState(0)
@@ -200,6 +203,7 @@ def same_state(a, b):
         for k in a)
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_augmentation_shows_the_next_epoch_without_moving_the_schedule(image_net, tmp_path):
     pre = image_net.preprocessor
@@ -246,6 +250,7 @@ def test_a_missing_matplotlib_names_the_plot_extra(monkeypatch):
         plots.plot_images([np.zeros((4, 4))])
 
 
+@pytest.mark.slow
 @needs_matplotlib
 def test_the_pictures_example_writes_one_picture_of_each_kind(tmp_path, capsys):
     path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'examples',

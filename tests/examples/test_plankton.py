@@ -25,6 +25,9 @@ from pydnn2 import data
 from pydnn2 import neuralnet as nn
 from pydnn2 import preprocess as pp
 
+# pydnn's plankton suite trains fifteen configurations: about 80 s on two cores.
+pytestmark = pytest.mark.slow
+
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'examples',
                        'plankton.py')
 _spec = importlib.util.spec_from_file_location('plankton_example', EXAMPLE)

@@ -75,6 +75,7 @@ def test_the_committed_notebook_has_no_outputs():
     assert code and all(not c.outputs and c.execution_count is None for c in code)
 
 
+@pytest.mark.slow
 def test_it_runs_without_errors_in_the_venv_within_a_minute(executed):
     notebook, seconds, work = executed
     errors = [(s, out.ename, out.evalue) for s, out in outputs(notebook)
@@ -86,6 +87,7 @@ def test_it_runs_without_errors_in_the_venv_within_a_minute(executed):
     assert (work / 'out' / 'digits.pt').is_file()            # it ran in the temporary folder
 
 
+@pytest.mark.slow
 def test_the_rerun_cell_warns_and_undo_takes_the_duplicate_back(executed):
     notebook, _, _ = executed
     sources = [c.source for c in notebook.cells if c.cell_type == 'code']
@@ -99,6 +101,7 @@ def test_the_rerun_cell_warns_and_undo_takes_the_duplicate_back(executed):
     assert undone and 'add_hidden' in undone[0].data['text/plain']
 
 
+@pytest.mark.slow
 def test_the_net_shows_its_layer_table_as_html(executed):
     notebook, _, _ = executed
     shown = [out.data for s, out in outputs(notebook)
@@ -113,6 +116,7 @@ def test_the_net_shows_its_layer_table_as_html(executed):
     assert sizes and '<table' in sizes[0].data['text/html']
 
 
+@pytest.mark.slow
 def test_the_pictures_are_there_and_not_blank(executed):
     notebook, _, _ = executed
     shown = pictures(notebook)
@@ -128,6 +132,7 @@ def test_the_pictures_are_there_and_not_blank(executed):
     assert any('lr_find' in s for s, _ in shown)
 
 
+@pytest.mark.slow
 def test_the_net_learned_and_reloads(executed):
     notebook, _, _ = executed
     text = ''.join(out.get('text', '') for _, out in outputs(notebook))

@@ -124,14 +124,16 @@ def test_logistic_and_mlp_end_in_num_classes():
     (lambda net: net.add_conv_pool(4, (13, 3), (1, 1)), 'a 13x3 filter does not fit'),
     (lambda net: net.add_conv_pool(4, (3, 3), (11, 11)), 'a 11x11 pool does not fit'),
     (lambda net: net.add_conv_pool(0, (3, 3), (1, 1)), 'num_filters must be a positive'),
-    (lambda net: net.add_conv_pool(4, (3, 3, 3), (1, 1)), 'filter_shape must be a positive integer or a pair'),
+    (lambda net: net.add_conv_pool(4, (3, 3, 3), (1, 1)),
+     'filter_shape must be a positive integer or a pair'),
     (lambda net: net.add_conv_pool(4, (3, -1), (1, 1)), 'filter_shape must be a positive'),
     (lambda net: net.add_hidden(-3), 'num_units must be a positive integer; received -3'),
     (lambda net: net.add_dropout(1.0), 'rate must be a number in [0, 1)'),
     (lambda net: net.add_batch_normalization(0), 'epsilon must be a number > 0'),
     (lambda net: net.add_nonlinearity('swish'), 'unknown nonlinearity'),
     (lambda net: net.add_hidden(3, activation=abs), 'unknown activation'),
-    (lambda net: (net.add_logistic(), net.add_hidden(3)), 'already ends in its final layer (logistic 4, added by add_logistic)'),
+    (lambda net: (net.add_logistic(), net.add_hidden(3)),
+     'already ends in its final layer (logistic 4, added by add_logistic)'),
     (lambda net: net.split_pathways().add_logistic(), 'belongs on the main pathway'),
     (lambda net: net.merge_pathways([]), 'needs at least one other pathway'),
     (lambda net: net.merge_pathways(net), 'cannot merge pathway 0'),
@@ -363,7 +365,8 @@ def test_nn_constructor_checks_its_arguments():
         nn.NN(pre, 'images', 4, 0, rng)
     with pytest.raises(DataError, match='batch_size 500 is larger than the training set'):
         nn.NN(pre, 'images', 4, 500, rng)
-    with pytest.raises(DataError, match='labels outside num_classes.*class 3 but num_classes is 3'):
+    with pytest.raises(DataError,
+                       match='labels outside num_classes.*class 3 but num_classes is 3'):
         nn.NN(pre, 'images', 3, 8, rng)
     with pytest.raises(ConfigError, match='rng must be'):
         nn.NN(pre, 'images', 4, 8, 'seed')

@@ -90,7 +90,7 @@ def test_a_plain_net_is_one_table_with_every_layer_and_the_total():
         assert row['layer'] in text and row['call'] in text
     total = sum(p.numel() for p in net.module.parameters())
     assert f'total parameters: {total:,}' in text
-    assert f"NN 'net': 4 classes, batch 8, on cpu" in text
+    assert "NN 'net': 4 classes, batch 8, on cpu" in text
 
 
 def test_pathways_are_branches_shown_above_the_merge_that_joins_them():

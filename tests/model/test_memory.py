@@ -24,6 +24,7 @@ needs_proc = pytest.mark.skipif(not os.path.exists('/proc/self/clear_refs'),
 @pytest.mark.parametrize('kind, batch, rule', [
     ('cnn', 256, 'adam'), ('cnn', 64, 'sgd'), ('bn', 256, 'momentum'), ('bn', 64, 'adadelta'),
     ('mlp', 256, 'sgd'), ('mlp', 64, 'adam')])
+@pytest.mark.slow
 def test_training_memory_is_within_30_percent_of_the_measured_peak(kind, batch, rule):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536', OMP_NUM_THREADS='1')
     out = subprocess.run([sys.executable, CHILD, kind, str(batch), rule], env=env, check=True,

@@ -311,15 +311,15 @@ def test_bad_token_channels_are_refused(tokens, message):
     ('images', lambda n: n.add_lstm(4), 'add_lstm needs a (T, F) sequence input; got (3, 10, 10)'),
     ('images', lambda n: n.add_recurrent_sum(), 'add_recurrent_sum needs a (T, F) sequence'),
     ('seq', lambda n: n.add_pooling(2), 'add_pooling needs a (C, H, W) input; got (5, 4)'),
-    ('seq', lambda n: n.add_lookup_table(9, 3), 'needs an integer token channel (N, T); got '
-                                                "float input (5, 4) from channel 'seq'"),
+    ('seq', lambda n: n.add_lookup_table(9, 3), ('needs an integer token channel (N, T); got '
+                                                 "float input (5, 4) from channel 'seq'")),
     ('images', lambda n: n.add_lookup_table(9, 3), 'token_channels'),
     ('tokens', lambda n: n.add_lookup_table(VOCAB - 1, 3),
      f"channel 'tokens' holds token {VOCAB - 1} but vocab_size is {VOCAB - 1}"),
     ('tokens', lambda n: n.add_lookup_table(0, 3), 'vocab_size must be a positive integer'),
     ('tokens', lambda n: n.add_lookup_table(VOCAB, 2.5), 'embedding_dim must be a positive'),
-    ('tokens', lambda n: n.add_hidden(4), 'add_hidden needs float input; channel '
-                                          "'tokens' holds integer tokens (6,): embed them"),
+    ('tokens', lambda n: n.add_hidden(4), ('add_hidden needs float input; channel '
+                                           "'tokens' holds integer tokens (6,): embed them")),
     ('tokens', lambda n: n.add_lstm(4), 'add_lstm needs float input'),
     ('images', lambda n: n.merge_data_channel('tokens'), 'holds integer tokens'),
     ('seq', lambda n: n.add_lstm(4, gate_activation=nn.relu),
@@ -332,7 +332,8 @@ def test_bad_token_channels_are_refused(tokens, message):
     ('images', lambda n: n.add_pooling(3, padding=2), 'padding (2, 2) is more than half'),
     ('images', lambda n: n.add_pooling(11), 'a 11x11 window does not fit'),
     ('images', lambda n: n.add_deconvolution(2, 1, padding=6), 'leaves no output'),
-    ('images', lambda n: n.add_deconvolution(2, (3, 3, 3)), 'filter_shape must be a positive integer or a pair'),
+    ('images', lambda n: n.add_deconvolution(2, (3, 3, 3)),
+     'filter_shape must be a positive integer or a pair'),
     ('images', lambda n: n.add_lrn(alpha=0), 'alpha must be a number > 0'),
     ('images', lambda n: n.add_lrn(depth=0), 'depth must be a positive integer'),
 ])

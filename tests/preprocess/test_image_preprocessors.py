@@ -315,6 +315,7 @@ def size_coded_sets(n=240, seed=0):
     return split_training_data((images, classes), 16, 60, 20, 20)
 
 
+@pytest.mark.slow
 def test_merging_the_shapes_channel_beats_the_same_net_without_it(tmp_path):
     nn = pytest.importorskip('pydnn2.neuralnet')
     sets = size_coded_sets()
@@ -348,6 +349,7 @@ def test_a_saved_net_rebuilds_the_preprocessor_and_predicts_the_same(tmp_path):
                                   net.predict({'images': unseen})[1])
 
 
+@pytest.mark.slow
 def test_the_image_folder_example_runs_end_to_end(tmp_path, capsys):
     pytest.importorskip('pydnn2.neuralnet')
     path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'examples', 'images.py')

@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from pydnn2.errors import ConfigError, DataError
-from pydnn2.preprocess import (ContiguousBoxPreserveAspectRatioResizer, ContiguousBoxStretchResizer,
-                           PreserveAspectRatioResizer, StochasticStretchResizer, StretchResizer,
-                           ThresholdBoxPreserveAspectRatioResizer, ThresholdBoxStretchResizer,
-                           as_image, label_components, largest_blob_box, resizer_from_state)
+from pydnn2.preprocess import (ContiguousBoxPreserveAspectRatioResizer,
+                               ContiguousBoxStretchResizer, PreserveAspectRatioResizer,
+                               StochasticStretchResizer, StretchResizer,
+                               ThresholdBoxPreserveAspectRatioResizer, ThresholdBoxStretchResizer,
+                               as_image, label_components, largest_blob_box, resizer_from_state)
 
 ALL_RESIZERS = [
     StretchResizer(), PreserveAspectRatioResizer(), ThresholdBoxStretchResizer(128),

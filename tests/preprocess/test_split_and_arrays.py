@@ -6,7 +6,6 @@ its code, rows looked up through the file indices, and standardisation
 """
 
 import copy
-import math
 
 import numpy as np
 import pytest

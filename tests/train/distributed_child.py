@@ -3,6 +3,7 @@
 Usage: python distributed_child.py OUTPUT_DIR RESULT [--epochs N] [--resume PATH|auto]
                                    [--slow SECONDS] [--pids FOLDER] [--devices N]
                                    [--checkpoint-every N] [--hold RANK:EPOCH:FOLDER]
+                                   [--pause RANK:EPOCH.BATCH:BEACON]
 
 The same script runs in one process (``python distributed_child.py ...``) and
 under ``torchrun``: nothing in it names a rank except what it records. Trains
@@ -13,8 +14,10 @@ it opened for writing while training (``open``, ``os.open`` and
 ``pydnn2.files.atomic_write`` are watched). Rank 0 saves the final weights to
 RESULT with torch.save; when a signal stops training (TrainingInterrupted)
 each rank records the checkpoint's path instead and exits with INTERRUPTED.
-``--slow`` sleeps after each batch (so that a test can
-kill a worker mid-run); ``--pids`` writes each rank's pid to FOLDER/rank<r>.<restart>
+``--slow`` sleeps after each batch; ``--pause`` makes rank RANK (of the
+first start, not of a restart) write the file BEACON after batch BATCH of
+epoch EPOCH and wait there for a signal, so that a test's signal lands at
+that very batch; ``--pids`` writes each rank's pid to FOLDER/rank<r>.<restart>
 (outside OUTPUT_DIR) when training starts. ``--devices N`` trains with
 ``net.train(..., devices=N)``: N processes that this one starts itself.
 ``--hold RANK:EPOCH:FOLDER`` makes rank RANK of the first attempt (torchrun's
@@ -40,6 +43,7 @@ from pydnn2 import data, distributed, files, preprocess
 from pydnn2 import neuralnet as nn
 
 INTERRUPTED = 3           # the exit status after a signal stopped training
+_OPEN = builtins.open     # the beacon is the test's file, not one training wrote
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -77,6 +81,37 @@ def hold(spec):
     if restart or distributed.rank() != int(rank):
         return None
     return Hold(int(epoch), folder)
+
+
+class PauseAt(nn.Callback):
+    """After batch ``batch`` of epoch ``epoch``, writes ``beacon`` and waits for a
+    signal: the synchronisation point of the test that sends it."""
+
+    def __init__(self, epoch, batch, beacon):
+        self.epoch, self.batch, self.beacon = epoch, batch, beacon
+
+    def on_minibatch_end(self, net, logs):
+        if (logs['epoch'], logs['batch']) == (self.epoch, self.batch):
+            with _OPEN(f'{self.beacon}.part', 'w') as f:
+                f.write(str(os.getpid()))
+            os.replace(f'{self.beacon}.part', self.beacon)
+            signal.pause()          # SIGKILL ends here; SIGTERM's handler returns
+
+    def state_dict(self):
+        """Nothing to checkpoint: a restarted or resumed run has no pause."""
+        return {}
+
+
+def pause_callbacks(spec, rank, restart):
+    """``[PauseAt(...)]`` for ``--pause RANK:EPOCH.BATCH:BEACON`` on that rank's first
+    start, else ``[]``."""
+    if not spec:
+        return []
+    which, point, beacon = spec.split(':', 2)
+    if int(which) != rank or restart:
+        return []
+    epoch, batch = map(int, point.split('.'))
+    return [PauseAt(epoch, batch, beacon)]
 
 
 @contextlib.contextmanager
@@ -146,17 +181,19 @@ def main():
     parser.add_argument('--devices', type=int, default=None)
     parser.add_argument('--checkpoint-every', type=int, default=1)
     parser.add_argument('--hold', default=None)
+    parser.add_argument('--pause', default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     tempfile.gettempdir()         # (torch probes it with a write on first use: not ours)
     rank = distributed.rank()
+    restart = (distributed.environment() or {}).get('restart_count', 0)
     if args.pids:
-        restart = (distributed.environment() or {}).get('restart_count', 0)
         with open(os.path.join(args.pids, f'rank{rank}.{restart}'), 'w') as f:
             f.write(str(os.getpid()))
     net = build(args.output_dir)
     written, printed = [], io.StringIO()
-    callbacks = [Slow(args.slow)] if args.slow else []
+    callbacks = ([Slow(args.slow)] if args.slow else []) + pause_callbacks(args.pause, rank,
+                                                                           restart)
     callbacks += [c for c in [hold(args.hold)] if c is not None]
     interrupted = None
     with watched_writes(written), contextlib.redirect_stdout(printed), \

@@ -1,18 +1,24 @@
-"""Child process of test_kill_resume.py: trains a small rotating-image net.
+"""Child process of test_kill_resume.py and test_signals.py: trains a small
+rotating-image net.
 
 Usage: python resume_child.py RULE OUTPUT_DIR RESULT_FILE [--checkpoint] [--resume]
-                              [--callbacks]
+                              [--callbacks] [--slow] [--pause=EPOCH.BATCH:BEACON]
 
 Writes the final weights to RESULT_FILE with torch.save and the history
 (without the seconds) to RESULT_FILE.json when training ends. With
 --callbacks, a HistoryLogger writes OUTPUT_DIR/history.csv and an
-EarlyStopping ends the main phase early. When a signal stops training
+EarlyStopping ends the main phase early. With --pause, the child writes the
+file BEACON after batch BATCH of epoch EPOCH and waits there for a signal, so
+that the parent's signal lands at that very batch; --slow paces the batches
+(for two children that must overlap). When a signal stops training
 (TrainingInterrupted), prints the checkpoint's path and exits with
 INTERRUPTED; when train refuses to start (ConfigError), prints the message
 and exits with REFUSED.
 """
 
 import json
+import os
+import signal
 import sys
 import time
 
@@ -33,10 +39,39 @@ INTERRUPTED, REFUSED = 3, 4
 
 
 class Slow(nn.Callback):
-    """Paces the batches so the parent's kill lands while training runs."""
+    """Paces the batches, so that two children started together overlap."""
 
     def on_minibatch_end(self, net, logs):
         time.sleep(0.01)
+
+
+class PauseAt(nn.Callback):
+    """After batch ``batch`` of epoch ``epoch``, writes ``beacon`` and waits for a
+    signal: the synchronisation point of the parent that sends it."""
+
+    def __init__(self, epoch, batch, beacon):
+        self.epoch, self.batch, self.beacon = epoch, batch, beacon
+
+    def on_minibatch_end(self, net, logs):
+        if (logs['epoch'], logs['batch']) == (self.epoch, self.batch):
+            with open(f'{self.beacon}.part', 'w') as f:
+                f.write(str(os.getpid()))
+            os.replace(f'{self.beacon}.part', self.beacon)
+            signal.pause()          # SIGKILL ends here; SIGTERM/SIGINT's handler returns
+
+    def state_dict(self):
+        """Nothing to checkpoint: the resumed run has no pause."""
+        return {}
+
+
+def pause_callbacks(argv):
+    """``[PauseAt(...)]`` for a ``--pause=EPOCH.BATCH:BEACON`` argument, else ``[]``."""
+    for arg in argv:
+        if arg.startswith('--pause='):
+            point, beacon = arg[len('--pause='):].split(':', 1)
+            epoch, batch = map(int, point.split('.'))
+            return [PauseAt(epoch, batch, beacon)]
+    return []
 
 
 def images():
@@ -56,7 +91,8 @@ def callbacks(output_dir):
             nn.EarlyStopping('valid_loss', patience=1, min_delta=0.15, restore_best=False)]
 
 
-def main(rule, output_dir, result, checkpoint=False, resume=False, with_callbacks=False):
+def main(rule, output_dir, result, checkpoint=False, resume=False, with_callbacks=False,
+         extra=()):
     torch.set_num_threads(1)
     rng = np.random.RandomState(11)
     raw, classes = images()
@@ -77,8 +113,8 @@ def main(rule, output_dir, result, checkpoint=False, resume=False, with_callback
                             # pinned: the straight and the killed run are two processes,
                             # whose own measurements could choose different layouts
                             channels_last=False,
-                            callbacks=[Slow()] + (callbacks(output_dir) if with_callbacks
-                                                  else []))
+                            callbacks=list(extra) + (callbacks(output_dir) if with_callbacks
+                                                     else []))
     except nn.ConfigError as exc:
         print(exc, flush=True)
         sys.exit(REFUSED)
@@ -92,4 +128,5 @@ def main(rule, output_dir, result, checkpoint=False, resume=False, with_callback
 
 if __name__ == '__main__':
     main(sys.argv[1], sys.argv[2], sys.argv[3], '--checkpoint' in sys.argv,
-         '--resume' in sys.argv, '--callbacks' in sys.argv)
+         '--resume' in sys.argv, '--callbacks' in sys.argv,
+         [Slow()] * ('--slow' in sys.argv) + pause_callbacks(sys.argv))

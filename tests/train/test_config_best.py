@@ -22,8 +22,8 @@ def test_options_become_one_checked_config():
     (dict(keep_checkpoints=0), 'keep_checkpoints must be a positive integer'),
     (dict(checkpoint_every=1.5), 'checkpoint_every must be a positive integer or None'),
     (dict(l1_reg=-1), 'l1_reg must be a number >= 0'),
-    (dict(callbacks='history.csv'), 'callbacks must be a pydnn2 Callback or a list of them; '
-                                    'received str'),
+    (dict(callbacks='history.csv'), ('callbacks must be a pydnn2 Callback or a list of them; '
+                                     'received str')),
     (dict(resume=3), "resume must be None, True, 'auto' or a checkpoint path"),
     (dict(amp='fp8'), "amp must be one of None, 'bf16', 'fp16'"),
 ])
@@ -80,7 +80,8 @@ def test_keepers_share_one_per_criterion_and_round_trip():
     keepers.update({'epoch': 1, 'valid_loss': 0.3, 'train_loss': 0.2}, net)
     again = Keepers()
     again.load_state_dict(keepers.state_dict())
-    assert again.get('valid_loss').params['w'] == 7 and again.get('valid_loss', min_delta=0.1).best == 0.3
+    assert again.get('valid_loss').params['w'] == 7
+    assert again.get('valid_loss', min_delta=0.1).best == 0.3
 
 
 def test_early_stopping_patience_and_wacky_share_the_sessions_keeper(small_net):

@@ -24,9 +24,10 @@ from pydnn2.train.checkpoints import run_of
 CHILD = os.path.join(os.path.dirname(__file__), 'distributed_child.py')
 TORCHRUN = [sys.executable, '-m', 'torch.distributed.run']
 TIMEOUT = 120
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
-                                or not torch.distributed.is_gloo_available(),
-                                reason='needs torch.distributed with gloo')
+pytestmark = [pytest.mark.skipif(not torch.distributed.is_available()
+                                 or not torch.distributed.is_gloo_available(),
+                                 reason='needs torch.distributed with gloo'),
+              pytest.mark.slow]
 
 
 def start(command):
@@ -164,13 +165,13 @@ def wait_for(path, child, limit=TIMEOUT):
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
 def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(runs, tmp_path):
-    out, pids = tmp_path / 'out', tmp_path / 'pids'
+    out, pids, beacon = tmp_path / 'out', tmp_path / 'pids', tmp_path / 'paused'
     out.mkdir()
     pids.mkdir()
     child = start([*TORCHRUN, '--standalone', '--nproc_per_node=2', '--max-restarts=1', CHILD,
-                   out, tmp_path / 'killed.pt', '--resume', 'auto', '--slow', 0.01,
-                   '--pids', pids])
-    wait_for(out / 'dp_checkpoint_0001.pt', child)
+                   out, tmp_path / 'killed.pt', '--resume', 'auto', '--pids', pids,
+                   '--pause', f'1:2.5:{beacon}'])        # rank 1 waits at epoch 2, batch 5
+    wait_for(beacon, child)
     os.kill(int((pids / 'rank1.0').read_text()), signal.SIGKILL)
     finish([child])
     assert (pids / 'rank0.1').exists() and (pids / 'rank1.1').exists()   # restarted once
@@ -181,12 +182,12 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_never_killed(runs, 
 
 
 def test_a_signal_to_one_rank_stops_both_after_the_same_batch(runs, tmp_path):
-    out, pids = tmp_path / 'out', tmp_path / 'pids'
+    out, pids, beacon = tmp_path / 'out', tmp_path / 'pids', tmp_path / 'paused'
     out.mkdir()
     pids.mkdir()
-    child = ranks(out, tmp_path / 'stopped.pt', '--slow', 0.01, '--pids', pids)
-    wait_for(out / 'dp_checkpoint_0001.pt', child)
-    time.sleep(0.1)                                           # into the second epoch
+    child = ranks(out, tmp_path / 'stopped.pt', '--pids', pids,
+                  '--pause', f'1:2.5:{beacon}')              # rank 1 waits at epoch 2, batch 5
+    wait_for(beacon, child)
     os.kill(int((pids / 'rank1.0').read_text()), signal.SIGTERM)
     try:
         child.communicate(timeout=TIMEOUT)

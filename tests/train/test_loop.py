@@ -110,7 +110,7 @@ def test_confusion_matrices_count_every_row_and_list_the_mistakes(sets, tmp_path
         assert np.trace(matrix) == np.sum(predicted == y)
         expected = [(int(f), int(a), int(p)) for f, a, p in zip(files, y, predicted) if a != p]
         assert mistakes == expected
-        for f, a, p in mistakes:
+        for _, a, p in mistakes:
             assert matrix[a, p] >= 1
 
 

@@ -17,7 +17,7 @@ from pydnn2.errors import ConfigError
 from pydnn2.train.lr_find import LRFindResult, smooth, suggest, sweep_rates
 
 sys.path.insert(0, os.path.dirname(__file__))
-from equality import same  # noqa: E402
+from equality import same
 
 Image = pytest.importorskip('PIL.Image')
 

@@ -167,7 +167,8 @@ def test_decay_matches_pydnn(options, seed):
     rates = run_both(LearningRateDecay(**options), PydnnDecay(**options), train, valid)
     assert len(rates) == 40
     if options.get('min_learning_rate'):
-        assert min(rates) > options['min_learning_rate'] or rates == [options['learning_rate']] * 40
+        assert (min(rates) > options['min_learning_rate']
+                or rates == [options['learning_rate']] * 40)
 
 
 @pytest.mark.parametrize('schedule', [((0, .4), (2, .2), (3, .1), (7, .05)),

@@ -21,7 +21,7 @@ from pydnn2.errors import ConfigError, TrainingInterrupted
 from pydnn2.train.checkpoints import list_checkpoints
 
 sys.path.insert(0, os.path.dirname(__file__))
-from equality import same  # noqa: E402
+from equality import same
 
 
 def make(sets, folder, batch=32, classes=10, pre=None, activation=nn.relu):

@@ -17,9 +17,10 @@ from pydnn2.train import (
 
 SHAPES = [(3, 4), (5,)]
 RATES = [0.1, 0.1, 0.05, 0.05, 0.02, 0.02]  # a learning-rate change between steps
+STEPS = len(RATES)
 
 
-def problem(seed=0, steps=len(RATES)):
+def problem(seed=0, steps=STEPS):
     """Float32 starting parameters and one float32 gradient per step and parameter."""
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal(shape).astype(np.float32) for shape in SHAPES]

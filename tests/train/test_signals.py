@@ -22,7 +22,7 @@ from pydnn2.errors import TrainingInterrupted
 from pydnn2.train.checkpoints import list_checkpoints, run_of
 
 sys.path.insert(0, os.path.dirname(__file__))
-from resume_child import INTERRUPTED, REFUSED  # noqa: E402
+from resume_child import INTERRUPTED, REFUSED
 
 CHILD = os.path.join(os.path.dirname(__file__), 'resume_child.py')
 pytestmark = pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs POSIX signals')
@@ -55,25 +55,29 @@ def assert_same_outcome(a, b):
     assert history_a == history_b
 
 
-def signal_after_first_checkpoint(rule, folder, signum, delay):
-    """Start a child, send ``signum`` ``delay`` s after its first checkpoint; returns its
-    exit code and what it printed."""
-    child = start_child(rule, folder, folder.parent / 'unused.pt', '--checkpoint')
-    first = folder / 'kill_checkpoint_0001.pt'
+def signal_at(rule, folder, signum, epoch, batch):
+    """Start a child, send ``signum`` when it reaches batch ``batch`` of epoch ``epoch``
+    (it writes a beacon file there and waits); returns its exit code and what it printed."""
+    beacon = folder.parent / f'{folder.name}.paused'
+    child = start_child(rule, folder, folder.parent / 'unused.pt', '--checkpoint',
+                        f'--pause={epoch}.{batch}:{beacon}')
     deadline = time.monotonic() + 240
-    while not first.exists() and child.poll() is None and time.monotonic() < deadline:
+    while not beacon.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            pytest.fail(f'the child never reached its pause:\n{child.communicate()[1]}')
         time.sleep(0.01)
-    time.sleep(delay)
     child.send_signal(signum)
     out, err = child.communicate(timeout=120)
     return child.returncode, out, err
 
 
-@pytest.mark.parametrize('rule, delay', [('momentum', 0.05), ('adam', 0.6)])
-def test_sigterm_then_resume_is_bit_identical(rule, delay, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize('rule, epoch, batch', [('momentum', 2, 4), ('adam', 3, 15)])
+def test_sigterm_then_resume_is_bit_identical(rule, epoch, batch, tmp_path):
     run_child(rule, tmp_path / 'a', tmp_path / 'straight.pt')
     folder = tmp_path / 'b'
-    code, out, err = signal_after_first_checkpoint(rule, folder, signal.SIGTERM, delay)
+    code, out, err = signal_at(rule, folder, signal.SIGTERM, epoch, batch)
     assert code == INTERRUPTED, err
     path = out.strip()
     assert path.endswith('_interrupted.pt') and os.path.isfile(path)
@@ -82,10 +86,11 @@ def test_sigterm_then_resume_is_bit_identical(rule, delay, tmp_path):
     assert_same_outcome(tmp_path / 'straight.pt', tmp_path / 'resumed.pt')
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_final_epochs_skips_them_and_resume_continues_the_main_phase(tmp_path):
     run_child('adam', tmp_path / 'a', tmp_path / 'straight.pt')
     folder = tmp_path / 'b'
-    code, out, err = signal_after_first_checkpoint('adam', folder, signal.SIGINT, 0.2)
+    code, out, err = signal_at('adam', folder, signal.SIGINT, 2, 10)
     assert code == INTERRUPTED, err
     assert not (folder / 'kill_final_net.pt').exists()        # no final phase ran
     state = torch.load(out.strip(), weights_only=True)
@@ -95,10 +100,11 @@ def test_ctrl_c_with_final_epochs_skips_them_and_resume_continues_the_main_phase
     assert_same_outcome(tmp_path / 'straight.pt', tmp_path / 'resumed.pt')
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_name_and_folder_the_second_is_refused(tmp_path):
     run_child('sgd', tmp_path / 'a', tmp_path / 'straight.pt')
     folder = tmp_path / 'b'
-    children = [start_child('sgd', folder, tmp_path / f'result{i}.pt', '--checkpoint')
+    children = [start_child('sgd', folder, tmp_path / f'result{i}.pt', '--checkpoint', '--slow')
                 for i in (0, 1)]
     done = [(child.returncode, out, err) for child in children
             for out, err in [child.communicate(timeout=300)]]

@@ -119,7 +119,8 @@ class LayerSpec:
                                   f'output_shape(incoming, call)')
 
     def out_dtype(self, incoming):
-        """What the output rows hold: :data:`FLOAT` values (or :data:`TOKENS`)."""
+        """What the output rows hold: :data:`~pydnn2.model.layers.base.FLOAT` values (or
+        :data:`~pydnn2.model.layers.base.TOKENS`)."""
         return FLOAT
 
     def make_module(self, incoming):
