@@ -127,7 +127,7 @@ class _Items(Dataset):
         random.seed(seed)
         try:
             item = self.dataset[index]
-        except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
+        except Exception as exc:  # the user's error, named with its item
             raise DataError(f'{where} raised {type(exc).__name__}: {exc}') from exc
         return split_item(item, where, self.labelled)
 
@@ -247,7 +247,7 @@ class DatasetSource(BatchSource):
                 return
             except DataError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - the user's loader, named with its batch
+            except Exception as exc:  # the user's loader, named with its batch
                 raise DataError(f'{where}: reading it raised {type(exc).__name__}: '
                                 f'{exc}') from exc
             step += 1

@@ -39,6 +39,8 @@ MAX_EVAL_BATCH_SIZE = 65536
 CPU_BATCH_BYTES = 64 * 2 ** 20
 #: The share of the free GPU memory an inference batch may fill.
 GPU_MEMORY_FRACTION = 0.5
+# The default share: all the rows, one process (a Shard is frozen, so one serves every call).
+_ONE_PROCESS = Shard()
 
 @contextlib.contextmanager
 def inference_mode_of(module):
@@ -342,7 +344,7 @@ def _logits(net, x, adaptive):
                           _logits(net, {k: v[half:] for k, v in x.items()}, adaptive)])
 
 
-def iter_source(net, source, shard=Shard(), batch_size=None):
+def iter_source(net, source, shard=_ONE_PROCESS, batch_size=None):
     """Yield ``(logits, y)`` of a batch source's rows in order (this rank's block of
     them with ``shard``), one inference batch at a time (see :func:`iter_logits`)."""
     plan = EpochPlan(batch_size=eval_batch_size(net, batch_size),
@@ -353,7 +355,7 @@ def iter_source(net, source, shard=Shard(), batch_size=None):
         yield _logits(net, x, adaptive), y
 
 
-def source_sums(net, source, shard=Shard(), batch_size=None):
+def source_sums(net, source, shard=_ONE_PROCESS, batch_size=None):
     """``(summed loss, error count, rows)`` of the net on a batch source (this rank's
     block with ``shard``), as device tensors and an int."""
     loss = torch.zeros((), device=net.device)
@@ -375,7 +377,7 @@ def evaluate_source(net, source, batch_size=None):
     return loss.item() / rows, errors.item() / rows
 
 
-def source_probabilities(net, source, shard=Shard(), batch_size=None):
+def source_probabilities(net, source, shard=_ONE_PROCESS, batch_size=None):
     """The softmax probabilities ``(n, classes)`` (float32) and classes ``(n,)`` of a
     batch source's rows (this rank's block with ``shard``), on the device."""
     probabilities, classes = [], []

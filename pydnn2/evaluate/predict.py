@@ -1,6 +1,5 @@
 """Predictions, final-layer outputs and metrics of a trained net."""
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError

@@ -153,6 +153,7 @@ class Preprocessor(abc.ABC):
 
     def set_state(self, state):
         """Restore :meth:`get_state`'s state, so training resumes exactly."""
+        return None                 # no state by default: nothing to restore
 
     # -- what prediction and export ask -----------------------------------------------------
 

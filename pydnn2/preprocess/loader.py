@@ -155,7 +155,7 @@ class _Reader(torch.utils.data.Dataset):
         _seed_all(item_seed(seed, index))
         try:
             item = self.dataset[index]
-        except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
+        except Exception as exc:  # the user's error, named with its item
             raise DataError(f'{where} raised {type(exc).__name__}: {exc}') from exc
         x, y = split_item(item, self.channel, where)
         self.spec.check(x, y, where, self.num_classes)

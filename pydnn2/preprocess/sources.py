@@ -52,6 +52,8 @@ import torch
 
 #: The share of a GPU's free memory a set may take and still stay on the device.
 DEVICE_FRACTION = 0.5
+# The default device of whole sets (a torch.device is immutable: one serves every call).
+_CPU = torch.device('cpu')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +117,7 @@ class BatchSource(abc.ABC):
         """Whether passes differ (an augmentation drawn per pass); False by default."""
         return False
 
-    def whole(self, device=torch.device('cpu')):
+    def whole(self, device=_CPU):
         """The whole set as one ``(x, y)`` pair, in row order (pydnn's ``get_train``
         and friends): every batch of one in-order pass, concatenated."""
         parts = list(self.batches(EpochPlan(batch_size=4096, device=torch.device(device),
@@ -232,7 +234,7 @@ class TensorSource(BatchSource):
         return Batches((self._batch(r, plan.device, held, epoch) for r in rows), steps,
                        plan.start)
 
-    def whole(self, device=torch.device('cpu')):
+    def whole(self, device=_CPU):
         """The whole set as one ``(x, y)`` pair, in row order (one pass: an augmenting
         source draws its next augmentation)."""
         device = torch.device(device)

@@ -13,7 +13,7 @@ from pydnn2.errors import ConfigError, DataError
 from pydnn2.evaluate.given import DatasetSource
 from pydnn2.preprocess import DatasetPreprocessor, Rotator360, StretchResizer
 from pydnn2.preprocess.sources import EpochPlan, Shard
-from test_interpret import raw_images  # noqa: E402
+from test_interpret import raw_images
 
 
 class Items(Dataset):

@@ -118,8 +118,8 @@ def test_confusion_matrix_counts_and_rows_with_numbers_in_small_matrices(digits_
     ([[1, np.nan], [0, 2]], 'received nan at actual class 0, predicted 1 (1 such cell)'),
     ([[1, 2], [np.inf, 2]], 'received inf at actual class 1, predicted 0'),
     ([['a', 'b'], ['c', 'd']], "counts (numbers), received an array of <U1 ('a', ...)"),
-    ([[3, -1], [-2, 2]], 'not negative) in the confusion matrix, received -1 at actual class '
-                         '0, predicted 1 (2 such cells)'),
+    ([[3, -1], [-2, 2]], ('not negative) in the confusion matrix, received -1 at actual class '
+                          '0, predicted 1 (2 such cells)')),
 ])
 def test_a_confusion_matrix_that_is_not_counts_is_a_data_error(matrix, words):
     with pytest.raises(DataError, match='plot_confusion: expected .*' + re.escape(words)):

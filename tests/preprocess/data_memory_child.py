@@ -58,7 +58,8 @@ def train(kind, rows, width, path=None):
     cut = rows * 9 // 10                 # the sets as slices of x, as a user's own split
     sets = ((x[:cut], y[:cut]), (x[cut:], y[cut:]), (x[:0], y[:0]))
     pre = preprocess.ArrayPreprocessor(sets)
-    net = nn.NN(pre, 'images', 10, 256, 0, output_dir=f'out_{kind}_{rows}', verbose=False, device='cpu')
+    net = nn.NN(pre, 'images', 10, 256, 0, output_dir=f'out_{kind}_{rows}', verbose=False,
+                device='cpu')
     net.add_hidden(16)
     net.add_logistic()
     history = net.train(nn.Adam(0.01), epochs=1, checkpoint_every=1, progress=False)

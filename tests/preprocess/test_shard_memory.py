@@ -21,7 +21,7 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, 'train'))
-from test_distributed import TORCHRUN, finish, start  # noqa: E402
+from test_distributed import TORCHRUN, finish, start
 
 CHILD = os.path.join(os.path.dirname(__file__), 'shard_memory_child.py')
 ROWS, WIDTH = 64_000, 784                  # 0.2 GB of float32

@@ -200,8 +200,8 @@ def main():
             contextlib.redirect_stderr(printed):
         try:
             history = net.train(nn.StochasticGradientDescent(0.1), epochs=args.epochs,
-                                checkpoint_every=args.checkpoint_every, verbose=True, progress=False,
-                                resume=args.resume, callbacks=callbacks,
+                                checkpoint_every=args.checkpoint_every, verbose=True,
+                                progress=False, resume=args.resume, callbacks=callbacks,
                                 eval_metric=nn.Accuracy(), devices=args.devices)
         except nn.TrainingInterrupted as exc:
             history, interrupted = exc.history, exc.checkpoint

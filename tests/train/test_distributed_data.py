@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from test_distributed import TORCHRUN, assert_close, finish, start  # noqa: E402
+from test_distributed import TORCHRUN, assert_close, finish, start
 
 CHILD = os.path.join(os.path.dirname(__file__), 'dataset_child.py')
 TRAIN_ROWS, PREDICT_ROWS = 1024, 517
