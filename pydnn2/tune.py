@@ -63,7 +63,7 @@ class PruningCallback(Callback):
     """Report ``monitor`` to an Optuna trial after every main epoch, and stop training
     when the trial's pruner says so.
 
-    After ``train`` returns, :attr:`pruned_at` is the epoch it stopped after (None
+    After ``train`` returns, ``pruned_at`` is the epoch it stopped after (None
     if it ran to the end): raise ``optuna.TrialPruned`` then, as :func:`search` does.
     The final phase, if any, is skipped for a pruned trial.
 

@@ -459,7 +459,7 @@ def interpret(net, data='valid', class_names=None, top=20, batch_size=None, shar
     ----------
     net : NN
         A net ending in ``add_logistic``.
-    data : str, (x, classes), Dataset or DataLoader
+    data : str, (x, classes), torch.utils.data.Dataset or torch.utils.data.DataLoader
         'train', 'valid' or 'test' (the preprocessor's sets; 'train'
         without augmentation), a pair of raw input (as for ``predict``)
         and its true classes, or a torch ``Dataset`` or ``DataLoader`` of

@@ -108,11 +108,11 @@ def evaluate(net, data, metric, batch_size=None, shard=False):
     ----------
     net : NN
         A net ending in ``add_logistic``.
-    data : str, (x, classes), Dataset or DataLoader
+    data : str, (x, classes), torch.utils.data.Dataset or torch.utils.data.DataLoader
         'train', 'valid' or 'test' for the preprocessor's set (see
-        :func:`named_set`), a pair of raw input (as for :func:`predict`)
-        and its true classes, or a torch ``Dataset`` or ``DataLoader`` of
-        ``(x, y)`` items.
+        :func:`~pydnn2.evaluate.inference.named_set`), a pair of raw input (as
+        for :func:`predict`) and its true classes, or a torch ``Dataset`` or
+        ``DataLoader`` of ``(x, y)`` items.
     metric : metric or list of metrics
         E.g. ``Accuracy()`` or ``[LogLoss(), PrecisionRecall(10)]``, from
         :mod:`pydnn2.evaluate.metrics`. Each is reset before use.
@@ -148,10 +148,10 @@ def get_outputs(net, data, batch_size=None, shard=False):
 
     Parameters
     ----------
-    data : str, raw input, Dataset or DataLoader
+    data : str, raw input, torch.utils.data.Dataset or torch.utils.data.DataLoader
         'train', 'valid' or 'test' for the preprocessor's set (see
-        :func:`named_set`), or raw input, a ``Dataset`` or a ``DataLoader`` as
-        for :func:`predict`.
+        :func:`~pydnn2.evaluate.inference.named_set`), or raw input, a ``Dataset``
+        or a ``DataLoader`` as for :func:`predict`.
     batch_size : int, optional
         Rows per inference batch (default: :func:`~pydnn2.evaluate.inference_batch_size`).
     shard : bool

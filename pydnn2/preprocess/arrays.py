@@ -41,8 +41,8 @@ class ArrayPreprocessor(Preprocessor):
     the training set's standard deviation (one number per channel), so no
     statistic ever looks at validation or test data. The arrays are not
     copied: each batch is read and standardised as it is made, and a
-    ``numpy.memmap`` (or a set :func:`split_training_data` cut from one) is
-    read from disk batch by batch.
+    ``numpy.memmap`` (or a set :func:`~pydnn2.preprocess.split_training_data`
+    cut from one) is read from disk batch by batch.
 
     Parameters
     ----------

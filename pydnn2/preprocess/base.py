@@ -181,7 +181,7 @@ class Preprocessor(abc.ABC):
 
     @abc.abstractmethod
     def set_data(self, data):
-        """Attach new sets (as returned by :func:`split_training_data`)."""
+        """Attach new sets (as returned by :func:`~pydnn2.preprocess.split_training_data`)."""
 
     @abc.abstractmethod
     def state_dict(self):

@@ -41,7 +41,7 @@ class DatasetPreprocessor(Preprocessor):
         Evaluated every epoch (valid) and at each new best (test); none by default.
     channel : str
         The channel name of an item's ``x`` when it is not a dict.
-    normalize : {'standard', 'pydnn', None}
+    normalize : {'standard', 'pydnn'} or None
         ``'standard'``: each value channel centred on its mean training row and
         divided by the standard deviation of all its values (as
         :class:`~pydnn2.preprocess.ArrayPreprocessor`); ``'pydnn'``: centred and

@@ -221,7 +221,7 @@ def claim(net, rule, config, run, lock=None):
     """Refuse, before anything changes, a resume that does not fit or a folder holding
     another run's files (``overwrite=True`` deletes those instead); then the run is
     the net's and its earlier runs' checkpoints go. A ``resume='auto'`` run that starts
-    afresh over the files of its job's dead attempt (:func:`_restarted`) is that run,
+    afresh over the files of its job's dead attempt (``_restarted``) is that run,
     restarted: it takes its id."""
     not_files(net)
     if run.state is not None:
@@ -338,7 +338,7 @@ class RunLock:
     (``auto``: the run was started with ``resume='auto'``). If it exists and
     its process lives, :class:`~pydnn2.errors.ConfigError` names the pid; if
     that process is gone, the stale lock is taken over with a warning (its
-    contents kept as :attr:`dead`). Something at the lock's path that is not
+    contents kept as ``dead``). Something at the lock's path that is not
     a regular file (a folder) is a ``ConfigError``. Leaving removes the lock,
     if it is still this one.
     """
