@@ -20,7 +20,7 @@ def require(module, feature, extra, package=None):
     feature : str
         What needs it, in the user's terms (``'pydnn2.tune'``).
     extra : str
-        The extra of setup.cfg that installs it (``'tune'``).
+        The extra of pyproject.toml that installs it (``'tune'``).
     package : str, optional
         The package to name when it differs from the module's top level
         (``'tensorboard'`` for ``torch.utils.tensorboard``).
