@@ -1,9 +1,10 @@
 """The raw image sets an image preprocessor takes, checked: lists of decoded images
 (pydnn's way), or :class:`~pydnn2.data.ImageFiles` not yet read (a streamed folder).
 
->>> train = ([np.full((3, 4), 9, np.uint8)], [0])
->>> [len(images) for images, _, _ in parse_sets((train, ([], []), ([], [])), None, 'pre')]
-[1, 0, 0]
+>>> train = ([np.full((3, 4), 9, np.uint8)] * 2, [0, 1])
+>>> test = ([np.full((5, 4), 9, np.uint8)], [1])
+>>> [len(images) for images, _, _ in parse_sets((train, test, test), None, 'pre')]
+[2, 1, 1]
 """
 
 import numpy as np
