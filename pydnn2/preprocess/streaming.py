@@ -39,6 +39,8 @@ from .loader import ItemSpec, LoaderOptions, LoaderSource, default_workers
 SCAN_BATCH = 64
 #: Images per ``transform_images`` call when summing the mean image.
 SUM_CHUNK = 4096
+#: The most rows per batch an evaluation pass reads, so that every worker has files.
+READ_BATCH = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,15 @@ class ImageFileSource(LoaderSource):
     def labels(self):
         """The classes of every row, in order."""
         return self._labels
+
+    def batches(self, plan):
+        """The pass ``plan`` asks for; an evaluation pass from its start comes in batches
+        of at most :data:`READ_BATCH` rows (the rows in the same order), since a
+        worker reads a whole batch: one batch of thousands would keep the other
+        workers idle."""
+        if not plan.whole_batches and plan.start == 0 and plan.batch_size > READ_BATCH:
+            plan = dataclasses.replace(plan, batch_size=READ_BATCH)
+        return super().batches(plan)
 
     def _serve(self, x, rows, epoch):
         """``serve(x, rows, epoch)``, as a :class:`~pydnn2.preprocess.sources.TensorSource`

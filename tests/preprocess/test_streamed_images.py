@@ -15,6 +15,7 @@ from pydnn2.data.imagefiles import PathList
 from pydnn2.errors import ConfigError, DataError
 from pydnn2.preprocess import (Canonicalizer, Rotator360, Rotator360PlusGeometry,
                                StretchResizer, ThresholdBoxStretchResizer, split_training_data)
+from pydnn2.preprocess import streaming
 from pydnn2.preprocess.sources import EpochPlan
 from pydnn2.preprocess.streaming import ImageFileSource
 
@@ -89,7 +90,8 @@ def batches_of(pre, name, epochs=2, batch_size=8):
 
 @pytest.mark.parametrize('cls, workers', [(Rotator360, 2), (Rotator360PlusGeometry, 0),
                                           (Canonicalizer, 0)])
-def test_a_streamed_preprocessor_serves_the_in_memory_batches(folder, cls, workers):
+def test_a_streamed_preprocessor_serves_the_in_memory_batches(folder, cls, workers,
+                                                              monkeypatch):
     in_memory, streamed = both_splits(folder[0])
     resizer = ThresholdBoxStretchResizer(200)
     reference = cls(in_memory, SHAPE, resizer, np.random.RandomState(3))
@@ -108,6 +110,15 @@ def test_a_streamed_preprocessor_serves_the_in_memory_batches(folder, cls, worke
                 for channel in x:
                     torch.testing.assert_close(x[channel], x_ref[channel], rtol=1e-5,
                                                atol=1e-5)
+    monkeypatch.setattr(streaming, 'READ_BATCH', 4)      # evaluation passes: 4 rows a read
+    plan = EpochPlan(4096, whole_batches=False)
+    assert [len(y) for _, y in pre.source('all', augment=False).batches(plan)] == \
+        [4] * (pre.num_rows('all') // 4)
+    x, y = pre.source('all', augment=False).whole()
+    x_ref, y_ref = reference.source('all', augment=False).whole()
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    for channel in x:
+        torch.testing.assert_close(x[channel], x_ref[channel], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(pre.labels('all'), reference.labels('all'))
     np.testing.assert_array_equal(pre.source('valid').labels(), reference.labels('valid'))
 
