@@ -318,10 +318,11 @@ class ImagePreprocessor(Preprocessor):
                      if augmenting else None)
             features = [self._features(self._raw_shapes[n]) for n in names]
             if self._u8 is None:
-                parts = [FileItems(self._sets[SET_NAMES.index(n)][0], y, f, self._preparation(n))
-                         for n, y, f in zip(names, labels, features)]
-                self._served[key] = ImageFileSource(parts, f'the {name} images', self._serve,
-                                                    begin, self._loader_options())
+                parts = [FileItems(self._sets[SET_NAMES.index(n)][0], y, self._preparation(n))
+                         for n, y in zip(names, labels)]
+                rows = {c: torch.cat([f[c] for f in features]) for c in features[0]}
+                self._served[key] = ImageFileSource(parts, rows, f'the {name} images',
+                                                    self._serve, begin, self._loader_options())
             else:
                 parts = [{'images': ArrayRows(self._u8[n]),
                           **{c: ArrayRows(v) for c, v in f.items()}}

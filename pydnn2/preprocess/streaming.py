@@ -163,21 +163,19 @@ def _scan_loader(items, options):
 
 
 class FileItems(Dataset):
-    """One set's files as items ``({'images': uint8 (C, H, W), feature: row, ...}, class)``:
-    each file decoded and resized when read (in a ``DataLoader`` worker).
+    """One set's files as items ``(uint8 image (C, H, W), class)``: each file decoded
+    and resized when read (in a ``DataLoader`` worker).
 
     Parameters
     ----------
     files : pydnn2.data.ImageFiles
     labels : array of int64
-    features : dict
-        ``{channel: tensor (N, k)}``: the other channels, standardised, one row per file.
     preparation : Preparation
     """
 
-    def __init__(self, files, labels, features, preparation):
+    def __init__(self, files, labels, preparation):
         self.files, self.labels = files, np.asarray(labels, np.int64)
-        self.features, self.preparation = features, preparation
+        self.preparation = preparation
 
     def __len__(self):
         return len(self.files)
@@ -186,28 +184,22 @@ class FileItems(Dataset):
         u8, _ = self.preparation(self.files.read(i), geometry=False)
         h, w = self.preparation.image_shape
         u8 = np.require(u8, np.uint8, ('C', 'W')).reshape(-1, h, w)     # -> (C, H, W)
-        x = {'images': torch.from_numpy(u8)}
-        x.update({name: rows[i] for name, rows in self.features.items()})
-        return x, int(self.labels[i])
-
-
-def item_spec(channels, image_shape, features):
-    """The :class:`~pydnn2.preprocess.loader.ItemSpec` of :class:`FileItems`:
-    uint8 images of ``channels`` and the feature channels ``{name: width}``."""
-    spec = {'images': ((channels,) + tuple(image_shape), 'int')}
-    spec.update({name: ((width,), 'float') for name, width in features.items()})
-    return ItemSpec(spec, True)
+        return torch.from_numpy(u8), int(self.labels[i])
 
 
 class ImageFileSource(LoaderSource):
-    """The batches of one or more sets of files (train + valid + test for final epochs),
-    read through ``DataLoader`` workers (a :class:`~pydnn2.preprocess.loader.LoaderSource`
-    whose classes are known without reading the files).
+    """The batches of one or more sets of files (train + valid + test for final epochs):
+    the images read through ``DataLoader`` workers (a
+    :class:`~pydnn2.preprocess.loader.LoaderSource`), the other channels, measured
+    when the files were attached, taken from memory by row.
 
     Parameters
     ----------
     parts : list of FileItems
         Served as one set, rows numbered part after part.
+    features : dict
+        ``{channel: tensor (rows, k)}``: the other channels, standardised, one row
+        per file of all the parts.
     name : str
         How errors name the set (e.g. ``'the training images'``).
     serve, begin : callable
@@ -215,13 +207,14 @@ class ImageFileSource(LoaderSource):
     options : LoaderOptions
     """
 
-    def __init__(self, parts, name, serve, begin=None, options=None):
+    def __init__(self, parts, features, name, serve, begin=None, options=None):
         dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         first = parts[0]
-        spec = item_spec(first.files.channels, first.preparation.image_shape,
-                         {c: int(v.shape[1]) for c, v in first.features.items()})
+        spec = ItemSpec({'images': ((first.files.channels,) + first.preparation.image_shape,
+                                    'int')}, False)
         super().__init__(dataset, spec, 'images', name, serve=serve,
                          options=options or LoaderOptions(), begin=begin, draws=False)
+        self.features = features
         self._labels = np.concatenate([p.labels for p in parts])
 
     def labels(self):
@@ -238,6 +231,10 @@ class ImageFileSource(LoaderSource):
         return super().batches(plan)
 
     def _serve(self, x, rows, epoch):
-        """``serve(x, rows, epoch)``, as a :class:`~pydnn2.preprocess.sources.TensorSource`
-        calls it."""
+        """The images read and the batch's rows of the other channels, made into what the
+        net sees by ``serve(x, rows, epoch)`` (as a
+        :class:`~pydnn2.preprocess.sources.TensorSource` calls it)."""
+        device = x['images'].device
+        x.update({name: values.index_select(0, rows).to(device, non_blocking=True)
+                  for name, values in self.features.items()})
         return self.serve(x, rows, epoch)
