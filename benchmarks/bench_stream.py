@@ -195,10 +195,10 @@ def report(r):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true', help='a small folder, one round')
-    parser.add_argument('--images', type=int, default=12100, help='images in the folder')
+    parser.add_argument('--images', type=int, default=6050, help='images in the folder')
     parser.add_argument('--workers', type=int, default=2, help='DataLoader workers')
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds')
-    parser.add_argument('--epochs', type=int, default=3, help='training epochs per path')
+    parser.add_argument('--epochs', type=int, default=2, help='training epochs per path')
     parser.add_argument('--threads', type=int, help='torch threads')
     parser.add_argument('--folder', help='reuse (or write) the images here')
     parser.add_argument('--json', help='write the results here')

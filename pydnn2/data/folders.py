@@ -12,7 +12,6 @@ or, with ``on_error='skip'``, left out with a warning.
 
 import os
 import random
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,10 +25,7 @@ from .reader import _check_dtype, check_on_error, read_images
 
 def _warn(message):
     """Warn at the user's line: the first caller outside pydnn2."""
-    frame, level = sys._getframe(0), 1
-    while frame is not None and tracebacks.is_internal(frame):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    tracebacks.warn_at_user(message)
 
 
 def _entries(folder, on_error):

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .reader import check_on_error, read_image, read_images
+from .reader import check_on_error, open_image, read_image, read_images
 
 
 class PathList(Sequence):
@@ -100,6 +100,10 @@ class ImageFiles:
         """Image ``i``, read (a :class:`~pydnn2.errors.DataError` naming the file when
         it cannot be)."""
         return read_image(self.path(i), self.color)
+
+    def open(self, i):
+        """Image ``i``, read as a Pillow image (grey, or RGB with ``color``)."""
+        return open_image(self.path(i), self.color)
 
     def take(self, index):
         """The selection of files ``index`` (positions in this selection)."""

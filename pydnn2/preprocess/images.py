@@ -192,10 +192,9 @@ class ImagePreprocessor(Preprocessor):
         """How the raw images of set ``name`` ('train', 'valid', 'test', 'new') are made
         ready; a random stretch resizer's stretch is redrawn every epoch by the
         augmentation, so its training images are resized plainly."""
-        plain = name != 'train' or self.resizer.stretch_range is not None
-        return Preparation(self.resizer.prediction if plain else self.resizer.training,
-                           self.image_shape, self.fill, self.orient, self.serves_geometry,
-                           self.geometry_threshold)
+        training = name == 'train' and self.resizer.stretch_range is None
+        return Preparation(self.resizer, training, self.image_shape, self.fill, self.orient,
+                           self.serves_geometry, self.geometry_threshold)
 
     def _cache(self, sets, refit):
         """Resize every image into the uint8 cache; the training images' sum at the

@@ -23,17 +23,16 @@ started by ``spawn`` receive it too.
 """
 
 import dataclasses
-import warnings
-from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from .. import progress as progress_bars
+from .. import progress as progress_bars, tracebacks
 from ..errors import DataError
 from .imageops import affine_matrices, canonicalize, geometry_features, transform_images
 from .loader import ItemSpec, LoaderOptions, LoaderSource, default_workers
+from .resize import Resizer
 
 #: Files per batch of the pass that attaches a streamed set.
 SCAN_BATCH = 64
@@ -46,9 +45,11 @@ READ_BATCH = 256
 @dataclasses.dataclass(frozen=True)
 class Preparation:
     """How one raw image is made ready: put in canonical form (``orient``), resized
-    to uint8 ``image_shape`` by ``resize``, and its geometry measured (``geometry``)."""
+    to uint8 ``image_shape`` by ``resizer`` (as a training image with ``training``),
+    and its geometry measured (``geometry``)."""
 
-    resize: Callable            # a resizer's training or prediction method
+    resizer: Resizer            # resizes the raw image
+    training: bool              # its training method (else its prediction method)
     image_shape: tuple          # (height, width)
     fill: int = 255             # grey level of new space
     orient: bool = False        # pydnn's canonical turn before resizing
@@ -62,14 +63,30 @@ class Preparation:
                      else None)
         out = None
         if resized:
-            out = np.asarray(self.resize(canonical[0] if self.orient else image,
-                                         self.image_shape))
-            if out.shape[-2:] != self.image_shape:
-                raise DataError(f'{type(self.resize.__self__).__name__} returned an image of '
-                                f'shape {out.shape}; expected (..., {self.image_shape[0]}, '
-                                f'{self.image_shape[1]})')
+            resize = self.resizer.training if self.training else self.resizer.prediction
+            out = self._checked(resize(canonical[0] if self.orient else image,
+                                       self.image_shape))
         features = geometry_features(image, self.threshold, canonical) if geometry else None
         return out, features
+
+    def read(self, files, i):
+        """File ``i`` of ``files`` (:class:`~pydnn2.data.ImageFiles`) read and resized:
+        uint8 ``(C, H, W)``, as :meth:`__call__` resizes it (the resizer given the
+        Pillow image itself where it can: :meth:`~pydnn2.preprocess.Resizer.resize_image`)."""
+        if self.orient:
+            out = self(files.read(i), geometry=False)[0]
+        else:
+            out = self._checked(self.resizer.resize_image(files.open(i), self.image_shape,
+                                                          self.training))
+        return np.require(out, np.uint8, ('C', 'W')).reshape((-1,) + self.image_shape)
+
+    def _checked(self, out):
+        out = np.asarray(out)
+        if out.shape[-2:] != self.image_shape:
+            raise DataError(f'{type(self.resizer).__name__} returned an image of shape '
+                            f'{out.shape}; expected (..., {self.image_shape[0]}, '
+                            f'{self.image_shape[1]})')
+        return out
 
 
 def image_sum(u8, first, schedule, image_shape, fill=255, chunk_size=None):
@@ -125,7 +142,7 @@ def scan(files, preparation, options, fit=None, desc='reading images', progress=
     kept, shapes, geometry, skipped, total = [], [], [], [], None
     show = len(files) >= 500 if progress is None else bool(progress)
     bar = progress_bars.progress_bar(len(files), desc, enabled=show, leave=True)
-    for batch in loader:
+    for batch in _read(loader, desc):
         good = []
         for i, u8, shape, row, error in batch:
             if error is not None:
@@ -146,12 +163,25 @@ def scan(files, preparation, options, fit=None, desc='reading images', progress=
     bar.close()
     if skipped:
         more = f' and {len(skipped) - 5} more' if len(skipped) > 5 else ''
-        warnings.warn(f'skipped {len(skipped)} unreadable image file(s): '
-                      f'{", ".join(map(repr, skipped[:5]))}{more}', stacklevel=4)
+        tracebacks.warn_at_user(f'skipped {len(skipped)} unreadable image file(s): '
+                                f'{", ".join(map(repr, skipped[:5]))}{more}')
     raw = {'shapes': np.array(shapes, np.float64).reshape(-1, 2)}
     if preparation.geometry:
         raw['geometry'] = np.array(geometry, np.float64).reshape(len(kept), -1)
     return Scanned(np.array(kept, np.int64), raw, total)
+
+
+def _read(loader, desc):
+    """The loader's batches; a worker lost (killed by the system) is a DataError."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            raise DataError(f'{desc}: a DataLoader worker failed: {exc}') from None
+        yield batch
 
 
 def _scan_loader(items, options):
@@ -181,10 +211,7 @@ class FileItems(Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        u8, _ = self.preparation(self.files.read(i), geometry=False)
-        h, w = self.preparation.image_shape
-        u8 = np.require(u8, np.uint8, ('C', 'W')).reshape(-1, h, w)     # -> (C, H, W)
-        return torch.from_numpy(u8), int(self.labels[i])
+        return torch.from_numpy(self.preparation.read(self.files, i)), int(self.labels[i])
 
 
 class ImageFileSource(LoaderSource):

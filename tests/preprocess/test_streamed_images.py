@@ -208,3 +208,37 @@ def test_streamed_sets_refuse_what_they_cannot_do(folder):
     pre = Rotator360(streamed, SHAPE, StretchResizer(), 0, num_workers=0)
     with pytest.raises(DataError, match='3 channel'):
         pre.set_data(split_training_data(colour, 8, 60, 20, 20))
+
+
+def test_a_streamed_pass_resumed_at_a_batch_serves_the_rest_of_the_same_pass(folder):
+    pre = Rotator360(streamed_split(folder[0]), SHAPE, StretchResizer(), 0, num_workers=2)
+    state, order = pre.get_state(), torch.Generator().manual_seed(9)
+    shuffle = order.get_state()
+    whole = list(pre.source('train').batches(EpochPlan(8, order=order)))
+    pre.set_state(state)
+    order.set_state(shuffle)
+    rest = list(pre.source('train').batches(EpochPlan(8, order=order, start=2)))
+    assert len(rest) == len(whole) - 2 > 0
+    for (x, y), (x_ref, y_ref) in zip(rest, whole[2:]):
+        assert torch.equal(y, y_ref) and torch.equal(x['images'], x_ref['images'])
+        assert torch.equal(x['shapes'], x_ref['shapes'])
+
+
+class _Halving(StretchResizer):
+    """A user's stretch resizer of its own: its arrays, not the Pillow shortcut."""
+
+    def _resize(self, image, size):
+        return StretchResizer._resize(self, image, size) // 2
+
+
+@pytest.mark.parametrize('resizer', [StretchResizer(), _Halving(), ThresholdBoxStretchResizer(9)])
+def test_resizing_a_pillow_image_equals_resizing_its_array(folder, resizer):
+    files = streamed_split(folder[0])[0][0]
+    colour = ImageFiles(files.paths, color=True, index=files.index)
+    for i, size in ((0, SHAPE), (1, (7, 40)), (2, files.read(2).shape)):
+        for images in (files, colour):
+            for training in (False, True):
+                array = (resizer.training if training else resizer.prediction)(
+                    images.read(i), size)
+                np.testing.assert_array_equal(
+                    resizer.resize_image(images.open(i), size, training), array)
