@@ -99,9 +99,9 @@ def split_item(item, channel, where):
     x, y = item
     x = dict(x) if isinstance(x, dict) else {channel: x}
     try:
-        x = {name: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+        x = {name: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
              for name, v in x.items()}
-        label = int(torch.as_tensor(y).item())
+        label = int(y) if isinstance(y, (int, np.integer)) else int(torch.as_tensor(y).item())
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f'{where}: expected array-like inputs and one integer class; '
                         f'{type(exc).__name__}: {exc}') from None
