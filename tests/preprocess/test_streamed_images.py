@@ -158,6 +158,13 @@ def test_a_streamed_net_trains_saves_loads_and_predicts_as_the_in_memory_one(fol
     np.testing.assert_allclose(probabilities, reference.predict({'images': images})[1],
                                rtol=1e-4, atol=1e-6)
     assert len(classes) == len(names) == 10
+    loaded.preprocessor.set_data(streamed)          # a loaded net given the files again
+    np.testing.assert_allclose(loaded.get_outputs('valid'), reference.get_outputs('valid'),
+                               rtol=1e-4, atol=1e-6)
+    for (matrix, mistakes), (matrix_ref, mistakes_ref) in zip(
+            loaded.get_confusion_matrices(), reference.get_confusion_matrices()):
+        np.testing.assert_array_equal(matrix, matrix_ref)
+        assert mistakes == mistakes_ref
 
 
 def linked_copy(source, target):
