@@ -33,9 +33,10 @@ Examples
 
 from .digits import DIGIT_FOLDERS, DIGIT_MAX_ANGLE, load_digits, write_digit_images
 from .folders import DirectoryLabeledImageSet, UnlabeledImageSet
+from .imagefiles import ImageFiles
 from .plankton import write_plankton_images
 from .reader import PROGRESS_MIN_ITEMS, parallel_map, read_image, read_images
 
 __all__ = ['load_digits', 'write_digit_images', 'write_plankton_images', 'DirectoryLabeledImageSet',
-           'UnlabeledImageSet', 'read_image', 'read_images', 'parallel_map',
+           'UnlabeledImageSet', 'ImageFiles', 'read_image', 'read_images', 'parallel_map',
            'DIGIT_FOLDERS', 'DIGIT_MAX_ANGLE', 'PROGRESS_MIN_ITEMS']

@@ -13,7 +13,9 @@ of them, standardised with statistics of the training set alone.
 - :mod:`.datasets`: :class:`DatasetPreprocessor`, for torch datasets (read through
   :mod:`.loader`'s ``DataLoader`` source);
 - :mod:`.images` and :mod:`.rotators`: :class:`ImagePreprocessor` and pydnn's
-  :class:`Canonicalizer`, :class:`Rotator360`, :class:`Rotator360PlusGeometry`;
+  :class:`Canonicalizer`, :class:`Rotator360`, :class:`Rotator360PlusGeometry`
+  (:mod:`.imagesets` the sets they take; :mod:`.streaming` streamed image folders
+  read in ``DataLoader`` workers);
 - :mod:`.augment`: what changes between epochs (:class:`Augmentation`) and when;
 - :mod:`.resize`, :mod:`.boxes`, :mod:`.pixels`, :mod:`.imageops`: resizers and
   the image operations under them.

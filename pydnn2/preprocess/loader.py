@@ -99,9 +99,9 @@ def split_item(item, channel, where):
     x, y = item
     x = dict(x) if isinstance(x, dict) else {channel: x}
     try:
-        x = {name: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+        x = {name: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
              for name, v in x.items()}
-        label = int(torch.as_tensor(y).item())
+        label = int(y) if isinstance(y, (int, np.integer)) else int(torch.as_tensor(y).item())
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f'{where}: expected array-like inputs and one integer class; '
                         f'{type(exc).__name__}: {exc}') from None
@@ -139,9 +139,9 @@ class _Reader(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitems__(self, key):
-        in_worker = torch.utils.data.get_worker_info() is not None
-        saved = None if in_worker else (torch.random.get_rng_state(), np.random.get_state(),
-                                        random.getstate())
+        restore = key.seed is not None and torch.utils.data.get_worker_info() is None
+        saved = (torch.random.get_rng_state(), np.random.get_state(),
+                 random.getstate()) if restore else None
         try:
             return [self._item(int(i), key.seed) for i in key]
         finally:
@@ -152,7 +152,8 @@ class _Reader(torch.utils.data.Dataset):
 
     def _item(self, index, seed):
         where = f'{self.name}, item {index}'
-        _seed_all(item_seed(seed, index))
+        if seed is not None:                  # None: items that draw nothing
+            _seed_all(item_seed(seed, index))
         try:
             item = self.dataset[index]
         except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
@@ -197,12 +198,28 @@ class LoaderSource(BatchSource):
     serve : callable, optional
         ``serve(x) -> x`` on the device: the standardisation.
     options : LoaderOptions, optional
+    begin : callable, optional
+        Called once per pass, as a :class:`~pydnn2.preprocess.sources.TensorSource`'s
+        ``begin`` (where a preprocessor draws the epoch's augmentation); what it
+        returns reaches :meth:`_serve` with each batch.
+    draws : bool
+        Whether items draw at random (each seeded from the epoch and its index,
+        the epoch's seed drawn from the plan's order generator). False for items
+        that draw nothing: the order generator then moves as an in-memory
+        source's does.
     """
 
-    def __init__(self, dataset, spec, channel, name, serve=None, options=None):
+    def __init__(self, dataset, spec, channel, name, serve=None, options=None, begin=None,
+                 draws=True):
         self.dataset, self.spec, self.channel, self.name = dataset, spec, channel, name
         self.serve, self.options = serve, options or LoaderOptions()
+        self.begin, self.draws = begin, draws
         self._rows = len(dataset)
+
+    @property
+    def varies(self):
+        """Whether each pass draws its own augmentation (a ``begin``)."""
+        return self.begin is not None
 
     @property
     def num_rows(self):
@@ -211,15 +228,16 @@ class LoaderSource(BatchSource):
 
     def batches(self, plan):
         """The pass ``plan`` asks for: this rank's rows, read by the loader's workers."""
+        epoch = self.begin() if self.begin is not None else None
         rows = batch_rows(self._rows, plan)
         seed = (int(torch.randint(SEED_LIMIT, (1,), generator=plan.order))
-                if plan.order is not None else 0)
+                if plan.order is not None else 0) if self.draws else None
         first = plan.start
         keys = [_Key(r.tolist(), seed) for r in rows]
         if not keys:
             return Batches(iter(()), first, first)
         loader = self._loader(plan, keys)
-        return Batches(self._served(loader, plan, first), first + len(keys), first)
+        return Batches(self._served(loader, plan, first, rows, epoch), first + len(keys), first)
 
     def _loader(self, plan, keys):
         options = self.options
@@ -233,7 +251,7 @@ class LoaderSource(BatchSource):
                           pin_memory=pin, timeout=options.timeout,
                           worker_init_fn=options.worker_init_fn, **extra)
 
-    def _served(self, loader, plan, first):
+    def _served(self, loader, plan, first, rows=None, epoch=None):
         step = first
         iterator = iter(loader)
         while True:
@@ -248,7 +266,13 @@ class LoaderSource(BatchSource):
             step += 1
             x = {k: v.to(plan.device, non_blocking=True) for k, v in x.items()}
             y = y.to(plan.device, non_blocking=True)
-            yield (self.serve(x) if self.serve is not None else x), y
+            yield self._serve(x, rows[step - first - 1], epoch), y
+
+    def _serve(self, x, rows, epoch):
+        """A batch as read (on the device) made into what the net sees: ``serve(x)``.
+        A subclass whose ``serve`` needs the batch's row numbers (``rows``) or what
+        ``begin`` returned (``epoch``) overrides this."""
+        return self.serve(x) if self.serve is not None else x
 
 
 def first_item(dataset, channel, name):
