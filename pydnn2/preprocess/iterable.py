@@ -90,15 +90,18 @@ class _End:
 
 class _Items:
     """A reader's stream, item by item: each drawn under its own seed, numbered, and its
-    class folded into a digest."""
+    class folded into a digest. The draws up to the first item follow from the epoch's
+    ``seed`` alone; later items', from the ``reader`` too when given (see the module)."""
 
-    def __init__(self, dataset, seed, name):
+    def __init__(self, dataset, seed, name, reader=None, label=None):
         self.dataset, self.seed, self.name = dataset, seed, name
+        self.later = seed if reader is None else item_seed(seed, -1 - reader)
         self.iterator, self.index, self.digest = None, 0, 0
+        self.of = f" ({label}'s stream)" if label is not None else ''
 
     def take(self):
         """The next raw item, or None at the end of the stream."""
-        _seed_all(item_seed(self.seed, self.index))
+        _seed_all(item_seed(self.seed if self.index == 0 else self.later, self.index))
         try:
             if self.iterator is None:
                 self.iterator = iter(self.dataset)
@@ -106,8 +109,8 @@ class _Items:
         except StopIteration:
             return None
         except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
-            raise DataError(f'{self.name}, item {self.index} raised {type(exc).__name__}: '
-                            f'{exc}') from exc
+            raise DataError(f'{self.name}, item {self.index}{self.of} raised '
+                            f'{type(exc).__name__}: {exc}') from exc
         label = item[1] if isinstance(item, (tuple, list)) and len(item) == 2 else None
         try:
             label = int(torch.as_tensor(label).item())
@@ -184,34 +187,38 @@ class _StreamReader(torch.utils.data.IterableDataset):
         run = self.run
         reader = f'rank {run.rank}, worker {worker}'
         slot = run.rank * workers + worker
-        items = _Items(self.dataset, item_seed(run.seed, -1 - slot), f'{self.name} ({reader})')
+        items = _Items(self.dataset, run.seed, self.name, slot, reader)
         size = run.size // run.world if run.training else run.size
         ended, number = False, 0
         while not ended:
             with pool.given_back():
                 raw, indices, ended = items.batch(size)
                 number += 1
-                made = (self._made(raw, indices, f'{reader}, its batch {number}')
+                made = (self._made(raw, indices, f'{reader}\'s batch {number}', reader)
                         if raw else None)
             if made is not None:
                 yield made
         yield _End(reader, items.index, items.digest)
 
-    def _made(self, raw, indices, what):
+    def _made(self, raw, indices, what, reader=None):
         """Raw items as a checked batch ``({channel: (b, ...)}, y)``."""
         where = f'{self.name}, {what}'
+        of = f' ({reader}\'s stream)' if reader else ''
+
+        def item(row):
+            return f'{self.name}, item {indices[row]}{of}'
         if self.collate is not None:
             x, y = collated(self.collate, raw, self.channel, where,
                             item_seed(self.run.seed, -1 - indices[0]))
         else:
             pairs = []
-            for index, item in zip(indices, raw):
-                x, y = split_item(item, self.channel, f'{self.name}, item {index}')
-                self.spec.check(x, f'{self.name}, item {index}')
+            for row, one in enumerate(raw):
+                x, y = split_item(one, self.channel, item(row))
+                self.spec.check(x, item(row))
                 pairs.append((x, y))
             x = {name: torch.stack([p[0][name] for p in pairs]) for name in pairs[0][0]}
             y = torch.tensor([p[1] for p in pairs], dtype=torch.long)
-        self.spec.check_batch(x, y, where, indices, self.run.num_classes)
+        self.spec.check_batch(x, y, where, item, self.run.num_classes)
         return x, y
 
 

@@ -73,29 +73,29 @@ class ItemSpec:
         """Refuse an item ``{channel: tensor}`` of other channels, shapes or dtypes."""
         self._check_channels(x, where, lambda v: tuple(v.shape))
 
-    def check_batch(self, x, y, where, rows, num_classes=None):
+    def check_batch(self, x, y, where, item=None, num_classes=None):
         """Refuse a batch ``({channel: (b, ...)}, y (b,))`` of other channels, row shapes or
         dtypes, with NaN or infinite values, or with a class outside ``0 .. num_classes -
-        1``; ``where`` names the batch, ``rows[i]`` the item of its row ``i``."""
+        1``; ``where`` names the batch, ``item(i)`` (when known) the item of its row ``i``."""
         self._check_channels(x, where, lambda v: tuple(v.shape[1:]))
         sizes = {len(v) for v in x.values()} | {len(y)}
         if len(sizes) != 1 or y.dim() != 1:
             raise DataError(f'{where}: expected one class per row (a 1-d y as long as x); '
                             f'received y of shape {tuple(y.shape)} for '
                             f'{sorted(len(v) for v in x.values())} rows')
-        for name, v in x.items():
-            if self.channels[name][1] == 'float':
+        name = item or (lambda row: f'{where}, row {row}')
+        for channel, v in x.items():
+            if self.channels[channel][1] == 'float':
                 finite = torch.isfinite(v.reshape(len(v), -1)).all(1)
                 if not bool(finite.all()):
                     row = int((~finite).nonzero()[0])
-                    raise DataError(f'{_named(where, rows, row)}, channel {name!r} holds NaN or '
-                                    'infinite values; expected finite numbers')
+                    raise DataError(f'{name(row)}, channel {channel!r} holds NaN or infinite '
+                                    'values; expected finite numbers')
         bad = (y < 0) | (y >= num_classes) if num_classes is not None else y < 0
         if bool(bad.any()):
             row = int(bad.nonzero()[0])
             limit = f'0 .. {num_classes - 1}' if num_classes is not None else '>= 0'
-            raise DataError(f'{_named(where, rows, row)} has class {int(y[row])}; expected a '
-                            f'class in {limit}')
+            raise DataError(f'{name(row)} has class {int(y[row])}; expected a class in {limit}')
 
     def _check_channels(self, x, where, row_shape):
         if set(x) != set(self.channels):
@@ -108,11 +108,6 @@ class ItemSpec:
                 raise DataError(f'{where}, channel {name!r}: expected {kind} values of shape '
                                 f'{shape} (as the first item); received {v.dtype} of shape '
                                 f'{row_shape(v)}')
-
-
-def _named(where, rows, row):
-    """``where`` narrowed to the item of row ``row`` (when the rows are known)."""
-    return f'{where.split(",")[0]}, item {rows[row]}' if rows is not None else where
 
 
 def _kind(v, where):
@@ -236,7 +231,8 @@ class _Reader(torch.utils.data.Dataset):
         else:
             x, y = collated(self.collate, items, self.channel, where,
                             item_seed(key.seed, -1 - key[0]))
-        self.spec.check_batch(x, y, where, key, key.num_classes)
+        self.spec.check_batch(x, y, where, lambda row: f'{self.name}, item {key[row]}',
+                              key.num_classes)
         return x, y
 
 
