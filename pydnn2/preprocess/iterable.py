@@ -335,7 +335,7 @@ def agree_on_batch(name, step, have, failure=None):
                                                                          if s == HAVE else '')
                        for r, (s, _) in enumerate(said))
     short = [str(r) for r, (s, _) in enumerate(said) if s == ENDED]
-    raise DataError(f'{name} ended early on rank {", ".join(short)}: batches per rank {counts}; '
+    raise DataError(f'{name} ended early on rank {", ".join(short)}: batches per rank: {counts}; '
                     'every rank must yield the same number of training batches')
 
 
