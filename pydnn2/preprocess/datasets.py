@@ -115,6 +115,10 @@ class DatasetPreprocessor(Preprocessor):
         Pin batches bound for a GPU (default: when training on CUDA).
     prefetch_factor : int
         Batches each worker reads ahead.
+    persistent_workers : bool
+        Keep a map-style set's workers alive from pass to pass (True, the
+        default: no pass waits for workers to start; False: each pass starts
+        its own, holding no processes in between).
     shards : {'pydnn2', 'dataset'}
         How an ``IterableDataset`` is shared between workers and ranks:
         ``'pydnn2'`` (every reader iterates the whole stream and keeps its
@@ -125,7 +129,7 @@ class DatasetPreprocessor(Preprocessor):
 
     def __init__(self, train, valid=None, test=None, *, channel='images', normalize='standard',
                  token_channels=(), num_workers=None, pin_memory=None, prefetch_factor=2,
-                 shards='pydnn2'):
+                 persistent_workers=True, shards='pydnn2'):
         if not isinstance(channel, str):
             raise ConfigError(f'channel must be a string; received {channel!r}')
         self.channel = channel
@@ -133,9 +137,12 @@ class DatasetPreprocessor(Preprocessor):
         self.shards = checks.one_of(shards, 'shards', SHARDS)
         self.token_channels = tuple(token_channels)
         num_workers = checks.integer(num_workers, 'num_workers', 0, none=True)
+        if not isinstance(persistent_workers, bool):
+            raise ConfigError(f'persistent_workers must be True or False; received '
+                              f'{persistent_workers!r}')
         self.options = LoaderOptions(num_workers, checks.integer(prefetch_factor,
                                                                  'prefetch_factor', 1),
-                                     pin_memory)
+                                     pin_memory, persistent=persistent_workers)
         self._sets = self._spec = self._stats = None
         self._sources = {}
         self.set_data((train, valid, test), refit=True)
