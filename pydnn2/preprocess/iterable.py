@@ -275,8 +275,10 @@ class StreamSource(BatchSource):
         return Batches(self._served(loader, plan, skip, workers), None, plan.start)
 
     def _served(self, loader, plan, skip, workers):
-        iterator = iter(loader)
-        pool.watch(iterator, self.name, self)
+        with pool.watching(iter(loader), self.name, self) as iterator:
+            yield from self._read(iterator, plan, skip, workers)
+
+    def _read(self, iterator, plan, skip, workers):
         agree = plan.whole_batches and plan.shard.world > 1
         ends, step = [], plan.start
         while True:

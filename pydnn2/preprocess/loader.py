@@ -346,20 +346,23 @@ class LoaderSource(BatchSource):
 
     def _served(self, keys, plan):
         iterator, kept = self._open(plan, keys)
-        pool.watch(iterator, self.name, self)
         self._busy = self._busy or kept
         try:
-            for key in keys:
-                try:
-                    x, y = pool.raise_failure(next(iterator))
-                except RuntimeError as exc:    # a worker killed by the system, a timeout
-                    self.broken = True
-                    raise pool.lost_worker(exc, self.name, key.step) or exc from None
-                x = {k: v.to(plan.device, non_blocking=True) for k, v in x.items()}
-                y = y.to(plan.device, non_blocking=True)
-                yield (self.serve(x) if self.serve is not None else x), y
+            with pool.watching(iterator, self.name, self, kept):
+                yield from self._read(iterator, keys, plan)
         finally:
             self._busy = self._busy and not kept
+
+    def _read(self, iterator, keys, plan):
+        for key in keys:
+            try:
+                x, y = pool.raise_failure(next(iterator))
+            except RuntimeError as exc:    # a worker killed by the system, a timeout
+                self.broken = True
+                raise pool.lost_worker(exc, self.name, key.step) or exc from None
+            x = {k: v.to(plan.device, non_blocking=True) for k, v in x.items()}
+            y = y.to(plan.device, non_blocking=True)
+            yield (self.serve(x) if self.serve is not None else x), y
 
 
 def first_item(dataset, channel, name, collate=None):

@@ -136,14 +136,17 @@ class LoaderStream(BatchSource):
         return Batches(self._served(plan, seed), None, plan.start)
 
     def _served(self, plan, seed):
-        draws, iterator = _Draws(seed), None
+        draws = _Draws(seed)
+        with draws:
+            iterator = iter(_copy(self.loader, seed))
+        with pool.watching(iterator, self.name, self):
+            yield from self._batches(iterator, draws, plan)
+
+    def _batches(self, iterator, draws, plan):
         agree = plan.whole_batches and plan.shard.world > 1
         step = 0
         while True:
             with draws:
-                if iterator is None:
-                    iterator = iter(_copy(self.loader, seed))
-                    pool.watch(iterator, self.name, self)
                 batch, failure = self._read(iterator, step + 1, plan.num_classes)
             if agree:
                 agree_on_batch(self.name, step, batch is not None, failure)

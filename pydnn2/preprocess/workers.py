@@ -111,6 +111,18 @@ def lost_worker(exc, name, step):
                      'may have killed it (out of memory?). Nothing was trained on the batch')
 
 
+@contextlib.contextmanager
+def watching(iterator, name, source=None, kept=False):
+    """:func:`watch` the workers of ``iterator`` for the ``with`` block; then forget them,
+    unless the loader is ``kept`` (its workers live on until :func:`forget`)."""
+    watch(iterator, name, source)
+    try:
+        yield iterator
+    finally:
+        if not kept:
+            forget(iterator)
+
+
 def watch(iterator, name, source=None):
     """Note the workers of a ``DataLoader`` iterator as reading dataset ``name`` (of
     ``source``, marked ``broken`` should one die), and wrap torch's SIGCHLD handler
