@@ -229,3 +229,18 @@ def test_final_epochs_chain_a_stream_with_map_style_sets(tmp_path):
     net, history = trained(pre, 1, tmp_path, final_epochs=1)
     assert history['phase'] == ['main', 'final']
     assert np.isfinite(history['train_loss']).all()
+
+
+def test_validation_and_test_sets_may_be_dataloaders_of_either_kind(tmp_path):
+    train, valid, test = split(train=320, valid=100)
+    plain = DatasetPreprocessor(DigitItems(train), DigitItems(valid), DigitItems(test[:100]),
+                                num_workers=0)
+    loaders = DatasetPreprocessor(
+        DigitItems(train), DataLoader(DigitItems(valid), collate_fn=stack_collate),
+        DataLoader(DigitStream(test[:100], shuffle=False), batch_size=30), num_workers=0)
+    assert loaders.num_rows('valid') == 100 and loaders.num_rows('test') is None
+    _, expected = trained(plain, 2, tmp_path / 'plain')
+    _, history = trained(loaders, 2, tmp_path / 'loaders')
+    assert history['train_loss'] == expected['train_loss']
+    for key in ('valid_loss', 'valid_error', 'test_loss', 'test_error'):
+        assert history[key] == pytest.approx(expected[key], rel=1e-6)
