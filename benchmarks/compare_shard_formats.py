@@ -5,11 +5,11 @@ choice are in benchmarks/README.md, "A sharded format"). Each library writes
 the same two sets and reads them back, each case in a fresh child process,
 the libraries interleaved round by round; the table gives medians.
 
-- ``digits``: scikit-learn's 1,797 digits tiled to 40,000 rows, each a
+- ``digits``: scikit-learn's 1,797 digits tiled to 12,000 rows, each a
   ``(1, 8, 8)`` uint8 array and a class (tiny items: the container's cost
   per item dominates).
-- ``images``: 3,025 plankton-like JPEGs (``write_plankton_images``, 121
-  classes x 25); an item is the JPEG's bytes, read back decoded with Pillow
+- ``images``: 1,452 plankton-like JPEGs (``write_plankton_images``, 121
+  classes x 12); an item is the JPEG's bytes, read back decoded with Pillow
   and resized to 32 x 32, as from the image folder (``folder``, the same
   files read one by one).
 
@@ -42,9 +42,11 @@ import time
 
 import numpy as np
 
-LIBRARIES = ('wids', 'mosaic', 'litdata')
+LIBRARIES = ('wids', 'mosaic', 'litdata', 'pydnn2')
 CASES = ('write', 'seq', 'random', 'workers2', 'rank', 'native')
-PER_SHARD = 5000          # items per shard (mosaic: bytes, see _write_mosaic)
+ROWS = 12000              # digits rows
+PER_CLASS = 12            # plankton images per class (121 classes)
+PER_SHARD = 2000          # items per shard (mosaic: bytes, see _write_mosaic)
 BATCH = 256
 SIDE = 32                 # images are resized to SIDE x SIDE
 
@@ -53,12 +55,12 @@ def make_data(root):
     """The two sets as lists of ``(payload, class)``: digits arrays, image bytes."""
     from pydnn2.data import load_digits, write_plankton_images
     x, y, _ = load_digits()
-    reps = -(-40000 // len(y))
-    digits = np.tile(x.astype(np.uint8), (reps, 1, 1, 1))[:40000]
-    labels = np.tile(y, reps)[:40000]
+    reps = -(-ROWS // len(y))
+    digits = np.tile(x.astype(np.uint8), (reps, 1, 1, 1))[:ROWS]
+    labels = np.tile(y, reps)[:ROWS]
     train = os.path.join(root, 'folder', 'train')
     if not os.path.isdir(train):                     # written once per root
-        write_plankton_images(os.path.join(root, 'folder'), per_class=25, num_unlabeled=0,
+        write_plankton_images(os.path.join(root, 'folder'), per_class=PER_CLASS, num_unlabeled=0,
                               progress=False)
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(train) for f in fs)
     classes = sorted(os.listdir(train))
@@ -69,7 +71,8 @@ def make_data(root):
 def decode_image(data):
     """JPEG bytes -> (1, SIDE, SIDE) uint8, as every reader here does."""
     from PIL import Image
-    image = Image.open(io.BytesIO(data)).convert('L').resize((SIDE, SIDE))
+    image = Image.open(io.BytesIO(data)).convert('L')
+    image = image.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
     return np.asarray(image)[None]
 
 
@@ -101,7 +104,7 @@ def _write_wids(kind, data, out):
 def _write_mosaic(kind, data, out):
     from streaming import MDSWriter
     column = 'ndarray:uint8' if kind == 'digits' else 'bytes'
-    size = 5000 * (64 + 40) if kind == 'digits' else 5000 * 2000
+    size = PER_SHARD * (64 + 40) if kind == 'digits' else PER_SHARD * 2000
     with MDSWriter(out=out, columns={'x': column, 'y': 'int'}, size_limit=size) as sink:
         for _, payload, label in _items(kind, data):
             sink.write({'x': payload, 'y': label})
@@ -114,6 +117,12 @@ def _write_litdata(kind, data, out):
         writer.add_item(i, {'x': payload, 'y': label})
     writer.done()
     writer.merge()
+
+
+def _write_pydnn2(kind, data, out):
+    from pydnn2.data import write_shards
+    items = [(payload, label) for _, payload, label in _items(kind, data)]
+    write_shards(out, items, per_shard=PER_SHARD, progress=False)
 
 
 # -- readers: map-style, and the library's own iterable -----------------------------------------
@@ -134,6 +143,9 @@ class MapReader:
         if self.library == 'mosaic':
             from streaming import LocalDataset
             return LocalDataset(self.out)
+        if self.library == 'pydnn2':
+            from pydnn2.data import ShardDataset
+            return ShardDataset(self.out, image_size=(SIDE, SIDE) if self.kind == 'images' else None)
         if self.library == 'litdata':
             from litdata import StreamingDataset
             return StreamingDataset(self.out, batch_decode=0)   # 'auto': 72 items/s at random
@@ -148,6 +160,9 @@ class MapReader:
             self._ds = self._open()
         if self.library == 'folder':
             payload, label = open(self.data[0][i], 'rb').read(), int(self.data[1][i])
+        elif self.library == 'pydnn2':
+            x, label = self._ds[i]
+            return torch.from_numpy(x['images']), label
         elif self.library == 'wids':
             sample = self._ds[i]
             key = '.npy' if self.kind == 'digits' else '.jpg'
@@ -264,7 +279,8 @@ def main():
         for kind in ('digits', 'images'):
             for library in libraries + (['folder'] if kind == 'images' else []):
                 for case in CASES:
-                    if library == 'folder' and case in ('write', 'native'):
+                    if case == 'native' and library == 'pydnn2' or \
+                            library == 'folder' and case in ('write', 'native'):
                         continue
                     got = run(args, library, kind, case, sites)
                     results.setdefault((kind, library, case), []).append(got)

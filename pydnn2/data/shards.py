@@ -266,6 +266,7 @@ class ShardDataset(torch.utils.data.Dataset):
         x = {}
         for member, data in members.items():
             name, _, kind = member.partition('.')
+            kind = kind or name                       # a member without a type: 'txt', 'json'
             if member == 'cls' or (self.channels is not None and name not in self.channels):
                 continue
             x[name] = self._value(kind, data, f'{where}, member {member!r}')
