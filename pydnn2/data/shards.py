@@ -289,6 +289,7 @@ class ShardDataset(torch.utils.data.Dataset):
             image = decode_image(data, self.color, where)
             if self.image_size is not None:
                 image = _resize(image, self.image_size)
+            image = image if image.flags.writeable else image.copy()   # torch wants writable
             return image if image.ndim == 3 else image[None]       # (H, W) -> (1, H, W)
         raise DataError(f'{where}: cannot read members of type {kind!r}; expected .npy or '
                         f'an image ({", ".join(IMAGE_MEMBERS)}); choose channels= to skip it')
