@@ -145,7 +145,8 @@ class MapReader:
             return LocalDataset(self.out)
         if self.library == 'pydnn2':
             from pydnn2.data import ShardDataset
-            return ShardDataset(self.out, image_size=(SIDE, SIDE) if self.kind == 'images' else None)
+            size = (SIDE, SIDE) if self.kind == 'images' else None
+            return ShardDataset(self.out, image_size=size)
         if self.library == 'litdata':
             from litdata import StreamingDataset
             return StreamingDataset(self.out, batch_decode=0)   # 'auto': 72 items/s at random
@@ -296,7 +297,8 @@ def report(results):
         if not good:
             print(f'{kind:7} {library:8} {case:9} error: {runs[0]["error"]}')
         elif case == 'write':
-            print(f'{kind:7} {library:8} {case:9} {statistics.median(g["seconds"] for g in good):.2f} s,'
+            seconds = statistics.median(g['seconds'] for g in good)
+            print(f'{kind:7} {library:8} {case:9} {seconds:.2f} s,'
                   f' {good[0]["bytes"] / 1e6:.2f} MB')
         else:
             print(f'{kind:7} {library:8} {case:9} {statistics.median(g["rate"] for g in good):.0f}'

@@ -217,3 +217,16 @@ def test_a_sample_without_its_class_or_with_a_foreign_member(tmp_path):
         data[1]
     with pytest.raises(DataError, match=r"has channels \[\]; expected \['images'\]"):
         ShardDataset([{'url': str(path), 'nsamples': 2}], channels=['images'])[1]
+
+
+def test_decode_image_reads_bytes_as_read_image_reads_the_file(tmp_path):
+    from pydnn2.data import decode_image, read_image
+    rng = np.random.RandomState(1)
+    rgb = rng.randint(0, 255, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / 'a.png')
+    data = (tmp_path / 'a.png').read_bytes()
+    for color in (False, True):
+        np.testing.assert_array_equal(decode_image(data, color),
+                                      read_image(tmp_path / 'a.png', color))
+    with pytest.raises(DataError, match='cannot read row 7 as an image'):
+        decode_image(b'garbage', where='row 7')
