@@ -156,26 +156,35 @@ def write_shards(root, data, *, per_shard=10_000, channel='images', progress=Non
     if os.path.isdir(root) and os.listdir(root):
         raise ConfigError(f'write_shards writes into an empty folder; {root!r} holds '
                           f'{len(os.listdir(root))} entries')
-    os.makedirs(root, exist_ok=True)
     items, total = _items(data, channel)
     if total == 0:
         raise DataError('write_shards: the set is empty; it needs at least one row')
+    os.makedirs(root, exist_ok=True)
     show = progress if progress is not None else total >= 10_000
     bar = progress_bars.progress_bar(total, 'writing shards', enabled=show, leave=True)
-    with webdataset.ShardWriter(os.path.join(root, PATTERN), maxcount=per_shard, mtime=0,
-                                verbose=0) as sink:
-        for i, item in enumerate(items):
-            sink.write(_sample(item, f'{i:09d}', channel, f'item {i}'))
-            bar.update(1)
-    bar.close()
-    return _write_index(root, total, per_shard)
+    try:
+        with webdataset.ShardWriter(os.path.join(root, PATTERN), maxcount=per_shard,
+                                    maxsize=float('inf'), mtime=0, verbose=0) as sink:
+            for i, item in enumerate(items):   # mtime 0: no PAX header, reproducible files
+                sink.write(_sample(item, f'{i:09d}', channel, f'item {i}'))
+                bar.update(1)
+        return _write_index(root, total, per_shard)
+    except BaseException:
+        for name in os.listdir(root):          # the folder was empty: all of it is ours
+            os.remove(os.path.join(root, name))
+        raise
+    finally:
+        bar.close()
 
 
 def _write_index(root, total, per_shard):
     """Write ``index.json`` (WebDataset's wids layout) last, atomically."""
+    count = -(-total // per_shard)
+    written = sorted(n for n in os.listdir(root) if n.endswith('.tar'))
+    assert written == [PATTERN % k for k in range(count)], written     # our own invariant
     shards = [{'url': PATTERN % k, 'nsamples': min(per_shard, total - k * per_shard),
                'filesize': os.path.getsize(os.path.join(root, PATTERN % k))}
-              for k in range(-(-total // per_shard))]
+              for k in range(count)]
     index = {'__kind__': 'wids-shard-index-v1', 'wids_version': 1, 'shardlist': shards}
     path = os.path.join(root, INDEX)
     with open(path + '.tmp', 'w', encoding='utf-8') as f:

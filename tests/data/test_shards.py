@@ -182,6 +182,9 @@ def test_bad_input(tmp_path, digits):
         write_shards(tmp_path / 'b', (x[:0], y[:0]))
     with pytest.raises(DataError, match='item 1 has class -1'):
         write_shards(tmp_path / 'c', [(x[0], 1), (x[1], -1)])
+    assert os.listdir(tmp_path / 'c') == []             # what it had written is removed
+    write_shards(tmp_path / 'c', (x[:4], y[:4]), per_shard=2)      # exactly two full shards
+    assert len(ShardDataset(tmp_path / 'c')) == 4 and len(os.listdir(tmp_path / 'c')) == 3
     with pytest.raises(DataError, match='channel names must be identifiers'):
         write_shards(tmp_path / 'd', [({'a.b': x[0]}, 1)])
     with pytest.raises(DataError, match="item 0, channel 'images': expected numbers"):
