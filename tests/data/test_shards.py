@@ -66,6 +66,16 @@ def test_arrays_round_trip_over_several_shards(tmp_path, digits):
         data[250]
 
 
+def test_a_reader_keeps_few_files_open(tmp_path, digits, monkeypatch):
+    from pydnn2.data import shards
+    monkeypatch.setattr(shards, 'OPEN_SHARDS', 2)
+    x, y, _ = digits
+    data = ShardDataset(write_shards(tmp_path / 'd', (x[:50], y[:50]), per_shard=10))
+    for i in (0, 15, 25, 35, 45, 5):
+        assert data[i][1] == y[i] and len(data._files) <= 2
+    assert sorted(data._files) == [0, 4] and len(data._indexes) == 5
+
+
 def test_dict_channels_images_resized_and_in_colour(tmp_path):
     rng = np.random.RandomState(0)
     items = [({'pixels': png(rng.randint(0, 255, (5 + i, 7), dtype=np.uint8)),
