@@ -9,6 +9,7 @@ upright as their EXIF orientation says (as photo viewers show them).
 """
 
 import functools
+import io
 import os
 import time
 import warnings
@@ -209,6 +210,23 @@ def read_image(path, color=False, dtype=np.uint8):
         Naming the file, when it is missing or not an image Pillow can read.
     """
     return image_array(open_image(path, color)).astype(dtype, copy=False)
+
+
+def decode_image(data, color=False, where='the image'):
+    """Decode an encoded image (the bytes of a PNG, JPEG, ... file) as :func:`read_image`
+    reads a file: ``(H, W)`` grey levels, or ``(3, H, W)`` with ``color``, uint8.
+
+    Raises
+    ------
+    DataError
+        Naming ``where``, when Pillow cannot read the bytes.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return _to_array(_upright(image), color)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(f'cannot read {where} as an image: {error}') from None
 
 
 def _read_or_error(path, read):
