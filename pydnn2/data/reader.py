@@ -224,7 +224,7 @@ def decode_image(data, color=False, where='the image'):
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            return _to_array(_upright(image), color)
+            return image_array(_converted(_upright(image), color))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataError(f'cannot read {where} as an image: {error}') from None
 
