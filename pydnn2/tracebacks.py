@@ -20,7 +20,9 @@ False
 """
 
 import os
+import sys
 import types
+import warnings
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -61,6 +63,14 @@ def filtering():
 def is_internal(frame):
     """Whether ``frame`` runs code in a file of the pydnn2 package."""
     return os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE_DIR)
+
+
+def warn_at_user(message, category=UserWarning):
+    """Warn at the user's line: the first caller outside pydnn2."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and is_internal(frame):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def without_internal_frames(tb):

@@ -18,6 +18,12 @@ torch.set_num_threads(1)
 SEED = 1234
 
 
+def pytest_configure(config):
+    """Register the markers the tests use."""
+    config.addinivalue_line('markers', 'slow: a test that takes a minute or more '
+                                       "(deselect with -m 'not slow')")
+
+
 @pytest.fixture(autouse=True)
 def seed_everything():
     """Seed Python, numpy and torch before every test, so each one runs the same alone

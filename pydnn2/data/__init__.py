@@ -12,6 +12,10 @@ arrays of their own sizes: ``(H, W)`` grey levels by default, ``(3, H, W)``
 with ``color=True``. Names starting with a dot (hidden files and folders)
 are ignored everywhere.
 
+:func:`write_shards` writes a labelled set as WebDataset tar shards and
+:class:`ShardDataset` reads them back by index, a map-style torch
+``Dataset`` for :class:`~pydnn2.preprocess.DatasetPreprocessor`.
+
 Examples
 --------
 >>> import os, tempfile
@@ -33,10 +37,12 @@ Examples
 
 from .digits import DIGIT_FOLDERS, DIGIT_MAX_ANGLE, load_digits, write_digit_images
 from .folders import DirectoryLabeledImageSet, UnlabeledImageSet
+from .imagefiles import ImageFiles
 from .plankton import write_plankton_images
-from .reader import PROGRESS_MIN_ITEMS, parallel_map, read_image, read_images
+from .reader import PROGRESS_MIN_ITEMS, decode_image, parallel_map, read_image, read_images
+from .shards import ShardDataset, write_shards
 
 __all__ = ['load_digits', 'write_digit_images', 'write_plankton_images',
-           'DirectoryLabeledImageSet', 'UnlabeledImageSet', 'read_image', 'read_images',
-           'parallel_map',
+           'DirectoryLabeledImageSet', 'UnlabeledImageSet', 'ImageFiles', 'read_image',
+           'read_images', 'decode_image', 'parallel_map', 'write_shards', 'ShardDataset',
            'DIGIT_FOLDERS', 'DIGIT_MAX_ANGLE', 'PROGRESS_MIN_ITEMS']

@@ -12,7 +12,6 @@ or, with ``on_error='skip'``, left out with a warning.
 
 import os
 import random
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,15 +19,13 @@ import numpy as np
 
 from .. import checks, tracebacks
 from ..errors import ConfigError, DataError
+from .imagefiles import ImageFiles
 from .reader import _check_dtype, check_on_error, read_images
 
 
 def _warn(message):
     """Warn at the user's line: the first caller outside pydnn2."""
-    frame, level = sys._getframe(0), 1
-    while frame is not None and tracebacks.is_internal(frame):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
+    tracebacks.warn_at_user(message)
 
 
 def _entries(folder, on_error):
@@ -92,16 +89,22 @@ def _draw(rng, n):
 class _ImageFolder:
     """What the two image sets share: reading options and the loaded file list."""
 
-    def __init__(self, base_dir, color, on_error, extensions, progress, workers):
+    def __init__(self, base_dir, color, on_error, extensions, progress, workers, stream):
         self.base_dir = _check_folder(base_dir, type(self).__name__)
         self.color = bool(color)
         self.on_error = check_on_error(on_error)
         self.extensions = _check_extensions(extensions)
         self.progress, self.workers = progress, workers
+        self.stream = bool(stream)
         self.files = None
         self.skipped = []
 
     def _read(self, paths):
+        """The images of ``paths`` and the positions of those kept; with ``stream``,
+        :class:`~pydnn2.data.imagefiles.ImageFiles` (nothing read) and all positions."""
+        if self.stream:
+            self.skipped = []
+            return ImageFiles(paths, self.color, self.on_error), range(len(paths))
         images, kept, self.skipped = read_images(
             paths, self.color, np.uint8, self.on_error, self.progress, self.workers,
             desc=f'reading {os.path.basename(os.path.normpath(self.base_dir))}')
@@ -142,14 +145,24 @@ class DirectoryLabeledImageSet(_ImageFolder):
         Show a progress bar; by default for 500 files or more.
     workers : int, optional
         Reading threads; by default twice the cores, at most 8.
+    stream : bool
+        False (pydnn's way) reads every image in :meth:`build`. True reads
+        none: :meth:`build` lists the files and returns them as
+        :class:`~pydnn2.data.imagefiles.ImageFiles`, which
+        :func:`~pydnn2.preprocess.split_training_data` splits without reading
+        and the image preprocessors decode in ``DataLoader`` workers batch by
+        batch, so a folder larger than memory trains. Unreadable files are
+        then found (raised, or skipped with ``on_error='skip'``) when the
+        preprocessor first reads the files.
 
     Attributes
     ----------
-    files : list of str
+    files : sequence of str
         After :meth:`build`, the path of each image; the file indices that
         :meth:`build` returns index this list.
     skipped : list of tuple
-        ``(path, reason)`` of files skipped by the last :meth:`build`.
+        ``(path, reason)`` of files skipped by the last :meth:`build` (never any
+        with ``stream``).
 
     Examples
     --------
@@ -160,8 +173,8 @@ class DirectoryLabeledImageSet(_ImageFolder):
     """
 
     def __init__(self, base_dir, dtype=np.int64, color=False, on_error='raise',
-                 extensions=None, progress=None, workers=None):
-        super().__init__(base_dir, color, on_error, extensions, progress, workers)
+                 extensions=None, progress=None, workers=None, stream=False):
+        super().__init__(base_dir, color, on_error, extensions, progress, workers, stream)
         self.dtype = _check_dtype(dtype)
         self._index = None
 
@@ -230,8 +243,10 @@ class DirectoryLabeledImageSet(_ImageFolder):
 
         Returns
         -------
-        images : list of ndarray
-            ``(H, W)`` (or ``(3, H, W)`` with ``color``) arrays of their own sizes.
+        images : list of ndarray, or ImageFiles
+            ``(H, W)`` (or ``(3, H, W)`` with ``color``) arrays of their own sizes;
+            with ``stream``, the files as :class:`~pydnn2.data.imagefiles.ImageFiles`
+            (read when used).
         classes : ndarray of ``dtype``
             Index into :meth:`get_labels` of each image's class.
         file_indices : ndarray of int64
@@ -241,7 +256,7 @@ class DirectoryLabeledImageSet(_ImageFolder):
         paths = [os.path.join(self.base_dir, label, name) for name, label in pairs]
         images, kept = self._read(paths)
         number = {label: i for i, label in enumerate(self.get_labels())}
-        self.files = [paths[i] for i in kept]
+        self.files = images.paths if self.stream else [paths[i] for i in kept]
         classes = np.array([number[pairs[i][1]] for i in kept], self.dtype)
         return images, classes, np.arange(len(kept), dtype=np.int64)
 
@@ -255,6 +270,11 @@ class UnlabeledImageSet(_ImageFolder):
         The folder holding the images.
     color, on_error, extensions, progress, workers
         As for :class:`DirectoryLabeledImageSet`.
+    stream : bool
+        True: :meth:`build` reads nothing and returns the files as
+        :class:`~pydnn2.data.imagefiles.ImageFiles`; ``net.predict({'images':
+        files})`` reads them a batch at a time. Every file must then be readable
+        (``on_error='raise'``): a prediction has one row per file.
 
     Examples
     --------
@@ -264,8 +284,12 @@ class UnlabeledImageSet(_ImageFolder):
     """
 
     def __init__(self, base_dir, *, color=False, on_error='raise', extensions=None,
-                 progress=None, workers=None):
-        super().__init__(base_dir, color, on_error, extensions, progress, workers)
+                 progress=None, workers=None, stream=False):
+        super().__init__(base_dir, color, on_error, extensions, progress, workers, stream)
+        if self.stream and self.on_error == 'skip':
+            raise ConfigError("UnlabeledImageSet(stream=True) predicts one row per file, so it "
+                              "cannot skip unreadable ones; received on_error='skip'. Use "
+                              "stream=False (or iter_slices) to skip them")
         self._names = None
 
     def get_files(self):
@@ -281,7 +305,8 @@ class UnlabeledImageSet(_ImageFolder):
         -------
         file_names : list of str
             The names of the images returned (skipped files left out).
-        images : list of ndarray
+        images : list of ndarray, or ImageFiles
+            With ``stream``, the files, read when used.
         """
         start = checks.integer(start, 'start', where='UnlabeledImageSet.build')
         stop = checks.integer(stop, 'stop', where='UnlabeledImageSet.build', none=True)
@@ -293,7 +318,8 @@ class UnlabeledImageSet(_ImageFolder):
         names = self.get_files()[start:stop]
         images, kept = self._read([os.path.join(self.base_dir, n) for n in names])
         return ([names[i] for i in kept], images,
-                [os.path.join(self.base_dir, names[i]) for i in kept])
+                images.paths if self.stream else [os.path.join(self.base_dir, names[i])
+                                                  for i in kept])
 
     def iter_slices(self, slice_size, start=0, stop=None, prefetch=True):
         """Yield ``(file_names, images)`` for files ``start:stop``, ``slice_size`` at a time.

@@ -9,6 +9,7 @@ upright as their EXIF orientation says (as photo viewers show them).
 """
 
 import functools
+import io
 import os
 import time
 import warnings
@@ -157,16 +158,35 @@ def _on_white(image):
     return Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba)
 
 
-def _to_array(image, color):
+def _converted(image, color):
+    """``image`` as an 8-bit grey ('L') or, with ``color``, 'RGB' Pillow image."""
     if image.mode == 'L' and not color and 'transparency' not in image.info:
-        return np.asarray(image)                    # the common case, without a copy
+        return image                                # the common case, as it is
     if image.mode in ('I', 'F') or image.mode.startswith('I;16'):
         image = _deep_to_uint8(image)
     if 'A' in image.mode or 'transparency' in image.info:
         image = _on_white(image)
-    if not color:
-        return np.asarray(image.convert('L'))
-    return np.asarray(image.convert('RGB')).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    return image.convert('RGB' if color else 'L')
+
+
+def image_array(image):
+    """A grey ('L') or 'RGB' Pillow image as a uint8 array ``(H, W)`` or ``(3, H, W)``."""
+    if image.mode == 'RGB':
+        return np.asarray(image).transpose(2, 0, 1)   # (H, W, 3) -> (3, H, W)
+    return np.asarray(image)
+
+
+def open_image(path, color=False):
+    """Read one image file with Pillow, as :func:`read_image` does, and return it as a
+    Pillow image: grey ('L'), or 'RGB' with ``color``, decoded and upright
+    (a :class:`~pydnn2.errors.DataError` naming the file when it cannot be read)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _converted(_upright(image), color)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DataError(f'cannot read the image file {os.fspath(path)!r}: {error}. Remove or '
+                        f"fix it, or pass on_error='skip' to skip unreadable files") from None
 
 
 def read_image(path, color=False, dtype=np.uint8):
@@ -189,14 +209,24 @@ def read_image(path, color=False, dtype=np.uint8):
     DataError
         Naming the file, when it is missing or not an image Pillow can read.
     """
+    return image_array(open_image(path, color)).astype(dtype, copy=False)
+
+
+def decode_image(data, color=False, where='the image'):
+    """Decode an encoded image (the bytes of a PNG, JPEG, ... file) as :func:`read_image`
+    reads a file: ``(H, W)`` grey levels, or ``(3, H, W)`` with ``color``, uint8.
+
+    Raises
+    ------
+    DataError
+        Naming ``where``, when Pillow cannot read the bytes.
+    """
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
-            array = _to_array(_upright(image), color)
+            return image_array(_converted(_upright(image), color))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DataError(f'cannot read the image file {os.fspath(path)!r}: {error}. Remove or '
-                        f"fix it, or pass on_error='skip' to skip unreadable files") from None
-    return array.astype(dtype, copy=False)
+        raise DataError(f'cannot read {where} as an image: {error}') from None
 
 
 def _read_or_error(path, read):

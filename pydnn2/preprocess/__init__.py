@@ -10,10 +10,13 @@ of them, standardised with statistics of the training set alone.
 - :mod:`.sources`: the batch sources the loop reads (the protocol between data and
   the loop), :mod:`.rows` the readers of arrays in memory and on disk;
 - :mod:`.arrays`: :class:`ArrayPreprocessor`, for arrays in memory or memory-mapped;
-- :mod:`.datasets`: :class:`DatasetPreprocessor`, for torch datasets (read through
-  :mod:`.loader`'s ``DataLoader`` source);
+- :mod:`.datasets`: :class:`DatasetPreprocessor`, for torch datasets and DataLoaders
+  (read through :mod:`.loader`'s ``DataLoader`` source, :mod:`.iterable`'s for an
+  ``IterableDataset``, :mod:`.userloaders` for a user's ``DataLoader``);
 - :mod:`.images` and :mod:`.rotators`: :class:`ImagePreprocessor` and pydnn's
-  :class:`Canonicalizer`, :class:`Rotator360`, :class:`Rotator360PlusGeometry`;
+  :class:`Canonicalizer`, :class:`Rotator360`, :class:`Rotator360PlusGeometry`
+  (:mod:`.imagesets` the sets they take; :mod:`.streaming` streamed image folders
+  read in ``DataLoader`` workers);
 - :mod:`.augment`: what changes between epochs (:class:`Augmentation`) and when;
 - :mod:`.resize`, :mod:`.boxes`, :mod:`.pixels`, :mod:`.imageops`: resizers and
   the image operations under them.

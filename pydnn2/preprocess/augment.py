@@ -128,15 +128,17 @@ class Schedule:
         self.epoch += 1
         return affine_matrices(angles, image_shape, flip_lr, flip_ud, scales)
 
-    def base_angles(self, n):
+    def base_angles(self, n, start=0):
         """Angles spread evenly over the range (a golden-ratio sequence), one per
         training image: a fair sample of the angles the net will be shown, for
-        the mean image, that depends on the training images alone."""
+        the mean image, that depends on the training images alone. Those of
+        images ``start .. start + n - 1`` (a mean summed batch by batch)."""
         aug = self.augmentation
         if aug.num_angles == 0:
             return np.full(n, aug.rotation_range[0])
         step = (aug.rotation_range[1] - aug.rotation_range[0]) / aug.num_angles
-        spread = np.floor(np.mod(np.arange(n) * 0.6180339887498949, 1.0) * aug.num_angles)
+        index = np.arange(start, start + n)
+        spread = np.floor(np.mod(index * 0.6180339887498949, 1.0) * aug.num_angles)
         return aug.rotation_range[0] + spread * step
 
     def state_dict(self):

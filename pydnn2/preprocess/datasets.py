@@ -1,4 +1,4 @@
-"""Your own data as torch datasets: :class:`DatasetPreprocessor`.
+"""Your own data as torch datasets and DataLoaders: :class:`DatasetPreprocessor`.
 
 >>> import torch
 >>> from torch.utils.data import TensorDataset
@@ -9,12 +9,17 @@
 ((1, 8, 8), 80, 0)
 """
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from .. import checks
 from ..errors import ConfigError, DataError
+from . import userloaders
 from .base import Preprocessor
+from .chain import ChainSource
+from .iterable import SHARDS, StreamSource, first_stream_item
 from .loader import ItemSpec, LoaderOptions, LoaderSource, first_item
 from .sources import EpochPlan
 from .standardize import ChannelStats, streamed_statistics
@@ -24,20 +29,71 @@ SET_WORDS = {'train': 'the training dataset', 'valid': 'the validation dataset',
              'test': 'the test dataset'}
 
 
+@dataclasses.dataclass
+class _Set:
+    """One set as given: what it is and how it is read."""
+
+    kind: str                   # 'map' (a Dataset), 'stream' (an IterableDataset) or
+    #                             'loader' (a DataLoader over an IterableDataset, as it is)
+    data: object                # the dataset, or the loader
+    options: LoaderOptions      # workers, pinning, prefetching
+    collate: object = None      # the user's collate_fn (it sees raw items)
+
+    def spec(self, channel, name):
+        """The :class:`ItemSpec` of its first item (first batch, for a loader)."""
+        if self.kind == 'map':
+            return first_item(self.data, channel, name, self.collate)
+        if self.kind == 'stream':
+            return first_stream_item(self.data, channel, name, self.collate)
+        return userloaders.first_batch(self.data, channel, name)
+
+    def rows(self):
+        """Items in the set (None for a stream)."""
+        return len(self.data) if self.kind == 'map' else None
+
+
+def _described(data, name, options):
+    """A given set as a :class:`_Set` (``options``: how plain datasets are read)."""
+    if isinstance(data, torch.utils.data.DataLoader):
+        if userloaders.is_iterable(data):
+            return _Set('loader', data, options)
+        dataset, collate, kept = userloaders.unpack(data, options.persistent)
+        return _Set('map', dataset, kept, collate)
+    if isinstance(data, torch.utils.data.IterableDataset):
+        return _Set('stream', data, options)
+    if isinstance(data, torch.utils.data.Dataset):
+        return _Set('map', data, options)
+    raise DataError(f'{SET_WORDS[name]} must be a torch Dataset, IterableDataset or DataLoader; '
+                    f'received {type(data).__name__}')
+
+
 class DatasetPreprocessor(Preprocessor):
-    """Serves torch datasets to a net: read through ``DataLoader`` workers, checked item
-    by item, standardised batch by batch on the training device.
+    """Serves torch datasets to a net: read through ``DataLoader`` workers, checked batch
+    by batch, standardised batch by batch on the training device.
 
     Parameters
     ----------
-    train : torch.utils.data.Dataset
-        Map-style (``len`` and ``dataset[i]``); each item ``(x, y)`` or
-        ``({channel: x, ...}, y)`` with ``y`` an integer class. Channel shapes and
-        dtypes are those of the first item; every item is checked against them.
-        A dataset may augment at random: each item's draws are seeded from the
-        epoch and its index (see :mod:`pydnn2.preprocess.loader`), so runs repeat
-        exactly, resumed or not, on any number of workers and ranks.
-    valid, test : torch.utils.data.Dataset, optional
+    train : torch.utils.data.Dataset, IterableDataset or DataLoader
+        Each item ``(x, y)`` or ``({channel: x, ...}, y)`` with ``y`` an integer class.
+        Channel shapes and dtypes are those of the first item; every item is checked
+        against them, for NaN and infinite values and for its class.
+
+        - A map-style ``Dataset`` (``len`` and ``dataset[i]``) may augment at random:
+          each item's draws are seeded from the epoch and its index (see
+          :mod:`pydnn2.preprocess.loader`), so runs repeat exactly, resumed or not,
+          on any number of workers and ranks.
+        - An ``IterableDataset`` (length unknown) is shared out as ``shards`` says
+          (see :mod:`pydnn2.preprocess.iterable`); its last, partial batch is
+          trained too.
+        - A ``DataLoader`` over a map-style dataset keeps its dataset,
+          ``collate_fn`` (which sees each batch's raw items; its batch is checked),
+          ``num_workers``, ``worker_init_fn``, ``pin_memory``, ``timeout``,
+          ``prefetch_factor`` and ``multiprocessing_context``; its sampler,
+          ``batch_size``, ``shuffle``, ``drop_last`` and ``generator`` are replaced by
+          the net's batch size and training order (and each rank's share). A
+          ``DataLoader`` over an ``IterableDataset`` is read as it is, batches and
+          all (:mod:`pydnn2.preprocess.userloaders`).
+    valid, test : as ``train``, optional
         Evaluated every epoch (valid) and at each new best (test); none by default.
     channel : str
         The channel name of an item's ``x`` when it is not a dict.
@@ -52,47 +108,61 @@ class DatasetPreprocessor(Preprocessor):
         Integer channels served as int64 tokens (for ``add_lookup_table``);
         other integer channels (uint8 images) are values.
     num_workers : int, optional
-        ``DataLoader`` workers (default: the machine's cores, at most 8; 0 reads
-        in this process).
+        ``DataLoader`` workers for the datasets (default: the machine's cores, at
+        most 8; 0 reads in this process). They stay alive from epoch to epoch
+        for map-style datasets; a stream's start anew each pass.
     pin_memory : bool, optional
         Pin batches bound for a GPU (default: when training on CUDA).
     prefetch_factor : int
         Batches each worker reads ahead.
+    persistent_workers : bool
+        Keep a map-style set's workers alive from pass to pass (True, the
+        default: no pass waits for workers to start; False: each pass starts
+        its own, holding no processes in between).
+    shards : {'pydnn2', 'dataset'}
+        How an ``IterableDataset`` is shared between workers and ranks:
+        ``'pydnn2'`` (every reader iterates the whole stream and keeps its
+        batches: each item trained once per epoch, the batches of one process)
+        or ``'dataset'`` (the dataset yields each reader its own share, by
+        ``torch.utils.data.get_worker_info()`` and the rank).
     """
 
     def __init__(self, train, valid=None, test=None, *, channel='images', normalize='standard',
-                 token_channels=(), num_workers=None, pin_memory=None, prefetch_factor=2):
+                 token_channels=(), num_workers=None, pin_memory=None, prefetch_factor=2,
+                 persistent_workers=True, shards='pydnn2'):
         if not isinstance(channel, str):
             raise ConfigError(f'channel must be a string; received {channel!r}')
         self.channel = channel
         self.normalize = checks.one_of(normalize, 'normalize', NORMALIZATIONS)
+        self.shards = checks.one_of(shards, 'shards', SHARDS)
         self.token_channels = tuple(token_channels)
         num_workers = checks.integer(num_workers, 'num_workers', 0, none=True)
+        if not isinstance(persistent_workers, bool):
+            raise ConfigError(f'persistent_workers must be True or False; received '
+                              f'{persistent_workers!r}')
         self.options = LoaderOptions(num_workers, checks.integer(prefetch_factor,
                                                                  'prefetch_factor', 1),
-                                     pin_memory)
-        self._datasets = self._spec = self._stats = None
+                                     pin_memory, persistent=persistent_workers)
+        self._sets = self._spec = self._stats = None
+        self._sources = {}
         self.set_data((train, valid, test), refit=True)
 
     def set_data(self, data, refit=False):
-        """Attach ``(train, valid, test)`` datasets (valid and test may be None); with
+        """Attach ``(train, valid, test)`` sets (valid and test may be None); with
         ``refit`` the statistics are fitted again on ``train``."""
         if not isinstance(data, (tuple, list)) or len(data) != 3:
             raise DataError('DatasetPreprocessor.set_data needs (train, valid, test) datasets')
-        train, valid, test = data
-        for name, dataset in zip(SET_WORDS, data):
-            if dataset is None and name == 'train':
-                raise DataError('the training dataset is missing')
-            if dataset is not None and not isinstance(dataset, torch.utils.data.Dataset):
-                raise DataError(f'{SET_WORDS[name]} must be a torch.utils.data.Dataset; '
-                                f'received {type(dataset).__name__}')
-        spec = first_item(train, self.channel, SET_WORDS['train'])
+        if data[0] is None:
+            raise DataError('the training dataset is missing')
+        sets = [None if d is None else _described(d, name, self.options)
+                for name, d in zip(SET_WORDS, data)]
+        spec = sets[0].spec(self.channel, SET_WORDS['train'])
         if self._spec is not None and not refit and spec != self._spec:
             raise DataError(f'the training dataset serves {spec.channels}; this preprocessor '
                             f'was fitted on {self._spec.channels}')
-        for name, dataset in (('valid', valid), ('test', test)):
-            if dataset is not None and len(dataset):
-                other = first_item(dataset, self.channel, SET_WORDS[name])
+        for name, given in zip(('valid', 'test'), sets[1:]):
+            if given is not None and given.rows() != 0:
+                other = given.spec(self.channel, SET_WORDS[name])
                 if other.channels != spec.channels:
                     raise DataError(f'{SET_WORDS[name]} serves {other.channels}; the training '
                                     f'dataset serves {spec.channels}')
@@ -100,22 +170,40 @@ class DatasetPreprocessor(Preprocessor):
         if missing:
             raise DataError(f'token_channels names {sorted(missing)}, but the items have '
                             f'channels {sorted(spec.channels)}')
-        self._datasets, self._spec, self._sources = (train, valid, test), spec, {}
+        self.close()
+        self._sets, self._spec = sets, spec
         if refit or self._stats is None:
             self._stats = self._fit()
             self._applied = ChannelStats(self._stats, self.token_channels)
 
+    def close(self):
+        """Let go of the ``DataLoader`` workers kept alive between passes (they stop when
+        the preprocessor is dropped, too)."""
+        for source in self._sources.values():
+            source.close()
+        self._sources = {}
+
     def _fit(self):
         """The statistics of one in-order pass over the training dataset."""
-        source = LoaderSource(self._datasets[0], self._spec, self.channel, SET_WORDS['train'],
-                              options=self.options)
+        source = self._make(self._sets[0], SET_WORDS['train'], None)
         plan = EpochPlan(batch_size=256, whole_batches=False)
         values = ({k: v for k, v in x.items() if k not in self.token_channels}
                   for x, _ in source.batches(plan))
         stats = streamed_statistics(values, self.normalize)
+        source.close()
         for name in self.token_channels:
             stats[name] = (np.zeros(self._spec.channels[name][0], np.float32), 1.0)
         return stats
+
+    def _make(self, given, words, serve):
+        """The batch source of one set."""
+        if given.kind == 'map':
+            return LoaderSource(given.data, self._spec, self.channel, words, serve,
+                                given.options, given.collate)
+        if given.kind == 'stream':
+            return StreamSource(given.data, self._spec, self.channel, words, serve,
+                                given.options, self.shards, given.collate)
+        return userloaders.LoaderStream(given.data, self._spec, self.channel, words, serve)
 
     # -- the protocol -------------------------------------------------------------------------
 
@@ -130,43 +218,57 @@ class DatasetPreprocessor(Preprocessor):
 
     def has_data(self):
         """Whether datasets are attached (a loaded net's preprocessor has none)."""
-        return self._datasets is not None
+        return self._sets is not None
 
     def source(self, name, augment=True):
         """The batches of dataset ``name`` ('train', 'valid', 'test', or 'all' for the three
         together); a dataset augments on its own, so ``augment`` changes nothing."""
         self._require_data(f'source({name!r})')
         if name not in self._sources:
-            self._sources[name] = LoaderSource(self._dataset(name), self._spec, self.channel,
-                                               SET_WORDS.get(name, 'the datasets'),
-                                               serve=lambda x: self._applied.apply(x, True),
-                                               options=self.options)
+            serve = self._serve
+            if name == 'all':
+                self._sources[name] = self._all(serve)
+            else:
+                given = dict(zip(SET_WORDS, self._sets))[name]
+                self._sources[name] = self._make(given or _Set('map', _Empty(), self.options),
+                                                 SET_WORDS[name], serve)
         return self._sources[name]
 
-    def _dataset(self, name):
-        train, valid, test = self._datasets
-        if name == 'all':
-            return torch.utils.data.ConcatDataset([d for d in self._datasets if d is not None])
-        dataset = dict(zip(SET_WORDS, self._datasets))[name]
-        return dataset if dataset is not None else _Empty()
+    def _serve(self, x):
+        return self._applied.apply(x, True)
+
+    def _all(self, serve):
+        """Train, valid and test as one set (the final epochs): one dataset when all are
+        map-style datasets read alike, else each set's batches in turn."""
+        given = [(s, w) for s, w in zip(self._sets, SET_WORDS.values()) if s is not None]
+        first = given[0][0]
+        if all(s.kind == 'map' and s.collate is first.collate for s, _ in given):
+            return LoaderSource(torch.utils.data.ConcatDataset([s.data for s, _ in given]),
+                                self._spec, self.channel, 'the datasets', serve,
+                                first.options, first.collate)
+        return ChainSource([self._make(s, w, serve) for s, w in given])
 
     def num_rows(self, name):
-        """Items in dataset ``name`` (0 for a dataset not given)."""
+        """Items in dataset ``name`` (0 for a dataset not given; None for a stream)."""
         self._require_data(f'num_rows({name!r})')
         if name == 'all':
-            return sum(len(d) for d in self._datasets if d is not None)
-        return len(self._dataset(name))
+            rows = [s.rows() for s in self._sets if s is not None]
+            return None if None in rows else sum(rows)
+        given = dict(zip(SET_WORDS, self._sets))[name]
+        return 0 if given is None else given.rows()
 
     def get_files(self):
         """The item indices of ``[train, valid, test]`` (what confusion matrices trace
-        mistakes back to)."""
+        mistakes back to); None for a stream."""
         self._require_data('get_files')
-        return [np.arange(self.num_rows(name)) for name in SET_WORDS]
+        rows = [self.num_rows(name) for name in SET_WORDS]
+        return [np.arange(n) if n is not None else None for n in rows]
 
     def get_raw_x(self):
-        """The datasets ``[train, valid, test]`` (an empty one for a set not given)."""
+        """The sets ``[train, valid, test]`` as given (an empty dataset for one not
+        given)."""
         self._require_data('get_raw_x')
-        return [self._dataset(name) for name in SET_WORDS]
+        return [s.data if s is not None else _Empty() for s in self._sets]
 
     def preprocess(self, data):
         """Standardise raw rows (an array, or a dict of arrays by channel) as the items'
@@ -210,7 +312,8 @@ class DatasetPreprocessor(Preprocessor):
         self._stats = {n: (state['mean'][n].numpy(), float(state['std'][n]))
                        for n in state['mean']}
         self._applied = ChannelStats(self._stats, self.token_channels)
-        self.options, self._datasets, self._sources = LoaderOptions(), None, {}
+        self.options, self.shards = LoaderOptions(), 'pydnn2'
+        self._sets, self._sources = None, {}
         return self
 
 

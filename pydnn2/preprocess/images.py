@@ -22,7 +22,10 @@ stretch: the augmentation schedule), and each batch is turned and
 standardised as it is made, on the training device
 (:func:`pydnn2.preprocess.imageops.transform_images`: ``grid_sample``), so a
 rank under torchrun augments only its own rows. Validation and test sets are
-never augmented.
+never augmented. Given sets of image files (a streamed folder:
+``DirectoryLabeledImageSet(base_dir, stream=True)``), nothing is cached: the
+files are decoded and resized in ``DataLoader`` workers batch by batch, and
+augmented on the device the same way (:mod:`pydnn2.preprocess.streaming`).
 
 Examples
 --------
@@ -43,25 +46,24 @@ import dataclasses
 import numpy as np
 import torch
 
-from .. import rng as rngs
+from .. import checks, rng as rngs
 from ..data import parallel_map
+from ..data.imagefiles import ImageFiles
 from ..errors import ConfigError, DataError
 from .augment import Augmentation, Schedule
 from .base import Preprocessor
+from .imageops import GEOMETRY_FEATURES, transform_images
+from .imagesets import image_list, parse_sets, set_channels
+from .loader import LoaderOptions
+from .pixels import check_fill, check_size
+from .resize import Resizer, resizer_from_state
 from .rows import ArrayRows
 from .sources import TensorSource
+from .split import SET_NAMES
 from .standardize import Standardize, Standardizer
-from .imageops import (GEOMETRY_FEATURES, affine_matrices, canonicalize, geometry_features,
-                       transform_images)
-from .pixels import as_image, check_fill, check_size
-from .resize import Resizer, resizer_from_state
-from .split import SET_NAMES, as_labels
+from .streaming import FileItems, ImageFileSource, Preparation, image_sum, scan
 
 STATE_VERSION = 2            # 2: pydnn's scaling, geometry and canonical orientation
-
-
-def _num_channels(image):
-    return 1 if image.ndim == 2 else image.shape[0]
 
 
 def float_dtype(dtype):
@@ -105,7 +107,9 @@ class ImagePreprocessor(Preprocessor):
     data : tuple
         ``(train, valid, test)`` from :func:`~pydnn2.preprocess.split_training_data`,
         each ``(images, classes[, file_indices])`` with ``images`` a list of
-        ``(H, W)`` or ``(C, H, W)`` arrays of grey levels 0..255.
+        ``(H, W)`` or ``(C, H, W)`` arrays of grey levels 0..255, or
+        :class:`~pydnn2.data.ImageFiles` (a streamed folder: the files are read
+        batch by batch in ``DataLoader`` workers, see the module).
     image_shape : tuple
         ``(height, width)`` the images are resized to.
     resizer : pydnn2.preprocess.resize.Resizer
@@ -133,13 +137,17 @@ class ImagePreprocessor(Preprocessor):
         Images per batch of the augmentation; by default sized to the device.
     progress : bool, optional
         Progress bars while resizing; by default for 500 images or more.
+    num_workers : int, optional
+        ``DataLoader`` workers that read streamed image files (default: the
+        machine's cores, at most 8; 0 reads in this process).
     """
 
     serves_geometry = False
+    num_workers = None
 
     def __init__(self, data, image_shape, resizer, rng=None, dtype='float32', *,
                  augmentation=None, fill=255, orient=False, geometry_threshold=2,
-                 chunk_size=None, progress=None):
+                 chunk_size=None, progress=None, num_workers=None):
         self.image_shape = check_size(image_shape)
         self.dtype = float_dtype(dtype)
         if not isinstance(resizer, Resizer):
@@ -153,100 +161,76 @@ class ImagePreprocessor(Preprocessor):
         self.fill, self.orient = check_fill(fill), bool(orient)
         self.geometry_threshold = geometry_threshold
         self.chunk_size, self.progress = chunk_size, progress
+        self.num_workers = checks.integer(num_workers, 'num_workers', 0, none=True)
         self._schedule = Schedule(self.augmentation, rngs.seed_from(rng, default=0))
         self._sets = self._stats = self._channels = None
         self.set_data(data, refit=True)
 
-    def _image_list(self, x, where, channels=None):
-        """Validate raw images; all must have ``channels`` (default: the first's)."""
-        if isinstance(x, dict):
-            if 'images' not in x:
-                raise DataError(f'the {where} has channels {sorted(x)}; expected an '
-                                f"'images' channel of raw images")
-            x = x['images']
-        if isinstance(x, np.ndarray) and (x.ndim in (3, 4) or x.dtype == object):
-            x = list(x)  # (N, H, W), (N, C, H, W) or N objects -> N images
-        if not isinstance(x, (list, tuple)):
-            raise DataError(f'the {where} must be a list of images; received '
-                            f'{type(x).__name__}')
-        images = [as_image(image, f'image {i} of the {where}') for i, image in enumerate(x)]
-        for i, image in enumerate(images):
-            channels = channels or _num_channels(image)
-            if _num_channels(image) != channels:
-                raise DataError(f'image {i} of the {where} has {_num_channels(image)} '
-                                f'channel(s) (shape {image.shape}); expected {channels}')
-        return images
-
-    def _parse_sets(self, data, channels):
-        if not isinstance(data, (tuple, list)) or len(data) != 3:
-            raise DataError(f'{type(self).__name__} needs the three sets returned by '
-                            f'split_training_data: (train, valid, test); received '
-                            f'{type(data).__name__}')
-        sets = []
-        for name, part in zip(SET_NAMES, data):
-            if not isinstance(part, (tuple, list)) or len(part) not in (2, 3):
-                raise DataError(f'the {name} set must be (images, classes) or '
-                                f'(images, classes, file_indices)')
-            images = self._image_list(part[0], f'{name} set', channels)
-            channels = channels or (_num_channels(images[0]) if images else None)
-            y = as_labels(part[1], f'{name} classes')
-            files = np.asarray(part[2] if len(part) == 3 else np.arange(len(images)), np.int64)
-            if len(y) != len(images) or len(files) != len(images):
-                raise DataError(f'the {name} set has {len(images)} images but {len(y)} classes '
-                                f'and {len(files)} file indices')
-            if not images and name == 'train':
-                raise DataError(f'the {name} set is empty; it needs at least one image')
-            sets.append((images, y, files))
-        return sets
-
     def set_data(self, data, refit=False):
         """Attach new sets; with ``refit`` recompute the statistics from them.
 
-        Images are resized once here and cached. A loaded net keeps its
-        statistics (they are part of the trained model), so by default new
-        data is standardised the way the net learned. The augmentation
-        schedule is kept when the number of images is unchanged, else
-        redrawn.
+        Images are resized once here and cached (image files are read once to
+        measure them, see the module). A loaded net keeps its statistics (they
+        are part of the trained model), so by default new data is
+        standardised the way the net learned. The augmentation schedule is
+        kept when the number of images is unchanged, else redrawn.
         """
         refit = refit or self._stats is None
-        sets = self._parse_sets(data, None if refit else self._channels)
+        sets = parse_sets(data, None if refit else self._channels, type(self).__name__)
+        self._channels = set_channels(sets[0][0])
+        streamed = isinstance(sets[0][0], ImageFiles)
+        sets, total = self._scan(sets, refit) if streamed else self._cache(sets, refit)
         self._sets = sets
-        self._channels = _num_channels(sets[0][0][0])
-        # a random stretch resizer's stretch is redrawn every epoch by the augmentation
-        train_resize = (self.resizer.prediction if self.resizer.stretch_range is not None
-                        else self.resizer.training)
-        prepared = {name: self._prepare_all(part[0], train_resize if name == 'train'
-                                            else self.resizer.prediction, name)
+        count = sum(len(part[0]) for part in sets)
+        if len(self._schedule.offsets) != count:
+            self._schedule.draw(count)
+        if refit:
+            self._fit(total, len(sets[0][0]))
+        self._served = {}
+
+    def _preparation(self, name):
+        """How the raw images of set ``name`` ('train', 'valid', 'test', 'new') are made
+        ready; a random stretch resizer's stretch is redrawn every epoch by the
+        augmentation, so its training images are resized plainly."""
+        training = name == 'train' and self.resizer.stretch_range is None
+        return Preparation(self.resizer, training, self.image_shape, self.fill, self.orient,
+                           self.serves_geometry, self.geometry_threshold)
+
+    def _cache(self, sets, refit):
+        """Resize every image into the uint8 cache; the training images' sum at the
+        mean pass's angles when ``refit``."""
+        prepared = {name: self._prepare_all(part[0], self._preparation(name), name)
                     for name, part in zip(SET_NAMES, sets)}
         self._u8 = {name: u8 for name, (u8, _) in prepared.items()}
         self._raw_shapes = {name: raw for name, (_, raw) in prepared.items()}
-        total = sum(len(part[0]) for part in sets)
-        if len(self._schedule.offsets) != total:
-            self._schedule.draw(total)
-        if refit:
-            self._fit()
-        self._served = {}
+        return sets, (image_sum(self._u8['train'], 0, self._schedule, self.image_shape,
+                                self.fill, self.chunk_size) if refit else None)
 
-    def _prepare_one(self, image, resize):
-        """One raw image: resized to uint8 (canonical first with ``orient``), and its
-        geometry row when served."""
-        canonical = canonicalize(image, self.fill) if self.orient or self.serves_geometry \
-            else None
-        out = np.asarray(resize(canonical[0] if self.orient else image, self.image_shape))
-        if out.shape[-2:] != self.image_shape:
-            raise DataError(f'{type(self.resizer).__name__} returned an image of shape '
-                            f'{out.shape}; expected (..., {self.image_shape[0]}, '
-                            f'{self.image_shape[1]})')
-        geometry = (geometry_features(image, self.geometry_threshold, canonical)
-                    if self.serves_geometry else None)
-        return out, geometry
+    def _scan(self, sets, refit):
+        """Read every file once (see the module): the sets without unreadable files, and
+        the training images' sum at the mean pass's angles when ``refit``."""
+        kept, total, self._u8, self._raw_shapes = [], None, None, {}
+        for name, (files, y, index) in zip(SET_NAMES, sets):
+            fit = ((self._schedule, self.fill, self.chunk_size) if refit and name == 'train'
+                   else None)
+            found = scan(files, self._preparation(name), self._loader_options(), fit,
+                         f'reading {name} images', self.progress)
+            if name == 'train' and not len(found.kept):
+                raise DataError('the train set holds no readable image; it needs at least one')
+            kept.append((files.take(found.kept), y[found.kept], index[found.kept]))
+            self._raw_shapes[name] = found.raw
+            total = found.total if fit is not None else total
+        return kept, total
 
-    def _prepare_all(self, images, resize, name='new'):
-        """Raw images -> (uint8 tensor (N, C, H, W) on the device, their raw
+    def _loader_options(self):
+        return LoaderOptions(num_workers=self.num_workers)
+
+    def _prepare_all(self, images, preparation, name='new'):
+        """Raw images -> (uint8 tensor (N, C, H, W) on the host, their raw
         ``'shapes'`` (N, 2) and, when served, ``'geometry'``)."""
         (h, w), n = self.image_shape, len(images)
-        done = parallel_map(lambda image: self._prepare_one(image, resize), images,
-                            desc=f'preparing {name} images', progress=self.progress)
+        done = parallel_map(preparation, images, desc=f'preparing {name} images',
+                            progress=self.progress)
         u8 = (np.stack([d[0] for d in done]).reshape(n, -1, h, w) if done    # -> (N, C, H, W)
               else np.zeros((0, self._channels, h, w), np.uint8))
         raw = {'shapes': np.array([image.shape[-2:] for image in images],
@@ -273,16 +257,10 @@ class ImagePreprocessor(Preprocessor):
         """
         return self._schedule.angles(epoch, start, stop)
 
-    def _fit(self):
-        """The mean training image as the net will see it (over its turns and flips);
+    def _fit(self, total, n):
+        """The mean training image as the net will see it (over its turns and flips),
+        from ``total``, the sum of the ``n`` training images at the mean pass's angles;
         images are served as ``(x - mean) / 255``, as in pydnn."""
-        u8 = self._u8['train']
-        n = len(u8)
-        theta = affine_matrices(self._schedule.base_angles(n), self.image_shape)
-        total = torch.zeros(u8.shape[1:], dtype=torch.float64, device=u8.device)
-        for start in range(0, n, 4096):
-            total += transform_images(u8[start:start + 4096], theta[start:start + 4096],
-                                      self.fill, chunk_size=self.chunk_size).double().sum(0)
         mean = total / n
         for flip, dim in ((self.augmentation.flip_lr, -1), (self.augmentation.flip_ud, -2)):
             if flip:  # expectation over random flips
@@ -325,21 +303,30 @@ class ImagePreprocessor(Preprocessor):
 
     def source(self, name, augment=True):
         """The batches of set ``name`` ('train', 'valid', 'test', or 'all' for train +
-        valid + test): images read from the resized cache, augmented batch by batch
-        for 'train' and 'all' (unless ``augment`` is False), standardised."""
+        valid + test): images read from the resized cache (or image files read in
+        ``DataLoader`` workers), augmented batch by batch for 'train' and 'all'
+        (unless ``augment`` is False), standardised."""
         self._require_data(f'source({name!r})')
         names = SET_NAMES if name == 'all' else (name,)
         augmenting = augment and name in ('train', 'all') and self.augmentation.active
         key = (name, augmenting)
         if key not in self._served:
-            parts = [{'images': ArrayRows(self._u8[n]),
-                      **{c: ArrayRows(v) for c, v in self._features(self._raw_shapes[n]).items()}}
-                     for n in names]
             labels = [self._sets[SET_NAMES.index(n)][1] for n in names]
             total = sum(len(y) for y in labels)
             begin = ((lambda: self._schedule.next_epoch(total, self.image_shape))
                      if augmenting else None)
-            self._served[key] = TensorSource(parts, labels, serve=self._serve, begin=begin)
+            features = [self._features(self._raw_shapes[n]) for n in names]
+            if self._u8 is None:
+                parts = [FileItems(self._sets[SET_NAMES.index(n)][0], y, self._preparation(n))
+                         for n, y in zip(names, labels)]
+                rows = {c: torch.cat([f[c] for f in features]) for c in features[0]}
+                self._served[key] = ImageFileSource(parts, rows, f'the {name} images',
+                                                    self._serve, begin, self._loader_options())
+            else:
+                parts = [{'images': ArrayRows(self._u8[n]),
+                          **{c: ArrayRows(v) for c, v in f.items()}}
+                         for n, f in zip(names, features)]
+                self._served[key] = TensorSource(parts, labels, serve=self._serve, begin=begin)
         return self._served[key]
 
     def get_raw_x(self):
@@ -398,7 +385,8 @@ class ImagePreprocessor(Preprocessor):
         ----------
         data : dict or list
             ``{'images': list of raw arrays}`` (as from
-            :class:`~pydnn2.data.UnlabeledImageSet`), or the list itself.
+            :class:`~pydnn2.data.UnlabeledImageSet`), or the list itself; image
+            files (``UnlabeledImageSet(..., stream=True)``) are read here.
 
         Returns
         -------
@@ -410,8 +398,8 @@ class ImagePreprocessor(Preprocessor):
         return self._serve({k: v.to(self.device) for k, v in x.items()}, None, None)
 
     def _prepared(self, data, what):
-        images = self._image_list(data, what, self._channels)
-        return self._prepare_all(images, self.resizer.prediction)
+        images = image_list(data, what, self._channels, files=False)
+        return self._prepare_all(images, self._preparation('new'))
 
     def prepare(self, data, what='data to predict'):
         """Unseen raw images as the net's graph sees them before standardisation:

@@ -30,9 +30,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..errors import DataError
+from . import workers as pool
 from .sources import Batches, BatchSource, batch_rows
 
 #: The most DataLoader workers chosen by default.
@@ -62,24 +62,52 @@ class ItemSpec:
         return cls({name: (tuple(v.shape), _kind(v, f'{where}, channel {name!r}'))
                     for name, v in x.items()}, isinstance(item[0], dict))
 
-    def check(self, x, y, where, num_classes=None):
-        """Refuse an item of other channels, shapes or dtypes, with NaN or infinite
-        values, or with a class outside ``0 .. num_classes - 1``."""
+    @classmethod
+    def of_batch(cls, batch, channel, where):
+        """The spec of the rows of a first batch ``(x, y)`` (a ``collate_fn``'s)."""
+        x, _ = split_batch(batch, channel, where)
+        return cls({name: (tuple(v.shape[1:]), _kind(v, f'{where}, channel {name!r}'))
+                    for name, v in x.items()}, isinstance(batch[0], dict))
+
+    def check(self, x, where):
+        """Refuse an item ``{channel: tensor}`` of other channels, shapes or dtypes."""
+        self._check_channels(x, where, lambda v: tuple(v.shape))
+
+    def check_batch(self, x, y, where, item=None, num_classes=None):
+        """Refuse a batch ``({channel: (b, ...)}, y (b,))`` of other channels, row shapes or
+        dtypes, with NaN or infinite values, or with a class outside ``0 .. num_classes -
+        1``; ``where`` names the batch, ``item(i)`` (when known) the item of its row ``i``."""
+        self._check_channels(x, where, lambda v: tuple(v.shape[1:]))
+        sizes = {len(v) for v in x.values()} | {len(y)}
+        if len(sizes) != 1 or y.dim() != 1:
+            raise DataError(f'{where}: expected one class per row (a 1-d y as long as x); '
+                            f'received y of shape {tuple(y.shape)} for '
+                            f'{sorted(len(v) for v in x.values())} rows')
+        name = item or (lambda row: f'{where}, row {row}')
+        for channel, v in x.items():
+            if self.channels[channel][1] == 'float':
+                finite = torch.isfinite(v.reshape(len(v), -1)).all(1)
+                if not bool(finite.all()):
+                    row = int((~finite).nonzero()[0])
+                    raise DataError(f'{name(row)}, channel {channel!r} holds NaN or infinite '
+                                    'values; expected finite numbers')
+        bad = (y < 0) | (y >= num_classes) if num_classes is not None else y < 0
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0])
+            limit = f'0 .. {num_classes - 1}' if num_classes is not None else '>= 0'
+            raise DataError(f'{name(row)} has class {int(y[row])}; expected a class in {limit}')
+
+    def _check_channels(self, x, where, row_shape):
         if set(x) != set(self.channels):
             raise DataError(f'{where} has channels {sorted(x)}; expected '
                             f'{sorted(self.channels)} (as the first item)')
         for name, v in x.items():
             shape, kind = self.channels[name]
             got = _kind(v, f'{where}, channel {name!r}')
-            if tuple(v.shape) != shape or got != kind:
+            if row_shape(v) != shape or got != kind:
                 raise DataError(f'{where}, channel {name!r}: expected {kind} values of shape '
                                 f'{shape} (as the first item); received {v.dtype} of shape '
-                                f'{tuple(v.shape)}')
-            if kind == 'float' and not bool(torch.isfinite(v).all()):
-                raise DataError(f'{where}, channel {name!r} holds NaN or infinite values')
-        if y < 0 or (num_classes is not None and y >= num_classes):
-            limit = f'0 .. {num_classes - 1}' if num_classes is not None else '>= 0'
-            raise DataError(f'{where} has class {y}; expected a class in {limit}')
+                                f'{row_shape(v)}')
 
 
 def _kind(v, where):
@@ -90,30 +118,65 @@ def _kind(v, where):
     raise DataError(f'{where}: expected numbers; received dtype {v.dtype}')
 
 
-def split_item(item, channel, where):
-    """An item ``(x, y)`` or ``({channel: x}, y)`` as ``({channel: tensor}, int class)``."""
+def _pair(item, where, what):
     if not isinstance(item, (tuple, list)) or len(item) != 2:
-        raise DataError(f'{where}: expected an item (x, y) or ({{channel: x}}, y); received '
+        raise DataError(f'{where}: expected {what} (x, y) or ({{channel: x}}, y); received '
                         f'{type(item).__name__}' + (f' of length {len(item)}'
                                                     if isinstance(item, (tuple, list)) else ''))
-    x, y = item
+    return item
+
+
+def _channels(x, channel):
     x = dict(x) if isinstance(x, dict) else {channel: x}
+    return {name: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+            for name, v in x.items()}
+
+
+def split_item(item, channel, where):
+    """An item ``(x, y)`` or ``({channel: x}, y)`` as ``({channel: tensor}, int class)``."""
+    x, y = _pair(item, where, 'an item')
     try:
-        x = {name: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
-             for name, v in x.items()}
-        label = int(torch.as_tensor(y).item())
+        return _channels(x, channel), (int(y) if isinstance(y, (int, np.integer))
+                                        else int(torch.as_tensor(y).item()))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f'{where}: expected array-like inputs and one integer class; '
                         f'{type(exc).__name__}: {exc}') from None
-    return x, label
+
+
+def split_batch(batch, channel, where):
+    """A collated batch ``(x, y)`` or ``({channel: x}, y)`` as ``({channel: (b, ...)},
+    int64 classes (b,))``."""
+    x, y = _pair(batch, where, 'a batch')
+    try:
+        x, y = _channels(x, channel), torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f'{where}: expected array-like inputs and integer classes; '
+                        f'{type(exc).__name__}: {exc}') from None
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
+        raise DataError(f'{where}: expected integer classes; received {y.dtype}')
+    return x, y.long()
 
 
 class _Key(list):
-    """The indices of one batch, with the seed of the epoch's item draws."""
+    """The indices of one batch, with the seed of the epoch's item draws, the batch's
+    number in the pass and the number of classes its items must be below."""
 
-    def __init__(self, indices, seed):
+    def __init__(self, indices, seed, step=None, num_classes=None):
         super().__init__(indices)
-        self.seed = seed
+        self.seed, self.step, self.num_classes = seed, step, num_classes
+
+
+class _Keys:
+    """The batch sampler of a loader kept across passes: each pass's keys."""
+
+    def __init__(self):
+        self.keys = []
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self):
+        return len(self.keys)
 
 
 def item_seed(epoch_seed, index):
@@ -122,50 +185,69 @@ def item_seed(epoch_seed, index):
 
 
 def _seed_all(seed):
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2 ** 32)
+    torch.random.default_generator.manual_seed(seed)     # (torch.manual_seed: 1 ms, lazily
+    np.random.seed(seed % 2 ** 32)                       # seeding devices with a traceback)
     random.seed(seed)
 
 
 class _Reader(torch.utils.data.Dataset):
-    """The user's dataset, read a batch of items at a time: each item seeded, read,
-    made into channels and checked."""
+    """The user's dataset, read a batch of items at a time: each item seeded and read,
+    then collated (by ``collate``, the user's ``collate_fn``, if given: it sees the raw
+    items) and the batch checked; a :class:`~pydnn2.preprocess.workers.Failure` in its
+    place when anything failed."""
 
-    def __init__(self, dataset, spec, channel, name, num_classes):
+    def __init__(self, dataset, spec, channel, name, collate=None):
         self.dataset, self.spec, self.channel = dataset, spec, channel
-        self.name, self.num_classes = name, num_classes
+        self.name, self.collate = name, collate
 
     def __len__(self):
         return len(self.dataset)
 
     def __getitems__(self, key):
-        in_worker = torch.utils.data.get_worker_info() is not None
-        saved = None if in_worker else (torch.random.get_rng_state(), np.random.get_state(),
-                                        random.getstate())
         try:
-            return [self._item(int(i), key.seed) for i in key]
-        finally:
-            if saved is not None:          # this process's generators, given back
-                torch.random.set_rng_state(saved[0])
-                np.random.set_state(saved[1])
-                random.setstate(saved[2])
+            with pool.given_back():
+                items = [self._item(int(i), key.seed) for i in key]
+                return self._batch(items, key)
+        except DataError as exc:
+            return pool.Failure(str(exc))
 
     def _item(self, index, seed):
         where = f'{self.name}, item {index}'
-        _seed_all(item_seed(seed, index))
+        if seed is not None:                  # None: items that draw nothing
+            _seed_all(item_seed(seed, index))
         try:
             item = self.dataset[index]
         except Exception as exc:  # the user's error, named with its item
             raise DataError(f'{where} raised {type(exc).__name__}: {exc}') from exc
+        if self.collate is not None:
+            return item
         x, y = split_item(item, self.channel, where)
-        self.spec.check(x, y, where, self.num_classes)
+        self.spec.check(x, where)
+        return x, y
+
+    def _batch(self, items, key):
+        where = f'{self.name}, batch {key.step}' if key.step is not None else self.name
+        if self.collate is None:
+            x = {name: torch.stack([x[name] for x, _ in items]) for name in items[0][0]}
+            y = torch.tensor([y for _, y in items], dtype=torch.long)
+        else:
+            x, y = collated(self.collate, items, self.channel, where,
+                            item_seed(key.seed, -1 - key[0]) if key.seed is not None else None)
+        self.spec.check_batch(x, y, where, lambda row: f'{self.name}, item {key[row]}',
+                              key.num_classes)
         return x, y
 
 
-def _collate(items):
-    """Checked items ``[({channel: tensor}, class)]`` as ``({channel: (b, ...)}, y (b,))``."""
-    return ({name: torch.stack([x[name] for x, _ in items]) for name in items[0][0]},
-            torch.tensor([y for _, y in items], dtype=torch.long))
+def collated(collate, items, channel, where, seed):
+    """``collate(items)`` (seeded with ``seed``) as ``({channel: (b, ...)}, y (b,))``;
+    what it raises is a DataError naming ``where``."""
+    if seed is not None:
+        _seed_all(seed)
+    try:
+        batch = collate(items)
+    except Exception as exc:  # noqa: BLE001 - the user's error, named with its batch
+        raise DataError(f'{where}: collate_fn raised {type(exc).__name__}: {exc}') from exc
+    return split_batch(batch, channel, where)
 
 
 @dataclasses.dataclass
@@ -178,10 +260,24 @@ class LoaderOptions:
     timeout: float = 0                      # seconds to wait for a worker's batch (0: ever)
     worker_init_fn: object = None           # called in each worker as it starts
     multiprocessing_context: object = None  # 'fork', 'spawn', ... (None: torch's default)
+    persistent: bool = True                 # keep the workers alive from pass to pass
+
+    def workers(self):
+        """The number of workers (None: :func:`default_workers`)."""
+        return default_workers() if self.num_workers is None else self.num_workers
+
+    def pin(self, device):
+        """Whether batches bound for ``device`` are pinned."""
+        return device.type == 'cuda' if self.pin_memory is None else self.pin_memory
 
 
 class LoaderSource(BatchSource):
     """A map-style dataset's batches, read through a ``DataLoader`` (see the module).
+
+    Its workers live from pass to pass (one set per source and kind of pinning):
+    each pass hands them its batches of indices, so no pass waits for workers to
+    start; a pass begun while another is still being read (a prediction from a
+    callback during training) reads through workers of its own.
 
     Parameters
     ----------
@@ -197,12 +293,32 @@ class LoaderSource(BatchSource):
     serve : callable, optional
         ``serve(x) -> x`` on the device: the standardisation.
     options : LoaderOptions, optional
+    collate : callable, optional
+        The user's ``collate_fn``: it sees the raw items of each batch, and its batch
+        ``(x, y)`` is checked against ``spec`` (the rows' shapes).
+    begin : callable, optional
+        Called once per pass, as a :class:`~pydnn2.preprocess.sources.TensorSource`'s
+        ``begin`` (where a preprocessor draws the epoch's augmentation); what it
+        returns reaches :meth:`_serve` with each batch.
+    draws : bool
+        Whether items draw at random (each seeded from the epoch and its index,
+        the epoch's seed drawn from the plan's order generator). False for items
+        that draw nothing: the order generator then moves as an in-memory
+        source's does.
     """
 
-    def __init__(self, dataset, spec, channel, name, serve=None, options=None):
+    def __init__(self, dataset, spec, channel, name, serve=None, options=None, collate=None,
+                 begin=None, draws=True):
         self.dataset, self.spec, self.channel, self.name = dataset, spec, channel, name
-        self.serve, self.options = serve, options or LoaderOptions()
+        self.serve, self.options, self.collate = serve, options or LoaderOptions(), collate
+        self.begin, self.draws = begin, draws
         self._rows = len(dataset)
+        self._kept, self._busy, self.broken = {}, False, False
+
+    @property
+    def varies(self):
+        """Whether each pass draws its own augmentation (a ``begin``)."""
+        return self.begin is not None
 
     @property
     def num_rows(self):
@@ -211,57 +327,84 @@ class LoaderSource(BatchSource):
 
     def batches(self, plan):
         """The pass ``plan`` asks for: this rank's rows, read by the loader's workers."""
+        epoch = self.begin() if self.begin is not None else None
         rows = batch_rows(self._rows, plan)
         seed = (int(torch.randint(SEED_LIMIT, (1,), generator=plan.order))
-                if plan.order is not None else 0)
+                if plan.order is not None else 0) if self.draws else None
         first = plan.start
-        keys = [_Key(r.tolist(), seed) for r in rows]
+        keys = [_Key(r.tolist(), seed, first + k + 1, plan.num_classes)
+                for k, r in enumerate(rows)]
         if not keys:
             return Batches(iter(()), first, first)
-        loader = self._loader(plan, keys)
-        return Batches(self._served(loader, plan, first), first + len(keys), first)
+        return Batches(self._served(keys, plan, rows, epoch), first + len(keys), first)
 
-    def _loader(self, plan, keys):
-        options = self.options
-        workers = default_workers() if options.num_workers is None else options.num_workers
-        pin = (plan.device.type == 'cuda') if options.pin_memory is None else options.pin_memory
-        reader = _Reader(self.dataset, self.spec, self.channel, self.name,
-                         plan.num_classes)
-        extra = {'prefetch_factor': options.prefetch_factor,
-                 'multiprocessing_context': options.multiprocessing_context} if workers else {}
-        return DataLoader(reader, batch_sampler=keys, num_workers=workers, collate_fn=_collate,
-                          pin_memory=pin, timeout=options.timeout,
-                          worker_init_fn=options.worker_init_fn, **extra)
+    def close(self):
+        """Let the kept workers go (a later pass starts new ones)."""
+        for loader, _ in self._kept.values():
+            pool.forget(loader._iterator)
+        self._kept.clear()
 
-    def _served(self, loader, plan, first):
-        step = first
-        iterator = iter(loader)
-        while True:
+    def _open(self, plan, keys):
+        """An iterator over ``keys`` and whether it is the kept loader's: unless a pass is
+        already being read through it (or workers are not kept), then a loader of its
+        own."""
+        options, pin = self.options, self.options.pin(plan.device)
+        workers = options.workers()
+        reader = _Reader(self.dataset, self.spec, self.channel, self.name, self.collate)
+        if self.broken:                                # a worker died: start afresh
+            self.close()
+            self.broken = False
+        if self._busy or not workers or not options.persistent:
+            return iter(pool.open_loader(reader, options, workers, pin, keys)), False
+        if pin not in self._kept:
+            sampler = _Keys()
+            self._kept[pin] = (pool.open_loader(reader, options, workers, pin, sampler,
+                                                persistent=True), sampler)
+        loader, sampler = self._kept[pin]
+        sampler.keys = keys
+        return iter(loader), True
+
+    def _served(self, keys, plan, rows, epoch):
+        iterator, kept = self._open(plan, keys)
+        self._busy = self._busy or kept
+        try:
+            with pool.watching(iterator, self.name, self, kept):
+                yield from self._read(iterator, keys, plan, rows, epoch)
+        finally:
+            self._busy = self._busy and not kept
+
+    def _read(self, iterator, keys, plan, rows, epoch):
+        for key, picked in zip(keys, rows):
             try:
-                x, y = next(iterator)
-            except StopIteration:
-                return
-            except DataError:
-                raise
-            except RuntimeError as exc:      # a worker killed by the system, a timeout
-                raise DataError(f'{self.name}: reading batch {step + 1} failed: {exc}') from None
-            step += 1
+                x, y = pool.raise_failure(next(iterator))
+            except RuntimeError as exc:    # a worker killed by the system, a timeout
+                self.broken = True
+                raise pool.lost_worker(exc, self.name, key.step) or exc from None
             x = {k: v.to(plan.device, non_blocking=True) for k, v in x.items()}
             y = y.to(plan.device, non_blocking=True)
-            yield (self.serve(x) if self.serve is not None else x), y
+            yield self._serve(x, picked, epoch), y
+
+    def _serve(self, x, rows, epoch):
+        """A batch as read (on the device) made into what the net sees: ``serve(x)``.
+        A subclass whose ``serve`` needs the batch's row numbers (``rows``) or what
+        ``begin`` returned (``epoch``) overrides this."""
+        return self.serve(x) if self.serve is not None else x
 
 
-def first_item(dataset, channel, name):
+def first_item(dataset, channel, name, collate=None):
     """Read item 0 (seeded as the first item of an evaluation pass) and return the
-    :class:`ItemSpec` it sets."""
+    :class:`ItemSpec` it sets (of the rows of ``collate([item 0])`` with a
+    ``collate_fn``)."""
     if len(dataset) == 0:
         raise DataError(f'{name} is empty; it needs at least one item')
-    saved = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
-    try:
+    with pool.given_back():
         _seed_all(item_seed(0, 0))
-        return ItemSpec.of(dataset[0], channel, f'{name}, item 0')
-    finally:
-        torch.random.set_rng_state(saved[0])
-        np.random.set_state(saved[1])
-        random.setstate(saved[2])
-
+        try:
+            item = dataset[0]
+        except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
+            raise DataError(f'{name}, item 0 raised {type(exc).__name__}: {exc}') from exc
+        if collate is None:
+            return ItemSpec.of(item, channel, f'{name}, item 0')
+        where = f'{name}, the batch of item 0 alone'
+        return ItemSpec.of_batch(collated(collate, [item], channel, where, item_seed(0, -1)),
+                                 channel, where)

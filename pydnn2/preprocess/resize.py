@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .. import checks
+from ..data.reader import image_array
 from ..errors import ConfigError, DataError
 from .boxes import crop, largest_blob_box, threshold_box
 from .pixels import (as_image, check_fill, check_size, check_threshold, dark_mask,
@@ -126,6 +127,14 @@ class Resizer:
         """Resize a validation, test or unseen image to ``size``."""
         return self._resize(as_image(image), check_size(size))
 
+    def resize_image(self, image, size, training=False):
+        """Resize a Pillow image as :func:`~pydnn2.data.reader.open_image` reads it (grey
+        or RGB) as :meth:`training` (or :meth:`prediction`) resizes its array; a
+        resizer that can work on the Pillow image itself, and so save a copy, may
+        override this, returning what the array method returns."""
+        array = image_array(image)
+        return (self.training if training else self.prediction)(array, size)
+
     def _resize(self, image, size):
         raise NotImplementedError(f'{type(self).__name__}._resize')
 
@@ -174,6 +183,16 @@ class StretchResizer(Resizer):
 
     def _resize(self, image, size):
         return _stretch(image, size)
+
+    def resize_image(self, image, size, training=False):
+        """A grey Pillow image stretched as it is (what :meth:`training` returns for its
+        array, without the copy into an array and back)."""
+        if type(self) is not StretchResizer or image.mode != 'L':
+            return super().resize_image(image, size, training)
+        h, w = check_size(size)
+        if (image.height, image.width) != (h, w):
+            image = image.resize((w, h), Image.Resampling.BILINEAR)
+        return np.array(image)
 
 
 class PreserveAspectRatioResizer(Resizer):

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from .. import checks
+from ..data.imagefiles import ImageFiles
 from ..errors import ConfigError, DataError
 from .rows import RowView
 
@@ -36,9 +37,12 @@ def num_rows(x):
 def take_rows(x, index):
     """Rows ``index`` of ``x`` (array, list of arrays, or dict of either): a copy,
     except for a ``numpy.memmap`` (or a view of one), whose rows are selected
-    without reading them (a :class:`~pydnn2.preprocess.rows.RowView`)."""
+    without reading them (a :class:`~pydnn2.preprocess.rows.RowView`), and for
+    :class:`~pydnn2.data.ImageFiles` (a streamed folder), selected unread."""
     if isinstance(x, dict):
         return {name: take_rows(v, index) for name, v in x.items()}
+    if isinstance(x, ImageFiles):
+        return x.take(index)
     if isinstance(x, (list, tuple)):
         return [x[i] for i in index]
     if isinstance(x, RowView):

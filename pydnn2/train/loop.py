@@ -86,6 +86,7 @@ def train_batches(session, batches, state):
     bar = progress.progress_bar(steps, f'epoch {session.epoch + 1}', session.progress,
                                 initial=state.step, delay=2.0)
     first = step = state.step
+    rows = 0                         # rows trained here (a stream's last batch may be short)
     epoch, layout = session.epoch + 1, session.speed.channels_last
     batch_iter = iter(batches)
     finished = False
@@ -104,6 +105,7 @@ def train_batches(session, batches, state):
             logits, state.losses[step] = train_step(
                 session, _channels_last(batch) if layout else batch, target)
         errors += (logits.argmax(1) != target).sum()
+        rows += len(target)
         step += 1
         bar.update()
         if hooks:
@@ -111,8 +113,9 @@ def train_batches(session, batches, state):
                                             'loss': state.losses[step - 1]})
     bar.close()
     state.losses = state.losses[:step] if steps is None and finished else state.losses
-    errors = parallel.reduce_batches(session, state.losses, first, step, errors)
-    state.step, state.errors = step, state.errors + errors
+    errors, rows = parallel.reduce_batches(session, state.losses, first, step, errors, rows)
+    done = state.rows if state.rows is not None else first * session.global_batch
+    state.step, state.errors, state.rows = step, state.errors + errors, done + rows
     return finished
 
 
@@ -155,7 +158,7 @@ def run_epoch(session, phase, resumed=None):
     steps = len(state.losses)
     row = dict(epoch=session.epoch + 1, phase=phase,
                train_loss=check_losses(state.losses, session.epoch),
-               train_error=state.errors / (steps * session.global_batch), valid_loss=None,
+               train_error=state.errors / state.rows, valid_loss=None,
                valid_error=None, test_loss=None, test_error=None, learning_rate=rate)
     if phase == 'main':
         evaluate_main(session, row)

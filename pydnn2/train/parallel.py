@@ -151,15 +151,17 @@ def slowest(session, seconds):
     return distributed.all_reduce_max([seconds])[0] if session.parallel else seconds
 
 
-def reduce_batches(session, losses, first, step, errors):
+def reduce_batches(session, losses, first, step, errors, rows):
     """The figures of batches ``first .. step - 1`` every rank agrees on: their losses
-    averaged over the ranks (in place in ``losses``) and the error count (a device
-    tensor) summed; returns the count as an int."""
+    averaged over the ranks (in place in ``losses``), the error count (a device
+    tensor) and the rows trained summed; returns the count and the rows as ints."""
     if session.parallel:
         losses[first:step] = distributed.all_reduce_sum(losses[first:step]) \
             / distributed.world_size()
-        errors = distributed.all_reduce_sum(errors)
-    return int(errors.item())
+        both = distributed.all_reduce_sum(torch.stack([errors, torch.tensor(
+            rows, dtype=errors.dtype, device=errors.device)]))
+        return int(both[0].item()), int(both[1].item())
+    return int(errors.item()), rows
 
 
 def evaluate_set(session, source):

@@ -40,6 +40,7 @@ class EpochState:
     step: int = 0               # batches done
     losses: torch.Tensor = None  # their losses
     errors: int = 0             # their misclassified rows
+    rows: int = None            # their rows, over all ranks (None: whole batches)
 
     def as_dict(self):
         """Plain data for a checkpoint."""
