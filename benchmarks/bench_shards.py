@@ -28,11 +28,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (fmt_rate, header, interleave, median, paired_ratio, parse_args,  # noqa: E402
+from common import (fmt_rate, header, interleave, median, paired_ratio, parse_args,
                     scratch_dir, write_json)
-from pydnn2.data import ShardDataset, read_image, write_plankton_images, write_shards  # noqa: E402
-from pydnn2.preprocess.loader import LoaderOptions, LoaderSource, first_item  # noqa: E402
-from pydnn2.preprocess.sources import EpochPlan, Shard, batch_rows  # noqa: E402
+from pydnn2.data import ShardDataset, read_image, write_plankton_images, write_shards
+from pydnn2.preprocess.loader import LoaderOptions, LoaderSource, first_item
+from pydnn2.preprocess.sources import EpochPlan, Shard, batch_rows
 
 SIDE = 32
 BATCH = 128
@@ -68,10 +68,11 @@ def size_of(folder):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
 
 
-def one_pass(dataset, workers, shard=Shard(), loop=False):
+def one_pass(dataset, workers, shard=None, loop=False):
     """A timed candidate: one shuffled pass of this rank's rows of every global batch,
     through a plain ``DataLoader`` over the loop's batches, or (``loop``) as pydnn2's
     loop reads a dataset (``LoaderSource``: every item seeded and checked)."""
+    shard = Shard() if shard is None else shard
     spec = first_item(dataset, 'images', 'the dataset')
     source = LoaderSource(dataset, spec, 'images', 'the dataset',
                           options=LoaderOptions(num_workers=workers))

@@ -45,11 +45,11 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import common  # noqa: E402
-from pydnn2 import data  # noqa: E402
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2 import preprocess as pp  # noqa: E402
-from pydnn2.preprocess.sources import EpochPlan  # noqa: E402
+import common
+from pydnn2 import data
+from pydnn2 import neuralnet as nn
+from pydnn2 import preprocess as pp
+from pydnn2.preprocess.sources import EpochPlan
 
 SHAPE = (64, 64)
 BATCH = 64
@@ -130,7 +130,7 @@ def worker_sweep(pre, paths, counts):
         pre.num_workers = workers
         pre._served.clear()
         times = common.interleave({
-            'plain': (lambda: None, lambda: plain_epoch(paths, workers, mean)),
+            'plain': (lambda: None, lambda w=workers: plain_epoch(paths, w, mean)),
             'stream': (lambda: None, lambda: stream_epoch(pre, False))}, 1, warmup=0)
         n = stream_epoch(pre, False) if not out else out['rows']
         out['rows'] = n

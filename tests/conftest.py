@@ -108,12 +108,6 @@ def small_net(digits_sets, tmp_path):
     return make
 
 
-def pytest_configure(config):
-    """The ``slow`` marker: tests of a minute or more (the full suite runs them)."""
-    config.addinivalue_line('markers', 'slow: a test of a minute or more, left out of the '
-                                       'fast suite')
-
-
 @pytest.fixture(scope='session')
 def mlflow_template(tmp_path_factory):
     """An empty MLflow SQLite tracking store, its tables made once per session (MLflow's

@@ -89,7 +89,7 @@ class ImageFiles:
 
     @property
     def channels(self):
-        """Channels of each image read: 3 in colour, else 1."""
+        """The number of channels of each image read (3 in colour, else 1)."""
         return 3 if self.color else 1
 
     def path(self, i):

@@ -74,7 +74,7 @@ def _encode(value, channel, where):
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     value = np.asarray(value)
-    if value.dtype == object or not (value.dtype.kind in 'biuf'):
+    if value.dtype == object or value.dtype.kind not in 'biuf':
         raise DataError(f'{where}, channel {channel!r}: expected numbers or encoded image '
                         f'bytes; received dtype {value.dtype}')
     stream = io.BytesIO()

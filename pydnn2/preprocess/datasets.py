@@ -73,8 +73,9 @@ class DatasetPreprocessor(Preprocessor):
 
     Parameters
     ----------
-    train : torch.utils.data.Dataset, IterableDataset or DataLoader
-        Each item ``(x, y)`` or ``({channel: x, ...}, y)`` with ``y`` an integer class.
+    train : torch.utils.data.Dataset
+        A map-style ``Dataset``, an ``IterableDataset`` or a ``DataLoader``. Each
+        item ``(x, y)`` or ``({channel: x, ...}, y)`` with ``y`` an integer class.
         Channel shapes and dtypes are those of the first item; every item is checked
         against them, for NaN and infinite values and for its class.
 

@@ -108,7 +108,7 @@ class _Items:
             item = next(self.iterator)
         except StopIteration:
             return None
-        except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
+        except Exception as exc:
             raise DataError(f'{self.name}, item {self.index}{self.of} raised '
                             f'{type(exc).__name__}: {exc}') from exc
         label = item[1] if isinstance(item, (tuple, list)) and len(item) == 2 else None

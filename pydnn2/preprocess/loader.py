@@ -245,7 +245,7 @@ def collated(collate, items, channel, where, seed):
         _seed_all(seed)
     try:
         batch = collate(items)
-    except Exception as exc:  # noqa: BLE001 - the user's error, named with its batch
+    except Exception as exc:
         raise DataError(f'{where}: collate_fn raised {type(exc).__name__}: {exc}') from exc
     return split_batch(batch, channel, where)
 
@@ -299,7 +299,7 @@ class LoaderSource(BatchSource):
     begin : callable, optional
         Called once per pass, as a :class:`~pydnn2.preprocess.sources.TensorSource`'s
         ``begin`` (where a preprocessor draws the epoch's augmentation); what it
-        returns reaches :meth:`_serve` with each batch.
+        returns reaches ``_served`` with each batch.
     draws : bool
         Whether items draw at random (each seeded from the epoch and its index,
         the epoch's seed drawn from the plan's order generator). False for items
@@ -401,7 +401,7 @@ def first_item(dataset, channel, name, collate=None):
         _seed_all(item_seed(0, 0))
         try:
             item = dataset[0]
-        except Exception as exc:  # noqa: BLE001 - the user's error, named with its item
+        except Exception as exc:
             raise DataError(f'{name}, item 0 raised {type(exc).__name__}: {exc}') from exc
         if collate is None:
             return ItemSpec.of(item, channel, f'{name}, item 0')

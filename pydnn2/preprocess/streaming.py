@@ -71,7 +71,7 @@ class Preparation:
 
     def read(self, files, i):
         """File ``i`` of ``files`` (:class:`~pydnn2.data.ImageFiles`) read and resized:
-        uint8 ``(C, H, W)``, as :meth:`__call__` resizes it (the resizer given the
+        uint8 ``(C, H, W)``, as calling the preparation resizes it (the resizer given the
         Pillow image itself where it can: :meth:`~pydnn2.preprocess.Resizer.resize_image`)."""
         if self.orient:
             out = self(files.read(i), geometry=False)[0]

@@ -155,7 +155,6 @@ def run_epoch(session, phase, resumed=None):
     state, batches = start_epoch(session, phase, resumed)
     if not train_batches(session, batches, state):
         return EpochResult(unfinished=state)
-    steps = len(state.losses)
     row = dict(epoch=session.epoch + 1, phase=phase,
                train_loss=check_losses(state.losses, session.epoch),
                train_error=state.errors / state.rows, valid_loss=None,

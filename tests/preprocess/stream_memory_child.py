@@ -6,7 +6,8 @@ Builds ``DirectoryLabeledImageSet(TRAIN_DIR, stream=True)``, splits it so that t
 validation and test sets hold HELD_OUT images each (evaluation batches are sized
 to the device, not to the folder, so both runs evaluate alike), attaches a
 Rotator360 at 96x96 reading with WORKERS DataLoader workers, trains a small conv
-net for one epoch (its files in OUTPUT_DIR), and prints JSON: this process's peak resident memory (VmHWM),
+net for one epoch (its files in OUTPUT_DIR), and prints JSON: this process's peak
+resident memory (VmHWM),
 the largest peak of its finished children (the workers), the rows trained and
 the bytes the decoded set would take in memory (raw images plus the 96x96 cache).
 """

@@ -24,7 +24,7 @@ from pydnn2.errors import DataError
 from pydnn2.preprocess import DatasetPreprocessor
 
 sys.path.insert(0, os.path.dirname(__file__))
-from digit_datasets import DigitItems, DigitStream, split  # noqa: E402
+from digit_datasets import DigitItems, DigitStream, split
 
 TRAIN, VALID, _ = split(train=256, valid=64)
 

@@ -15,7 +15,7 @@ from pydnn2.preprocess import DatasetPreprocessor
 from pydnn2.preprocess.sources import EpochPlan, Shard
 
 sys.path.insert(0, os.path.dirname(__file__))
-from digit_datasets import (DigitItems, DigitStream, accuracy, adam, demo_net,  # noqa: E402
+from digit_datasets import (DigitItems, DigitStream, accuracy, adam, demo_net,
                             split, stack_collate)
 
 

@@ -21,12 +21,12 @@ import torch
 from torch.utils.data import IterableDataset
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, 'preprocess'))
-from digit_datasets import DigitItems, DigitStream, split  # noqa: E402
+from digit_datasets import DigitItems, DigitStream, split
 
-from pydnn2 import distributed  # noqa: E402
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2.errors import DataError  # noqa: E402
-from pydnn2.preprocess import DatasetPreprocessor  # noqa: E402
+from pydnn2 import distributed
+from pydnn2 import neuralnet as nn
+from pydnn2.errors import DataError
+from pydnn2.preprocess import DatasetPreprocessor
 
 
 class RankShare(IterableDataset):

@@ -20,10 +20,10 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, 'preprocess'))
-from digit_datasets import DigitItems, DigitStream, adam, demo_net, split  # noqa: E402
+from digit_datasets import DigitItems, DigitStream, adam, demo_net, split
 
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2.preprocess import DatasetPreprocessor  # noqa: E402
+from pydnn2 import neuralnet as nn
+from pydnn2.preprocess import DatasetPreprocessor
 
 INTERRUPTED = 3
 
