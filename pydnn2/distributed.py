@@ -38,6 +38,8 @@ import pickle
 import torch
 from torch import distributed as dist
 
+from .errors import ConfigError
+
 FINISH_TIMEOUT = 30     # seconds the ranks wait for each other at the end
 
 _CONTROL = {}        # 'group': the gloo group for control values when the backend is NCCL
@@ -231,7 +233,7 @@ def on_writer(function):
         except Exception as exc:  # noqa: BLE001 - every rank raises it below
             error = exc
     if world_size() > 1:
-        shared = broadcast((result, _picklable(error)) if is_writer() else None)
+        shared = broadcast((result, picklable(error)) if is_writer() else None)
         if not is_writer():
             result, error = shared
     if error is not None:
@@ -239,13 +241,30 @@ def on_writer(function):
     return result
 
 
-def _picklable(error):
-    """``error``, or a RuntimeError with its message where it cannot be pickled."""
+def picklable(error):
+    """``error``, or a RuntimeError with its type and message where it cannot be pickled
+    (to send it to another process)."""
     try:
         pickle.loads(pickle.dumps(error))
     except Exception:  # noqa: BLE001 - any failure to travel
         return RuntimeError(f'{type(error).__name__}: {error}')
     return error
+
+
+def check_split(batch_size, rows, world, per_rank_batch=False):
+    """Refuse (:class:`~pydnn2.errors.ConfigError`) a batch that cannot be shared by
+    ``world`` processes: ``batch_size`` not a multiple of ``world`` (unless
+    ``per_rank_batch``), or a global batch larger than the training set's ``rows``
+    (None when unknown, as for a stream)."""
+    if not per_rank_batch and batch_size % world:
+        raise ConfigError(f'batch_size {batch_size} does not split evenly over {world} '
+                          f'processes: the global batch is batch_size, {batch_size // world}'
+                          f' or more rows per process; use a multiple of {world}, or '
+                          'per_rank_batch=True for batch_size rows on every process')
+    batch = batch_size * (world if per_rank_batch else 1)
+    if rows is not None and rows < batch:
+        raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
+                          f'than the training set ({rows} rows); use a smaller batch_size')
 
 
 def barrier():

@@ -52,17 +52,8 @@ def start(net, config):
     whether training runs data-parallel."""
     if not distributed.init(net.device):
         return False
-    world = distributed.world_size()
-    if not config.per_rank_batch and net.batch_size % world:
-        raise ConfigError(f'batch_size {net.batch_size} does not split evenly over {world} '
-                          f'processes: the global batch is batch_size, {net.batch_size // world}'
-                          f' or more rows per process; use a multiple of {world}, or '
-                          'per_rank_batch=True for batch_size rows on every process')
-    rows = net.preprocessor.num_rows('train')
-    batch = net.batch_size * (world if config.per_rank_batch else 1)
-    if rows is not None and rows < batch:
-        raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
-                          f'than the training set ({rows} rows); use a smaller batch_size')
+    distributed.check_split(net.batch_size, net.preprocessor.num_rows('train'),
+                            distributed.world_size(), config.per_rank_batch)
     share_random_state(net)
     return True
 
