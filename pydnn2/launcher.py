@@ -8,7 +8,7 @@ free ``MASTER_PORT``), runs ``function(*args)`` in each, and returns rank
 0's result (as Lightning's ``ddp_notebook`` and accelerate's
 ``notebook_launcher`` do). ``net.train(..., devices=N)`` is
 :func:`train_in_processes`: it launches ``N`` ranks that train the net and
-brings rank 0's weights and history back into this process's net.
+brings rank 0's weights, history and run ids back into this process's net.
 
 From the caller's side the ranks behave as one process:
 
@@ -64,7 +64,7 @@ import torch.multiprocessing as mp
 
 from . import distributed
 from .errors import ConfigError, Pydnn2Error, TrainingInterrupted
-from .train import checkpoints
+from .train import checkpoints, runs
 from .train.config import TrainConfig
 from .train.history import History
 from .train.loop import check_files, check_ready
@@ -410,11 +410,13 @@ def _train_rank(net, args, options):
 
 
 def _sent_back(net):
-    """On rank 0: the net's weights and its history (None on the other ranks)."""
+    """On rank 0: the net's weights, its history and the ids of the runs it trained in
+    (None on the other ranks)."""
     if not distributed.is_writer():
         return None
     history = getattr(net, 'history', None)
-    return {'weights': net.get_params(), 'history': None if history is None else dict(history)}
+    return {'weights': net.get_params(), 'history': None if history is None else dict(history),
+            'runs': sorted(runs.earlier_runs(net))}
 
 
 def train_in_processes(net, devices, updater, epochs=200, final_epochs=0, l1_reg=0,
@@ -422,7 +424,9 @@ def train_in_processes(net, devices, updater, epochs=200, final_epochs=0, l1_reg
     """``net.train(updater, epochs, final_epochs, l1_reg, l2_reg, **options)`` in
     ``devices`` forked CPU processes, data-parallel, after :func:`check_training`.
 
-    Rank 0's weights and history come back into ``net`` however training ends; its learning rule, ``rng`` and preprocessor stay as they were in
+    Rank 0's weights, history and run ids come back into ``net`` however training
+    ends (so that the same net object replaces its own earlier run's files, as in
+    one process); its learning rule, ``rng`` and preprocessor stay as they were in
     this process. Returns the history; raises what a rank raised (the
     ``TrainingInterrupted`` of a signal, with ``history`` being ``net.history``).
     """
@@ -436,6 +440,7 @@ def train_in_processes(net, devices, updater, epochs=200, final_epochs=0, l1_reg
         net.set_params(back['weights'])
         if back['history'] is not None:
             net.history = History(back['history'])
+        runs.earlier_runs(net).update(back['runs'])
     if failure is not None:
         if isinstance(failure, TrainingInterrupted):
             failure.history = net.history

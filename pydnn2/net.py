@@ -374,8 +374,8 @@ class NN(Builder):
 
         ``devices=N`` trains data-parallel in ``N`` processes that this call
         starts on this machine (forked; CPU nets), as ``torchrun
-        --nproc_per_node=N`` would, and brings rank 0's weights and history
-        back; it checks the options before starting any process, raises a
+        --nproc_per_node=N`` would, and brings rank 0's weights, history and run
+        ids back; it checks the options before starting any process, raises a
         rank's error as that error, and stops every rank on a Ctrl-C or an
         interrupt (:func:`pydnn2.launcher.train_in_processes`).
         """

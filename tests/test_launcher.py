@@ -17,6 +17,7 @@ import pydnn2
 from pydnn2 import data, distributed, launcher, neuralnet as nn, preprocess, rng as rngs
 from pydnn2.errors import ConfigError, DataError, FileFormatError
 from pydnn2.train import Session, TrainConfig
+from pydnn2.train.checkpoints import run_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'train'))
 import distributed_child  # noqa: E402
@@ -153,6 +154,14 @@ def test_an_interrupt_stops_every_rank_through_the_interrupted_checkpoint(
     assert got['history'] == recorded['history']
     final = torch.load(root / 'result.json.pt')
     assert all(torch.equal(final[k], weights[k]) for k in weights)
+
+
+def test_the_same_net_trains_again_after_devices_n_replacing_its_own_run(tmp_path):
+    child, root = start('again', tmp_path, 'again')
+    got = finish(child, root)
+    assert [got[k]['error'] for k in ('devices', 'plain', 'devices_again')] == [None] * 3, got
+    assert got['files'] == ['dp_best_net.pt', 'dp_checkpoint_0001.pt']
+    assert len({run_of(str(root / 'out' / name))['id'] for name in got['files']}) == 1
 
 
 def test_a_ranks_pydnn2_error_reaches_the_caller_as_itself(tmp_path):
