@@ -34,6 +34,7 @@ import atexit
 import datetime
 import os
 import pickle
+import sys
 
 import torch
 from torch import distributed as dist
@@ -114,8 +115,19 @@ def init(device='cpu'):
         _CONTROL['group'] = dist.new_group(backend='gloo')
     else:
         dist.init_process_group('gloo', store=store, rank=rank_, world_size=world)
-    atexit.register(finish, together=False)     # at exit after an error: no waiting
+    atexit.register(finish_at_exit)
     return True
+
+
+def finish_at_exit():
+    """:func:`finish` as the interpreter exits (registered by :func:`init`): together
+    with the other ranks unless the script is ending by an uncaught exception (which
+    Python records in ``sys.last_value`` before it runs the exit handlers), so that a
+    rank that ended well never tears its connections down while a peer is still in
+    the last exchange (gloo then aborts that peer: "terminate called without an
+    active exception")."""
+    failed = getattr(sys, 'last_exc', None) or getattr(sys, 'last_value', None)
+    finish(together=failed is None)
 
 
 def _store():

@@ -226,3 +226,13 @@ def test_launch_raises_a_ranks_error_as_itself_with_its_traceback(monkeypatch):
     assert isinstance(caught.value.__cause__, launcher.RankTraceback)
     assert 'fail_on_rank' in str(caught.value.__cause__)
 
+
+def test_the_end_of_a_torchrun_script_waits_for_the_other_ranks_unless_it_failed(monkeypatch):
+    seen = []
+    monkeypatch.setattr(distributed, 'finish', lambda together: seen.append(together))
+    for name in ('last_exc', 'last_value'):
+        monkeypatch.delattr(sys, name, raising=False)
+    distributed.finish_at_exit()                   # a script that ended well
+    monkeypatch.setattr(sys, 'last_value', ValueError('uncaught'), raising=False)
+    distributed.finish_at_exit()                   # one that dies of an uncaught exception
+    assert seen == [True, False]
