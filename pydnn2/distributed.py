@@ -18,8 +18,8 @@ The collectives (every rank must call them, in the same order):
 rank), :func:`all_gather_rows` (each rank's block of rows, concatenated in
 rank order: with :func:`shard`'s contiguous blocks that is the original row
 order), :func:`all_gather_objects`, :func:`broadcast` (rank 0's object),
-:func:`on_writer` (run on rank 0, its result or error everywhere) and
-:func:`barrier`. Small control values and objects travel over a gloo group
+:func:`on_writer` (run on rank 0, its result or error everywhere),
+:func:`broadcast_buffers` (rank 0's module buffers) and :func:`barrier`. Small control values and objects travel over a gloo group
 even when the tensors go over NCCL, so they never wait for the GPU.
 
 >>> rank(), world_size(), is_writer()
@@ -277,6 +277,16 @@ def check_split(batch_size, rows, world, per_rank_batch=False):
     if rows is not None and rows < batch:
         raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
                           f'than the training set ({rows} rows); use a smaller batch_size')
+
+
+def broadcast_buffers(module):
+    """Give every rank rank 0's buffers of ``module`` (batch norm's running statistics),
+    in place: the buffers rank 0 writes into checkpoints and nets, and the ones
+    ``DistributedDataParallel`` broadcasts before each training step. A collective."""
+    if not active():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0, group=_group(buffer))
 
 
 def barrier():

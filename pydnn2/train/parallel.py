@@ -147,6 +147,7 @@ def reduce_batches(session, losses, first, step, errors, rows):
     averaged over the ranks (in place in ``losses``), the error count (a device
     tensor) and the rows trained summed; returns the count and the rows as ints."""
     if session.parallel:
+        distributed.broadcast_buffers(session.net.module)
         losses[first:step] = distributed.all_reduce_sum(losses[first:step]) \
             / distributed.world_size()
         both = distributed.all_reduce_sum(torch.stack([errors, torch.tensor(
