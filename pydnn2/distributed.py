@@ -19,7 +19,8 @@ rank), :func:`all_gather_rows` (each rank's block of rows, concatenated in
 rank order: with :func:`shard`'s contiguous blocks that is the original row
 order), :func:`all_gather_objects`, :func:`broadcast` (rank 0's object),
 :func:`on_writer` (run on rank 0, its result or error everywhere),
-:func:`broadcast_buffers` (rank 0's module buffers) and :func:`barrier`. Small control values and objects travel over a gloo group
+:func:`broadcast_buffers` (rank 0's module buffers), :func:`check_same_data`
+(every rank holds the same sets) and :func:`barrier`. Small control values and objects travel over a gloo group
 even when the tensors go over NCCL, so they never wait for the GPU.
 
 >>> rank(), world_size(), is_writer()
@@ -39,7 +40,7 @@ import sys
 import torch
 from torch import distributed as dist
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 FINISH_TIMEOUT = 30     # seconds the ranks wait for each other at the end
 
@@ -277,6 +278,46 @@ def check_split(batch_size, rows, world, per_rank_batch=False):
     if rows is not None and rows < batch:
         raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
                           f'than the training set ({rows} rows); use a smaller batch_size')
+
+
+def check_same_data(fingerprints, rows):
+    """Refuse (:class:`~pydnn2.errors.DataError`, on every rank alike) ranks that hold
+    different data: each trains its own block of batches drawn from sets every rank
+    must hold whole. ``rows`` is ``{set: rows or None}`` and ``fingerprints`` the
+    resume fingerprint (``{set: {'layout', 'rows', 'sha256'}}``, or None where the
+    data cannot be hashed) of this rank; what one rank does not know is not compared.
+    A collective: every rank calls it when the group starts."""
+    if world_size() < 2:
+        return
+    said = all_gather_objects((rows, fingerprints))
+    diffs = [diff for other, (r, f) in enumerate(said[1:], 1)
+             for diff in _data_differences(other, said[0], (r, f))]
+    if diffs:
+        raise DataError('the ranks hold different data: ' + '; '.join(diffs) + '. Every '
+                        'rank must hold the same sets (each trains its own block of every '
+                        'batch); for data each rank reads a part of, use a stream that '
+                        "shards itself (shards='dataset')")
+
+
+def _data_differences(other, first, here):
+    """How rank ``other``'s ``(rows, fingerprints)`` differs from rank 0's ``first``."""
+    diffs = []
+    for name, count in here[0].items():
+        mine = first[0].get(name)
+        if mine is not None and count is not None and mine != count:
+            diffs.append(f"rank {other}'s {name} set has {count} rows, rank 0's {mine}")
+            continue
+        a, b = ((f or {}).get(name) for f in (first[1], here[1]))
+        if a is None or b is None or a == b:
+            continue
+        if a['layout'] != b['layout'] or a['rows'] != b['rows']:
+            diffs.append(f"rank {other}'s {name} set is {b['rows']} rows {b['layout']}, "
+                         f"rank 0's {a['rows']} rows {a['layout']}")
+        else:
+            diffs.append(f"rank {other}'s {name} set has rank 0's shape, but the sampled rows "
+                         f"differ (SHA-256 {b['sha256'][:12]}... there, {a['sha256'][:12]}... "
+                         'on rank 0)')
+    return diffs
 
 
 def broadcast_buffers(module):

@@ -40,7 +40,7 @@ from .. import distributed, files, rng as rngs
 from ..errors import ConfigError
 from ..evaluate.inference import source_probabilities, source_sums
 from ..preprocess.sources import EpochPlan, Shard, batch_rows
-from . import checkpoints
+from . import checkpoints, compat
 
 #: A stop requested by a signal is agreed on every this many batches (a collective each).
 VOTE_EVERY = 16
@@ -52,6 +52,8 @@ def start(net, config):
     whether training runs data-parallel."""
     if not distributed.init(net.device):
         return False
+    distributed.check_same_data(compat.data_fingerprint(net.preprocessor),
+                                {name: net.preprocessor.num_rows(name) for name in compat.SETS})
     distributed.check_split(net.batch_size, net.preprocessor.num_rows('train'),
                             distributed.world_size(), config.per_rank_batch)
     share_random_state(net)

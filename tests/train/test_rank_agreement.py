@@ -53,3 +53,20 @@ def test_after_training_rank_1_predicts_exactly_as_rank_0_with_batch_norm(tmp_pa
     zero, one = (torch.load(tmp_path / f'result.rank{r}.pt') for r in (0, 1))
     assert torch.equal(zero, one), (zero - one).abs().max()
 
+
+def test_a_rank_with_fewer_rows_is_a_data_error_naming_it(tmp_path):
+    records = torchrun('fewer_rows', tmp_path)
+    for record in records:
+        assert record.get('error') == 'DataError', record
+        assert 'rank 1' in record['message'] and 'train' in record['message']
+        assert '1056' in record['message'] and '1088' in record['message']
+    assert os.listdir(tmp_path / 'out') == []        # refused before anything was written
+
+
+def test_a_rank_with_other_rows_of_the_same_shape_is_a_data_error_naming_it(tmp_path):
+    records = torchrun('other_rows', tmp_path)
+    for record in records:
+        assert record.get('error') == 'DataError', record
+        assert 'rank 1' in record['message'] and 'train' in record['message']
+        assert 'sampled rows differ' in record['message']
+    assert os.listdir(tmp_path / 'out') == []
