@@ -137,6 +137,7 @@ def reference(tmp_path_factory):
     return finish(child, root), torch.load(root / 'result.json.pt')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('to', ['the process (a notebook)', 'its group (a terminal)'])
 def test_an_interrupt_stops_every_rank_through_the_interrupted_checkpoint(
         reference, tmp_path, to):
@@ -156,6 +157,7 @@ def test_an_interrupt_stops_every_rank_through_the_interrupted_checkpoint(
     assert all(torch.equal(final[k], weights[k]) for k in weights)
 
 
+@pytest.mark.slow
 def test_the_same_net_trains_again_after_devices_n_replacing_its_own_run(tmp_path):
     child, root = start('again', tmp_path, 'again')
     got = finish(child, root)
@@ -164,6 +166,7 @@ def test_the_same_net_trains_again_after_devices_n_replacing_its_own_run(tmp_pat
     assert len({run_of(str(root / 'out' / name))['id'] for name in got['files']}) == 1
 
 
+@pytest.mark.slow
 def test_a_ranks_pydnn2_error_reaches_the_caller_as_itself(tmp_path):
     child, root = start('lock', tmp_path, 'lock')
     got = finish(child, root)
@@ -173,6 +176,7 @@ def test_a_ranks_pydnn2_error_reaches_the_caller_as_itself(tmp_path):
     assert got['files'] == ['dp.lock']                  # nothing written, the lock not taken
 
 
+@pytest.mark.slow
 def test_an_error_on_one_rank_ends_both_and_reaches_the_caller_as_itself(tmp_path):
     child, root = start('one_rank', tmp_path, 'one_rank')
     got = finish(child, root)
@@ -217,6 +221,7 @@ def test_options_are_checked_before_any_process_starts(monkeypatch, devices, opt
     assert os.listdir('.') == []
 
 
+@pytest.mark.slow
 def test_launch_raises_a_ranks_error_as_itself_with_its_traceback(monkeypatch):
     for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT'):
         monkeypatch.delenv(name, raising=False)
