@@ -327,7 +327,10 @@ def broadcast_buffers(module):
     if not active():
         return
     for buffer in module.buffers():
-        dist.broadcast(buffer.data, src=0, group=_group(buffer))
+        data = buffer.data if buffer.data.is_contiguous() else buffer.data.contiguous()
+        dist.broadcast(data, src=0, group=_group(buffer))
+        if data is not buffer.data:             # (collectives need contiguous tensors)
+            buffer.data.copy_(data)
 
 
 def barrier():
