@@ -18,8 +18,9 @@ The collectives (every rank must call them, in the same order):
 rank), :func:`all_gather_rows` (each rank's block of rows, concatenated in
 rank order: with :func:`shard`'s contiguous blocks that is the original row
 order), :func:`all_gather_objects`, :func:`broadcast` (rank 0's object),
-:func:`on_writer` (run on rank 0, its result or error everywhere) and
-:func:`barrier`. Small control values and objects travel over a gloo group
+:func:`on_writer` (run on rank 0, its result or error everywhere),
+:func:`broadcast_buffers` (rank 0's module buffers), :func:`check_same_data`
+(every rank holds the same sets) and :func:`barrier`. Small control values and objects travel over a gloo group
 even when the tensors go over NCCL, so they never wait for the GPU.
 
 >>> rank(), world_size(), is_writer()
@@ -34,9 +35,12 @@ import atexit
 import datetime
 import os
 import pickle
+import sys
 
 import torch
 from torch import distributed as dist
+
+from .errors import ConfigError, DataError
 
 FINISH_TIMEOUT = 30     # seconds the ranks wait for each other at the end
 
@@ -112,8 +116,19 @@ def init(device='cpu'):
         _CONTROL['group'] = dist.new_group(backend='gloo')
     else:
         dist.init_process_group('gloo', store=store, rank=rank_, world_size=world)
-    atexit.register(finish, together=False)     # at exit after an error: no waiting
+    atexit.register(finish_at_exit)
     return True
+
+
+def finish_at_exit():
+    """:func:`finish` as the interpreter exits (registered by :func:`init`): together
+    with the other ranks unless the script is ending by an uncaught exception (which
+    Python records in ``sys.last_value`` before it runs the exit handlers), so that a
+    rank that ended well never tears its connections down while a peer is still in
+    the last exchange (gloo then aborts that peer: "terminate called without an
+    active exception")."""
+    failed = getattr(sys, 'last_exc', None) or getattr(sys, 'last_value', None)
+    finish(together=failed is None)
 
 
 def _store():
@@ -231,7 +246,7 @@ def on_writer(function):
         except Exception as exc:  # noqa: BLE001 - every rank raises it below
             error = exc
     if world_size() > 1:
-        shared = broadcast((result, _picklable(error)) if is_writer() else None)
+        shared = broadcast((result, picklable(error)) if is_writer() else None)
         if not is_writer():
             result, error = shared
     if error is not None:
@@ -239,13 +254,83 @@ def on_writer(function):
     return result
 
 
-def _picklable(error):
-    """``error``, or a RuntimeError with its message where it cannot be pickled."""
+def picklable(error):
+    """``error``, or a RuntimeError with its type and message where it cannot be pickled
+    (to send it to another process)."""
     try:
         pickle.loads(pickle.dumps(error))
     except Exception:  # noqa: BLE001 - any failure to travel
         return RuntimeError(f'{type(error).__name__}: {error}')
     return error
+
+
+def check_split(batch_size, rows, world, per_rank_batch=False):
+    """Refuse (:class:`~pydnn2.errors.ConfigError`) a batch that cannot be shared by
+    ``world`` processes: ``batch_size`` not a multiple of ``world`` (unless
+    ``per_rank_batch``), or a global batch larger than the training set's ``rows``
+    (None when unknown, as for a stream)."""
+    if not per_rank_batch and batch_size % world:
+        raise ConfigError(f'batch_size {batch_size} does not split evenly over {world} '
+                          f'processes: the global batch is batch_size, {batch_size // world}'
+                          f' or more rows per process; use a multiple of {world}, or '
+                          'per_rank_batch=True for batch_size rows on every process')
+    batch = batch_size * (world if per_rank_batch else 1)
+    if rows is not None and rows < batch:
+        raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
+                          f'than the training set ({rows} rows); use a smaller batch_size')
+
+
+def check_same_data(fingerprints, rows):
+    """Refuse (:class:`~pydnn2.errors.DataError`, on every rank alike) ranks that hold
+    different data: each trains its own block of batches drawn from sets every rank
+    must hold whole. ``rows`` is ``{set: rows or None}`` and ``fingerprints`` the
+    resume fingerprint (``{set: {'layout', 'rows', 'sha256'}}``, or None where the
+    data cannot be hashed) of this rank; what one rank does not know is not compared.
+    A collective: every rank calls it when the group starts."""
+    if world_size() < 2:
+        return
+    said = all_gather_objects((rows, fingerprints))
+    diffs = [diff for other, (r, f) in enumerate(said[1:], 1)
+             for diff in _data_differences(other, said[0], (r, f))]
+    if diffs:
+        raise DataError('the ranks hold different data: ' + '; '.join(diffs) + '. Every '
+                        'rank must hold the same sets (each trains its own block of every '
+                        'batch); for data each rank reads a part of, use a stream that '
+                        "shards itself (shards='dataset')")
+
+
+def _data_differences(other, first, here):
+    """How rank ``other``'s ``(rows, fingerprints)`` differs from rank 0's ``first``."""
+    diffs = []
+    for name, count in here[0].items():
+        mine = first[0].get(name)
+        if mine is not None and count is not None and mine != count:
+            diffs.append(f"rank {other}'s {name} set has {count} rows, rank 0's {mine}")
+            continue
+        a, b = ((f or {}).get(name) for f in (first[1], here[1]))
+        if a is None or b is None or a == b:
+            continue
+        if a['layout'] != b['layout'] or a['rows'] != b['rows']:
+            diffs.append(f"rank {other}'s {name} set is {b['rows']} rows {b['layout']}, "
+                         f"rank 0's {a['rows']} rows {a['layout']}")
+        else:
+            diffs.append(f"rank {other}'s {name} set has rank 0's shape, but the sampled rows "
+                         f"differ (SHA-256 {b['sha256'][:12]}... there, {a['sha256'][:12]}... "
+                         'on rank 0)')
+    return diffs
+
+
+def broadcast_buffers(module):
+    """Give every rank rank 0's buffers of ``module`` (batch norm's running statistics),
+    in place: the buffers rank 0 writes into checkpoints and nets, and the ones
+    ``DistributedDataParallel`` broadcasts before each training step. A collective."""
+    if not active():
+        return
+    for buffer in module.buffers():
+        data = buffer.data if buffer.data.is_contiguous() else buffer.data.contiguous()
+        dist.broadcast(data, src=0, group=_group(buffer))
+        if data is not buffer.data:             # (collectives need contiguous tensors)
+            buffer.data.copy_(data)
 
 
 def barrier():

@@ -375,19 +375,19 @@ class NN(Builder):
 
         ``devices=N`` trains data-parallel in ``N`` processes that this call
         starts on this machine (forked; CPU nets), as ``torchrun
-        --nproc_per_node=N`` would, and brings rank 0's weights and history
-        back (:func:`pydnn2.launcher.train_in_processes`).
+        --nproc_per_node=N`` would, and brings rank 0's weights, history and run
+        ids back; it checks the options before starting any process, raises a
+        rank's error as that error, and stops every rank on a Ctrl-C or an
+        interrupt (:func:`pydnn2.launcher.train_in_processes`).
         """
         if force_init:
             self.init_model(overwrite=True)
-        if devices is not None:
-            history = launcher.train_in_processes(self, devices, updater, epochs, final_epochs,
-                                                  l1_reg, l2_reg, **options)
-            self._initialized = True
-            return history
+        args = (updater, epochs, final_epochs, l1_reg, l2_reg)
         try:
-            history = training.train(self, updater, epochs, final_epochs, l1_reg, l2_reg,
-                                     **options)
+            if devices is None:
+                history = training.train(self, *args, **options)
+            else:
+                history = launcher.train_in_processes(self, devices, *args, **options)
         except (ConfigError, DataError, FileFormatError):
             raise                       # refused before any weight changed
         except BaseException:

@@ -40,7 +40,7 @@ from .. import distributed, files, rng as rngs
 from ..errors import ConfigError
 from ..evaluate.inference import source_probabilities, source_sums
 from ..preprocess.sources import EpochPlan, Shard, batch_rows
-from . import checkpoints
+from . import checkpoints, compat
 
 #: A stop requested by a signal is agreed on every this many batches (a collective each).
 VOTE_EVERY = 16
@@ -52,17 +52,10 @@ def start(net, config):
     whether training runs data-parallel."""
     if not distributed.init(net.device):
         return False
-    world = distributed.world_size()
-    if not config.per_rank_batch and net.batch_size % world:
-        raise ConfigError(f'batch_size {net.batch_size} does not split evenly over {world} '
-                          f'processes: the global batch is batch_size, {net.batch_size // world}'
-                          f' or more rows per process; use a multiple of {world}, or '
-                          'per_rank_batch=True for batch_size rows on every process')
-    rows = net.preprocessor.num_rows('train')
-    batch = net.batch_size * (world if config.per_rank_batch else 1)
-    if rows is not None and rows < batch:
-        raise ConfigError(f'the global batch of {batch} rows ({world} processes) is larger '
-                          f'than the training set ({rows} rows); use a smaller batch_size')
+    distributed.check_same_data(compat.data_fingerprint(net.preprocessor),
+                                {name: net.preprocessor.num_rows(name) for name in compat.SETS})
+    distributed.check_split(net.batch_size, net.preprocessor.num_rows('train'),
+                            distributed.world_size(), config.per_rank_batch)
     share_random_state(net)
     return True
 
@@ -156,6 +149,7 @@ def reduce_batches(session, losses, first, step, errors, rows):
     averaged over the ranks (in place in ``losses``), the error count (a device
     tensor) and the rows trained summed; returns the count and the rows as ints."""
     if session.parallel:
+        distributed.broadcast_buffers(session.net.module)
         losses[first:step] = distributed.all_reduce_sum(losses[first:step]) \
             / distributed.world_size()
         both = distributed.all_reduce_sum(torch.stack([errors, torch.tensor(

@@ -217,6 +217,13 @@ def _restarted(config, run, lock, found):
     return records[0] if len(ids) == 1 else None
 
 
+def earlier_runs(net):
+    """The ids of the runs ``net`` has trained in, in this process: a set, which
+    ``net.train(..., devices=N)`` adds its ranks' runs to (the same net object replaces
+    its own earlier runs' files)."""
+    return _RAN.setdefault(net, set())
+
+
 def claim(net, rule, config, run, lock=None):
     """Refuse, before anything changes, a resume that does not fit or a folder holding
     another run's files (``overwrite=True`` deletes those instead); then the run is
@@ -233,7 +240,7 @@ def claim(net, rule, config, run, lock=None):
         run.id, run.started = restarted['id'], str(restarted.get('started'))
         lock.relabel(run.id)
         found = {p: r for p, r in found.items() if (r or {}).get('id') != run.id}
-    earlier = _RAN.setdefault(net, set())
+    earlier = earlier_runs(net)
     mine = [p for p, r in found.items() if r and r.get('id') in earlier]
     found = {p: r for p, r in found.items() if p not in mine}
     if found:
