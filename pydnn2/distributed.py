@@ -20,8 +20,9 @@ rank order: with :func:`shard`'s contiguous blocks that is the original row
 order), :func:`all_gather_objects`, :func:`broadcast` (rank 0's object),
 :func:`on_writer` (run on rank 0, its result or error everywhere),
 :func:`broadcast_buffers` (rank 0's module buffers), :func:`check_same_data`
-(every rank holds the same sets) and :func:`barrier`. Small control values and objects travel over a gloo group
-even when the tensors go over NCCL, so they never wait for the GPU.
+(every rank holds the same sets) and :func:`barrier`. Small control values and
+objects travel over a gloo group even when the tensors go over NCCL, so they
+never wait for the GPU.
 
 >>> rank(), world_size(), is_writer()
 (0, 1, True)

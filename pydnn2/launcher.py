@@ -290,7 +290,8 @@ class _Ranks:
         for index, outcome in sorted(self.outcomes.items()):
             if 'value' in outcome and outcome.get('exitcode'):
                 warnings.warn(f'rank {index} ended with {_how(outcome["exitcode"])} after its '
-                              'function had returned; its result stands', RuntimeWarning)
+                              'function had returned; its result stands', RuntimeWarning,
+                              stacklevel=3)
         if self.signals > 2 and self.killed:
             return KeyboardInterrupt()
         if not self.failed:
@@ -404,7 +405,7 @@ def _train_rank(net, args, options):
     :func:`_sent_back` gives, whether training returned or raised."""
     try:
         net.train(*args, **options)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - raised again, carrying rank 0's state
         raise _Carrying(exc, _sent_back(net)) from None
     return _sent_back(net)
 

@@ -32,11 +32,11 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train'))
-import distributed_child  # noqa: E402
+import distributed_child
 
-from pydnn2 import distributed  # noqa: E402
-from pydnn2 import neuralnet as nn  # noqa: E402
-from pydnn2.errors import DataError  # noqa: E402
+from pydnn2 import distributed
+from pydnn2 import neuralnet as nn
+from pydnn2.errors import DataError
 
 WAIT = 120             # seconds rank 0 waits for the signal at most
 

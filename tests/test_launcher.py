@@ -20,8 +20,8 @@ from pydnn2.train import Session, TrainConfig
 from pydnn2.train.checkpoints import run_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'train'))
-import distributed_child  # noqa: E402
-import launcher_child  # noqa: E402
+import distributed_child
+import launcher_child
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
                                 or not torch.distributed.is_gloo_available(),
