@@ -30,6 +30,7 @@ from .preprocess import Preprocessor, preprocessor_class
 from .table import Table
 from .train.history import History
 from .train.lr_find import LRFindResult, lr_find
+from .train.rules import LearningRule
 
 _LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
 
@@ -363,7 +364,7 @@ class NN(Builder):
         """Load weights and buffers from :meth:`get_params`' dict."""
         self.module.load_state_dict(params)
 
-    def train(self, updater: Any, epochs: int = 200, final_epochs: int = 0,
+    def train(self, updater: LearningRule, epochs: int = 200, final_epochs: int = 0,
               l1_reg: float = 0, l2_reg: float = 0, force_init: bool = False,
               devices: int | None = None, **options: Any) -> History:
         """Train the net; see :func:`pydnn2.train.loop.train` for every option.
@@ -397,8 +398,8 @@ class NN(Builder):
         self._initialized = True
         return history
 
-    def lr_find(self, updater: Any = None, start_lr: float = 1e-6, end_lr: float = 1.0,
-                num_steps: int = 100, **options: Any) -> LRFindResult:
+    def lr_find(self, updater: LearningRule | None = None, start_lr: float = 1e-6,
+                end_lr: float = 1.0, num_steps: int = 100, **options: Any) -> LRFindResult:
         """Sweep the learning rate from ``start_lr`` to ``end_lr`` over ``num_steps``
         batches and suggest one; the net, its rule and every random generator are
         left exactly as they were. Returns an

@@ -12,7 +12,7 @@ this module holds pydnn's own calls and the pathway calls, and
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 from .. import checks
 from ..errors import NetBuildError
@@ -205,6 +205,12 @@ class Builder(NeonLayers, BuilderBase):
         pid = graph.new_pathway(None, f'new_pathway({channel!r})', lambda p: Pathway(net, p))
         graph.add(pid, input_spec(net.preprocessor, channel))
         return graph.handles[pid]
+
+    @overload
+    def split_pathways(self, num: None = None) -> Pathway: ...
+
+    @overload
+    def split_pathways(self, num: int) -> list[Pathway]: ...
 
     @recorded
     def split_pathways(self, num: int | None = None) -> Pathway | list[Pathway]:
