@@ -6,11 +6,11 @@ what it needs there (pinned by ``constraints.txt``), then runs the demo, the
 checks and tests, the documentation build or the benchmarks. Reinstalls only
 when pyproject.toml or the constraints change.
 
-``python3 dev.py test`` runs ruff, then the documentation build (warnings are
-errors), then pytest, and stops at the first that fails. ``python3 dev.py test
---fast`` runs ruff and the tests not marked ``slow`` (no documentation build):
-the edit-test loop. Further arguments go to pytest (``python3 dev.py test
-tests/test_api.py -k save``).
+``python3 dev.py test`` runs ruff, then the type check (mypy), then the
+documentation build (warnings are errors), then pytest, and stops at the first
+that fails. ``python3 dev.py test --fast`` runs ruff, mypy and the tests not
+marked ``slow`` (no documentation build): the edit-test loop. Further arguments
+go to pytest (``python3 dev.py test tests/test_api.py -k save``).
 """
 
 import hashlib
@@ -27,6 +27,7 @@ STAMP = os.path.join(VENV, '.pydnn2-installed')
 DOCS_OUT = os.path.join('docs', '_build', 'html')
 
 LINT = [PYTHON, '-m', 'ruff', 'check', '.']
+TYPECHECK = [PYTHON, '-m', 'mypy']          # its settings: pyproject.toml's [tool.mypy]
 # -E: read every page afresh, so that -W sees every warning, not only the new ones.
 DOCS = [PYTHON, '-m', 'sphinx', '-W', '--keep-going', '-E', '-q', '-b', 'html', 'docs',
         DOCS_OUT]
@@ -73,10 +74,10 @@ def run_steps(steps):
 
 
 def test_steps(args):
-    """The steps of ``dev.py test``: lint, docs (not with --fast), pytest."""
+    """The steps of ``dev.py test``: lint, type check, docs (not with --fast), pytest."""
     fast = '--fast' in args
     args = [a for a in args if a != '--fast']
-    steps = [('lint (ruff)', LINT)]
+    steps = [('lint (ruff)', LINT), ('type check (mypy)', TYPECHECK)]
     if fast:
         return steps + [('fast tests (pytest -m "not slow")', PYTEST + ['-m', 'not slow'] + args)]
     return steps + [('docs (sphinx, warnings are errors)', DOCS),

@@ -44,3 +44,6 @@ nitpicky = True
 # full, re-exported or bare) must resolve.
 EXTERNAL = r'(numpy|np|torch|sklearn|matplotlib|PIL|onnx|onnxruntime|tqdm|IPython|os|typing)\..*'
 nitpick_ignore_regex = [('py:class', r'(?!pydnn2\b)[^A-Z].*|[A-Z]'), ('py:.*', EXTERNAL)]
+# Type variables in annotations (``def recorded(method: F) -> F``) have no page.
+nitpick_ignore = [('py:class', 'pydnn2.model.recording.F'),
+                  ('py:class', 'pydnn2.preprocess.base._P')]

@@ -15,6 +15,10 @@ The split: a bad *argument* (a number out of range, an unknown name) is a
 stopped training, with the checkpoint to resume from.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class Pydnn2Error(Exception):
     """Base class of every error pydnn2 raises on purpose."""
@@ -49,7 +53,7 @@ class FileWriteError(Pydnn2Error, OSError):
     device"); ``errno`` and ``filename`` are set as on the ``OSError`` behind
     it, and the file at that path was left as it was."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ''
 
 
@@ -77,10 +81,11 @@ class TrainingInterrupted(Pydnn2Error):
         The history up to the interruption (also ``net.history``).
     """
 
-    def __init__(self, message, checkpoint=None, signal=None, history=None):
+    def __init__(self, message: str, checkpoint: str | None = None, signal: str | None = None,
+                 history: dict[str, list] | None = None) -> None:
         super().__init__(message)
         self.checkpoint, self.signal, self.history = checkpoint, signal, history
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         """Pickle with the checkpoint, signal and history (to cross processes)."""
         return type(self), (self.args[0], self.checkpoint, self.signal, self.history)

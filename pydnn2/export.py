@@ -41,6 +41,8 @@ onnx and onnxscript, with onnxruntime to run the file).
 True
 """
 
+from __future__ import annotations
+
 import contextlib
 import copy
 import importlib
@@ -48,6 +50,7 @@ import io
 import logging
 import os
 import warnings
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -55,6 +58,9 @@ import torch
 from . import checks, files
 from .errors import ConfigError, DataError, MissingDependencyError
 from .preprocess.standardize import Standardize  # noqa: F401 - its public home before 0.3
+
+if TYPE_CHECKING:                       # for the annotations only
+    from .net import NN
 
 #: The formats :func:`export` writes.
 FORMATS = ('onnx', 'torchscript', 'exported_program')
@@ -65,7 +71,7 @@ ONNX_PACKAGES = ('onnx', 'onnxscript')
 EXTRA = 'pip install pydnn2[export]'
 
 
-def _steps(net, channels):
+def _steps(net: NN, channels: Iterable[str]) -> dict[str, torch.nn.Module]:
     """The standardisation of each channel, as the net's preprocessor supplies it
     (:meth:`~pydnn2.preprocess.Preprocessor.standardizer`); identity where it has none."""
     pre = net.preprocessor
@@ -77,13 +83,13 @@ def _steps(net, channels):
     return {c: steps[c] if c in steps else torch.nn.Identity() for c in channels}
 
 
-def input_names(net):
+def input_names(net: NN) -> tuple[str, ...]:
     """The channels ``net`` reads, in the order of the exported model's inputs.
 
     >>> input_names(net)                                   # doctest: +SKIP
     ('images', 'shapes')
     """
-    names = []
+    names: list[str] = []
     for node in net.graph.nodes:
         if node.op == 'input' and node.args['channel'] not in names:
             names.append(node.args['channel'])
@@ -109,7 +115,7 @@ class ExportedNet(torch.nn.Module):
     >>> model(*map(torch.from_numpy, export_inputs(net, x).values()))  # doctest: +SKIP
     """
 
-    def __init__(self, net):
+    def __init__(self, net: NN) -> None:
         super().__init__()
         net.check_complete()
         self.input_names = input_names(net)
@@ -119,7 +125,7 @@ class ExportedNet(torch.nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if len(inputs) != len(self.input_names):
             raise DataError(f'the exported net takes {len(self.input_names)} inputs '
                             f'{list(self.input_names)}; received {len(inputs)}')
@@ -127,14 +133,14 @@ class ExportedNet(torch.nn.Module):
              for name, step, value in zip(self.input_names, self.steps, inputs)}
         return torch.softmax(self.net(x).float(), 1)   # (N, num_classes)
 
-    def example_inputs(self, net, rows=2):
+    def example_inputs(self, net: NN, rows: int = 2) -> tuple[torch.Tensor, ...]:
         """Zero-valued inputs of ``rows`` rows with the exported dtypes and shapes."""
         pre = net.preprocessor
         return tuple(torch.zeros((rows,) + tuple(pre.shape_for(c)), dtype=pre.export_dtype(c))
                      for c in self.input_names)
 
 
-def export_inputs(net, data):
+def export_inputs(net: NN, data: Any) -> dict[str, np.ndarray]:
     """The exported model's inputs for raw ``data``, as numpy arrays by input name.
 
     Parameters
@@ -168,7 +174,7 @@ def export_inputs(net, data):
             for c in input_names(net)}
 
 
-def _require(packages):
+def _require(packages: Sequence[str]) -> None:
     """Import the optional ``packages`` or raise :class:`MissingDependencyError`."""
     missing = []
     for name in packages:
@@ -182,7 +188,8 @@ def _require(packages):
                                      f'installed: install them with {EXTRA}')
 
 
-def export(net, path, format='onnx', *, opset_version=None):
+def export(net: NN, path: str | os.PathLike, format: str = 'onnx', *,
+           opset_version: int | None = None) -> str:
     """Write ``net`` as one model file that computes ``predict``'s probabilities.
 
     Parameters
@@ -224,7 +231,8 @@ def export(net, path, format='onnx', *, opset_version=None):
                        opset_version=opset_version)
 
 
-def write_model(model, example, path, format='onnx', *, opset_version=None):
+def write_model(model: torch.nn.Module, example: Sequence[torch.Tensor], path: str | os.PathLike,
+                format: str = 'onnx', *, opset_version: int | None = None) -> str:
     """Write ``model``, a module like :class:`ExportedNet`, as :func:`export` writes a net.
 
     ``model.forward(*inputs)`` takes one tensor per name of ``model.input_names``
@@ -248,22 +256,25 @@ def write_model(model, example, path, format='onnx', *, opset_version=None):
     return files.atomic_write(os.fspath(path), write)
 
 
-def _onnx_writer(model, example, opset_version):
+def _onnx_writer(model: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                 opset_version: int | None) -> Callable[[IO[bytes]], Any]:
     _require(ONNX_PACKAGES)
     data = _onnx_proto(model, example, opset_version).SerializeToString()
     return lambda f: f.write(data)
 
 
-def _torchscript_writer(model, example, opset_version):
+def _torchscript_writer(model: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                        opset_version: int | None) -> Callable[[IO[bytes]], Any]:
     traced = _traced(model, example)
 
-    def write(f):
+    def write(f: IO[bytes]) -> None:
         with _quiet():                     # torch.jit.save warns that it is deprecated
             torch.jit.save(traced, f)
     return write
 
 
-def _program_writer(model, example, opset_version):
+def _program_writer(model: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                    opset_version: int | None) -> Callable[[IO[bytes]], Any]:
     program = _exported(model, example)
     return lambda f: torch.export.save(program, f)
 
@@ -272,37 +283,40 @@ _WRITERS = {'onnx': _onnx_writer, 'torchscript': _torchscript_writer,
             'exported_program': _program_writer}
 
 
-def _batch_axes(example):
+def _batch_axes(example: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     """Dynamic shapes for ``forward(*inputs)``: axis 0 of every input is one 'batch'."""
     batch = torch.export.Dim('batch')
     return {'inputs': tuple({0: batch} for _ in example)}
 
 
-def _exported(model, example):
+def _exported(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     """``model`` as a ``torch.export`` program with a dynamic batch axis."""
     with _quiet():
         return torch.export.export(model, example, dynamic_shapes=_batch_axes(example),
                                    strict=False)
 
 
-def _onnx_proto(model, example, opset_version):
+def _onnx_proto(model: torch.nn.Module, example: tuple[torch.Tensor, ...],
+                opset_version: int | None) -> Any:
     """The ONNX model proto of ``model``, batch axis dynamic (named 'batch')."""
     with _quiet():
         program = torch.onnx.export(
-            model, example, input_names=list(model.input_names), output_names=[OUTPUT_NAME],
+            model, example, input_names=list(cast(Sequence[str], model.input_names)),
+            output_names=[OUTPUT_NAME],
             dynamic_shapes=_batch_axes(example), opset_version=opset_version, dynamo=True,
             external_data=False, verbose=False)
+    assert program is not None          # dynamo=True always returns the program
     return program.model_proto
 
 
-def _traced(model, example):
+def _traced(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     """``model`` traced to TorchScript."""
     with _quiet():
         return torch.jit.trace(model, example, check_trace=False)
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet() -> Iterator[None]:
     """Silence the exporters' progress lines, warnings and log records."""
     logger = logging.getLogger('torch.onnx')
     level = logger.level

@@ -7,13 +7,17 @@ prediction, sizing and files are handed to :mod:`pydnn2.train`,
 :mod:`pydnn2.evaluate`, :mod:`pydnn2.model.size` and :mod:`pydnn2.files`.
 """
 
+from __future__ import annotations
+
 import os
 import warnings
+from typing import Any, Callable, Mapping, overload
 
 import numpy as np
 import torch
 
 from . import checks, distributed, evaluate, files, launcher, rng as rngs, train as training
+from .evaluate.interpret import Interpretation
 from .errors import ConfigError, DataError, FileFormatError, NetBuildError
 from .model import description, initializers as inits, layout
 from .model.activations import activation_name, relu
@@ -21,16 +25,17 @@ from .model.builder import Builder, input_spec
 from .model.graph import Graph
 from .model.html import layer_table_html
 from .model.recording import builder_method, unplain
-from .model.size import net_size_of
+from .model.size import SizeReport, net_size_of
 from .preprocess import Preprocessor, preprocessor_class
 from .table import Table
 from .train.history import History
-from .train.lr_find import lr_find
+from .train.lr_find import LRFindResult, lr_find
+from .train.rules import LearningRule
 
 _LAYER_TABLE = Table(('#', 'pathway', 'call', 'layer', 'in -> out', 'params'))
 
 
-def default_device():
+def default_device() -> torch.device:
     """CUDA when available (under torchrun, ``cuda:LOCAL_RANK``: one device per process),
     else the CPU."""
     return distributed.default_device()
@@ -84,9 +89,11 @@ class NN(Builder):
     (10,)
     """
 
-    def __init__(self, preprocessor, channel, num_classes, batch_size, rng,
-                 activation=relu, name='net', output_dir='', *, device=None,
-                 verbose=True, initialization='pydnn'):
+    def __init__(self, preprocessor: Preprocessor, channel: str, num_classes: int,
+                 batch_size: int, rng: np.random.RandomState | np.random.Generator | int,
+                 activation: Callable[..., Any] | str = relu, name: str = 'net',
+                 output_dir: str = '', *, device: str | torch.device | None = None,
+                 verbose: bool = True, initialization: str = 'pydnn') -> None:
         if not isinstance(preprocessor, Preprocessor):
             raise ConfigError('preprocessor must be a pydnn2.preprocess.Preprocessor (e.g. '
                               'ArrayPreprocessor, Rotator360 or DatasetPreprocessor); received '
@@ -110,7 +117,7 @@ class NN(Builder):
         preprocessor.to(self.device)
         self.check_data()
 
-    def check_data(self):
+    def check_data(self) -> None:
         """Raise :class:`~pydnn2.errors.DataError` unless the preprocessor's sets fit
         the net: every label in ``0 .. num_classes - 1``, and a training set of at
         least one batch. Run when the net is made and again when training starts,
@@ -135,7 +142,8 @@ class NN(Builder):
                             f'({rows} rows); use a smaller batch_size')
 
     @classmethod
-    def from_state(cls, state, device=None, filename='<state>'):
+    def from_state(cls, state: dict[str, Any], device: str | torch.device | None = None,
+                   filename: str = '<state>') -> NN:
         """Rebuild a net (module, weights, preprocessor statistics) from
         :func:`pydnn2.files.net_state`'s plain data."""
         if device is not None:
@@ -157,46 +165,44 @@ class NN(Builder):
         return net
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The stem of the files training writes (``<name>_best_net.pt``, ...): a plain
         file name, checked whenever it is set (a :class:`ConfigError` otherwise)."""
         return self._name
 
     @name.setter
-    def name(self, value):
+    def name(self, value: str) -> None:
         """Set the name, refusing one that is not a plain file name."""
         self._name = files.checked_name(value)
 
-    # -- the graph -----------------------------------------------------------------------
-
     @property
-    def module(self):
+    def module(self) -> torch.nn.Module:
         """The compiled ``torch.nn.Module``, whose ``forward`` takes a dict of
         channel tensors and returns the logits."""
         return self.graph.module
 
     @property
-    def nodes(self):
+    def nodes(self) -> list[Any]:
         """The graph's nodes (channel inputs, layers, merges), in order added."""
         return list(self.graph.nodes)
 
     @property
-    def calls(self):
+    def calls(self) -> list[dict[str, Any]]:
         """The recorded builder calls, as plain data."""
         return [{k: v for k, v in c.items() if k in ('pathway', 'method', 'args')}
                 for c in self.graph.calls]
 
     @property
-    def output_shape(self):
+    def output_shape(self) -> tuple[int, ...]:
         """The shape of one row at the end of the main pathway."""
         return self.graph.output.out_shape
 
-    def replay(self, calls):
+    def replay(self, calls: list[dict[str, Any]]) -> None:
         """Rebuild the net from recorded builder calls (as :attr:`calls` gives them).
 
         Only builder methods can be named; pathways still held keep working.
         """
-        def run(call):
+        def run(call: dict[str, Any]) -> None:
             handle = self.graph.handles[call['pathway']]
             method = builder_method(type(handle), call['method'])
             method(handle, **{k: unplain(v, self.graph.handles)
@@ -204,7 +210,7 @@ class NN(Builder):
 
         self.graph.replay(calls, input_spec(self.preprocessor, self.channel), run)
 
-    def undo(self):
+    def undo(self) -> str:
         """Remove the last builder call (and every layer it added).
 
         Layers that remain keep their weights. Returns a description of the
@@ -224,7 +230,7 @@ class NN(Builder):
         args = ', '.join(f'{k}={v!r}' for k, v in last['args'].items())
         return f'{last["method"]}({args})'
 
-    def check_complete(self):
+    def check_complete(self) -> None:
         """Raise :class:`NetBuildError` unless the net can be trained."""
         if not self.graph.output.spec.final:
             raise NetBuildError('the net has no output layer: finish it with add_logistic() '
@@ -234,9 +240,7 @@ class NN(Builder):
             raise NetBuildError(f'pathways {open_} were never merged into the net; merge them '
                                 'with merge_pathways() or undo their creation')
 
-    # -- looking at it -------------------------------------------------------------------
-
-    def layer_table(self):
+    def layer_table(self) -> list[dict[str, Any]]:
         """One dict per node: index, call, layer, in/out shapes, parameters, pathway."""
         rows = []
         for node in self.graph.nodes:
@@ -248,28 +252,28 @@ class NN(Builder):
                          else 0})
         return rows
 
-    def _table_rows(self):
+    def _table_rows(self) -> list[tuple[str, ...]]:
         return [(str(r['index']), str(r['pathway']), r['call'], r['layer'],
                  f'{" + ".join(map(str, r["in_shape"])) or "-"} -> {r["out_shape"]}',
                  f'{r["params"]:,}') for r in self.layer_table()]
 
-    def _title(self):
+    def _title(self) -> str:
         return (f'NN {self.name!r}: {self.num_classes} classes, batch {self.batch_size}, '
                 f'on {self.device}')
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         total = sum(p.numel() for p in self.module.parameters())
         return (f'{self._title()}\n{_LAYER_TABLE.render(self._table_rows())}\n'
                 f'total parameters: {total:,}')
 
-    def _repr_html_(self):
+    def _repr_html_(self) -> str:
         """The layer table as HTML for notebooks, pathways drawn as branches."""
         params = [r['params'] for r in self.layer_table()]
         return layer_table_html(self._title(), self.graph, params,
                                 f'total parameters: {sum(params):,}')
 
     @property
-    def layers(self):
+    def layers(self) -> list[description.Layer]:
         """One :class:`~pydnn2.model.description.Layer` per node, for inspection.
 
         ``net.layers[i]`` is node ``i`` of ``repr(net)`` (node 0 is the main
@@ -281,7 +285,7 @@ class NN(Builder):
         """
         return [description.Layer(self.graph, node) for node in self.graph.nodes]
 
-    def get_description(self, get_weights=False):
+    def get_description(self, get_weights: bool = False) -> dict[str, Any]:
         """The net as plain data (neon's ``get_description``).
 
         Returns a dict whose ``['model']['config']['layers']`` holds one dict
@@ -294,24 +298,23 @@ class NN(Builder):
         """
         return description.describe(self, get_weights)
 
-    def net_size(self, **options):
+    def net_size(self, **options: Any) -> SizeReport:
         """Cost, parameters and calibrated time estimate of this net; see
         :func:`pydnn2.model.size.net_size_of`."""
         return net_size_of(self, **options)
 
-    # -- weights -------------------------------------------------------------------------
-
     @property
-    def initialized(self):
+    def initialized(self) -> bool:
         """Whether the weights are no longer the builder's first draw.
 
         False while every weight is as its ``add_*`` call drew it; True once
         the net has been trained, loaded, given weights by :meth:`set_params`
         or initialised by :meth:`init_model`.
         """
-        return self._initialized or self.module.weights_loaded
+        return self._initialized or bool(self.module.weights_loaded)
 
-    def init_model(self, initializer=None, overwrite=False):
+    def init_model(self, initializer: inits.Initializer | dict | None = None,
+                   overwrite: bool = False) -> bool:
         """(Re-)initialise the weights (MXNet.jl's ``init_model``).
 
         Every ``add_*`` call initialises its own layer (by its ``init=`` /
@@ -353,18 +356,17 @@ class NN(Builder):
         self._initialized = True
         return redraw
 
-    def get_params(self):
+    def get_params(self) -> dict[str, torch.Tensor]:
         """A copy of every weight and buffer (``module.state_dict()`` cloned)."""
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
-    def set_params(self, params):
+    def set_params(self, params: Mapping[str, torch.Tensor]) -> None:
         """Load weights and buffers from :meth:`get_params`' dict."""
         self.module.load_state_dict(params)
 
-    # -- training and using it -----------------------------------------------------------
-
-    def train(self, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0,
-              force_init=False, devices=None, **options):
+    def train(self, updater: LearningRule, epochs: int = 200, final_epochs: int = 0,
+              l1_reg: float = 0, l2_reg: float = 0, force_init: bool = False,
+              devices: int | None = None, **options: Any) -> History:
         """Train the net; see :func:`pydnn2.train.loop.train` for every option.
 
         Training starts from the weights the net has: it never re-initialises
@@ -396,7 +398,8 @@ class NN(Builder):
         self._initialized = True
         return history
 
-    def lr_find(self, updater=None, start_lr=1e-6, end_lr=1.0, num_steps=100, **options):
+    def lr_find(self, updater: LearningRule | None = None, start_lr: float = 1e-6,
+                end_lr: float = 1.0, num_steps: int = 100, **options: Any) -> LRFindResult:
         """Sweep the learning rate from ``start_lr`` to ``end_lr`` over ``num_steps``
         batches and suggest one; the net, its rule and every random generator are
         left exactly as they were. Returns an
@@ -404,17 +407,26 @@ class NN(Builder):
         ``losses``, ``plot()``); see :func:`pydnn2.train.lr_find.lr_find`."""
         return lr_find(self, updater, start_lr, end_lr, num_steps, **options)
 
-    def predict(self, data, **options):
+    @overload
+    def predict(self, data: Any, *, callback: None = None,
+                **options: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def predict(self, data: Any, *, callback: Callable[[np.ndarray, np.ndarray], Any],
+                **options: Any) -> None: ...
+
+    def predict(self, data: Any, **options: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """Predict classes: returns ``(classes, probabilities)`` as numpy arrays.
 
         ``data`` is raw input as the preprocessor's ``preprocess`` accepts it
         (for :class:`~pydnn2.preprocess.ArrayPreprocessor`, an array of rows), or
         a torch ``Dataset`` or ``DataLoader``; see :func:`pydnn2.evaluate.predict`
-        for the options (``shard=True`` shares the rows out under torchrun).
+        for the options (``shard=True`` shares the rows out under torchrun;
+        ``callback`` takes each batch's predictions, and ``predict`` returns None).
         """
         return evaluate.predict(self, data, **options)
 
-    def evaluate(self, data, metric, **options):
+    def evaluate(self, data: Any, metric: Any, **options: Any) -> Any:
         """Evaluate a metric, or a list of them, on labelled data (neon's ``eval``).
 
         ``data`` is 'train', 'valid' or 'test' (the preprocessor's sets), an
@@ -426,32 +438,34 @@ class NN(Builder):
         """
         return evaluate.evaluate(self, data, metric, **options)
 
-    def eval(self, data, metric, **options):
+    def eval(self, data: Any, metric: Any, **options: Any) -> Any:
         """Deprecated since pydnn2 0.2 (goes in 0.4): :meth:`evaluate`, which takes the
         same arguments; warns with a :class:`DeprecationWarning`."""
         warnings.warn('NN.eval is deprecated since pydnn2 0.2 and goes in 0.4: use '
                       'NN.evaluate (the same arguments)', DeprecationWarning, stacklevel=2)
         return self.evaluate(data, metric, **options)
 
-    def get_outputs(self, data, **options):
+    def get_outputs(self, data: Any, **options: Any) -> np.ndarray:
         """The final layer's output for every row: the softmax probabilities as a
         float32 numpy array ``(N, num_classes)``. ``data`` is 'train', 'valid',
         'test' or raw input as for :meth:`predict`; see
         :func:`pydnn2.evaluate.get_outputs`."""
         return evaluate.get_outputs(self, data, **options)
 
-    def make_confusion_matrix(self, data, classes, files, **options):
+    def make_confusion_matrix(self, data: Any, classes: Any, files: Any,
+                              **options: Any) -> tuple[np.ndarray, list]:
         """Return ``(matrix, mistakes)``: rows are actual classes, columns
         predicted; mistakes are ``(file_index, actual, predicted)``; see
         :func:`pydnn2.evaluate.make_confusion_matrix`."""
         return evaluate.make_confusion_matrix(self, data, classes, files, **options)
 
-    def get_confusion_matrices(self, **options):
+    def get_confusion_matrices(self, **options: Any) -> Any:
         """:meth:`make_confusion_matrix` on the training, validation and test sets; see
         :func:`pydnn2.evaluate.get_confusion_matrices` (``shard=True`` under torchrun)."""
         return evaluate.get_confusion_matrices(self, **options)
 
-    def interpret(self, data='valid', class_names=None, top=20, **options):
+    def interpret(self, data: Any = 'valid', class_names: list[str] | None = None,
+                  top: int = 20, **options: Any) -> Interpretation:
         """What the net gets wrong on a labelled set ('train', 'valid', 'test' or an
         ``(x, classes)`` pair): per-class counts, precision and recall, share of the
         data against share of the errors, the most confused pairs and the top
@@ -460,7 +474,7 @@ class NN(Builder):
         return evaluate.interpret(self, data, class_names, top, **options)
 
 
-def load(filename, device=None):
+def load(filename: str | os.PathLike, device: str | torch.device | None = None) -> NN:
     """Load a net saved by :func:`~pydnn2.files.save` (or a best/final net written by
     ``train``).
 
@@ -475,7 +489,7 @@ def load(filename, device=None):
     return NN.from_state(state, device, filename)
 
 
-def load_checkpoint(filename, device=None):
+def load_checkpoint(filename: str | os.PathLike, device: str | torch.device | None = None) -> NN:
     """Return the net stored in a checkpoint, for inspection or prediction
     (verified and trusted as by :func:`load`)."""
     filename = os.fspath(filename)

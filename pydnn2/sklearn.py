@@ -17,8 +17,11 @@ Needs scikit-learn 1.6 or newer (``validate_data`` and estimator tags).
 (['left', 'right'], True)
 """
 
+from __future__ import annotations
+
 import copy
 import tempfile
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import sklearn
@@ -51,7 +54,7 @@ _NESTED = 'build_params__'
 _WHERE = 'NNClassifier'
 
 
-def mlp(net, hidden=64, dropout=0.0):
+def mlp(net: NN, hidden: int | Sequence[int] = 64, dropout: float = 0.0) -> None:
     """The default ``build``: hidden layers, then the logistic classifier.
 
     Parameters
@@ -71,7 +74,8 @@ def mlp(net, hidden=64, dropout=0.0):
     >>> NNClassifier(build_params={'hidden': (64, 32), 'dropout': 0.2})   # build=mlp
     NNClassifier(build_params={'dropout': 0.2, 'hidden': (64, 32)})
     """
-    for units in (hidden,) if checks.is_integer(hidden) else hidden:
+    sizes = (hidden,) if checks.is_integer(hidden) else hidden     # numpy integers too
+    for units in cast(Sequence[int], sizes):
         net.add_hidden(units)
         if dropout:
             net.add_dropout(dropout)
@@ -166,10 +170,16 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
     ['build_params__hidden']
     """
 
-    def __init__(self, build=None, build_params=None, input_shape=None, batch_size=32,
-                 epochs=10, learning_rule='adam', learning_rate=0.01, valid_fraction=0.1,
-                 patience=None, activation='relu', device=None, random_state=None,
-                 verbose=False):
+    def __init__(self, build: Callable[..., Any] | None = None,
+                 build_params: dict[str, Any] | None = None,
+                 input_shape: tuple[int, ...] | None = None, batch_size: int = 32,
+                 epochs: int = 10, learning_rule: str | Callable[..., LearningRule] = 'adam',
+                 learning_rate: float | LearningRateAdjuster = 0.01,
+                 valid_fraction: float = 0.1, patience: int | None = None,
+                 activation: str | Callable[..., Any] = 'relu',
+                 device: str | torch.device | None = None,
+                 random_state: int | np.random.RandomState | None = None,
+                 verbose: bool = False) -> None:
         self.build = build
         self.build_params = build_params
         self.input_shape = input_shape
@@ -186,7 +196,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     # -- parameters ----------------------------------------------------------------------
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters; with ``deep``, also each
         ``build_params__<name>``.
 
@@ -198,7 +208,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
             params.update({_NESTED + k: v for k, v in self.build_params.items()})
         return params
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> NNClassifier:
         """Set parameters; ``build_params__<name>=value`` sets one entry of
         ``build_params`` (in a new dict). Returns ``self``.
 
@@ -215,7 +225,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> NNClassifier:
         """Build a new net and train it on ``X`` (n_samples, n_features) and ``y``.
 
         Returns
@@ -240,7 +250,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         return self
 
-    def _checked_options(self):
+    def _checked_options(self) -> dict[str, Any]:
         """The parameters checked (as ``fit`` needs them), or a ConfigError."""
         where = _WHERE
         if self.build is not None and not callable(self.build):
@@ -258,7 +268,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                 'activation': activation_name(self.activation),
                 'rule': self._rule()}
 
-    def _rule(self):
+    def _rule(self) -> LearningRule:
         """A fresh learning rule (the annealer copied, so fits never share one)."""
         factory = RULES.get(self.learning_rule) if isinstance(self.learning_rule, str) \
             else self.learning_rule
@@ -278,7 +288,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                               f'LearningRule; received {type(rule).__name__}')
         return rule
 
-    def _rows(self, X):
+    def _rows(self, X: np.ndarray) -> np.ndarray:
         """``X`` as float32 rows of ``input_shape``."""
         X = np.asarray(X, dtype=np.float32)
         if self.input_shape is None:
@@ -294,7 +304,8 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
                             f'{X.shape[1]} features of X')
         return X.reshape((len(X),) + tuple(shape))
 
-    def _train(self, sets, num_classes, options, seed):
+    def _train(self, sets: tuple, num_classes: int, options: dict[str, Any],
+               seed: int) -> tuple[NN, Any]:
         """Build and train a net on ``sets``; returns ``(net, history)``."""
         pre = ArrayPreprocessor(sets, channel=CHANNEL)
         batch = min(options['batch_size'], len(sets[0][1]))
@@ -312,7 +323,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
 
     # -- predicting ----------------------------------------------------------------------
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n_samples, n_classes)``, columns in ``classes_`` order.
 
         Each row sums to 1 (the net's softmax, in float64).
@@ -324,26 +335,26 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         probabilities = probabilities.astype(np.float64)
         return probabilities / probabilities.sum(1, keepdims=True)
 
-    def predict(self, X):
+    def predict(self, X: Any) -> np.ndarray:
         """The most probable class of each row, as labels from ``classes_``."""
         probabilities = self.predict_proba(X)
         return self.classes_[np.argmax(probabilities, axis=1)]
 
     # -- pickling ------------------------------------------------------------------------
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())     # a copy: never touch self.__dict__
         if 'net_' in state:                  # the net as pydnn2's plain file data
             state['net_'] = files.net_state(state['net_'])
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         if isinstance(state.get('net_'), dict):
             state = {**state, 'net_': NN.from_state(state['net_'], self._device(state))}
         super().__setstate__(state)
 
     @staticmethod
-    def _device(state):
+    def _device(state: dict[str, Any]) -> Any:
         """The device to rebuild an unpickled net on: its own, if that exists here."""
         device = state.get('device')
         if device is not None and torch.device(device).type == 'cuda' \
@@ -352,7 +363,7 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         return device
 
 
-def _check_2d(X, method):
+def _check_2d(X: Any, method: str) -> None:
     """Refuse arrays of 3 or more dimensions with a hint at ``input_shape``."""
     try:
         shape = np.shape(X) if isinstance(X, (np.ndarray, list, tuple)) else ()
@@ -365,7 +376,8 @@ def _check_2d(X, method):
                         f'input_shape={shape[1:]})')
 
 
-def _split(n, valid_fraction, rng):
+def _split(n: int, valid_fraction: float,
+           rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
     """Shuffled ``(train, valid)`` row indices: at least 1 validation row and 2
     training rows; all rows for both when ``valid_fraction`` is 0 or n < 3."""
     order = rng.permutation(n)

@@ -26,11 +26,23 @@ def modules():
 MODULES = modules()
 
 
+def type_checking_only(tree):
+    """The nodes under ``if TYPE_CHECKING:``: imports for annotations, never run."""
+    return {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and ast.unparse(node.test) in ('TYPE_CHECKING', 'typing.TYPE_CHECKING')
+            for statement in node.body for inner in ast.walk(statement)}
+
+
 def imported(name, path, package):
-    """The pydnn2 modules ``name`` imports, anywhere in its code."""
+    """The pydnn2 modules ``name`` imports, anywhere in its code (but not the imports
+    under ``if TYPE_CHECKING:``, which only the type checker reads)."""
     base = name.split('.') if package else name.split('.')[:-1]
     targets = set()
-    for node in ast.walk(ast.parse(open(path, encoding='utf-8').read())):
+    tree = ast.parse(open(path, encoding='utf-8').read())
+    skipped = type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             targets |= {a.name for a in node.names if a.name.startswith('pydnn2')}
         elif isinstance(node, ast.ImportFrom):
@@ -74,6 +86,15 @@ def test_the_package_has_no_import_cycle():
     assert find_cycle(graph) is None, ' -> '.join(find_cycle(graph))
 
 
+def test_imports_for_annotations_only_are_not_counted(tmp_path):
+    path = tmp_path / 'mod.py'
+    path.write_text('from typing import TYPE_CHECKING\nfrom . import errors\n'
+                    'if TYPE_CHECKING:\n    from .net import NN\n')
+    assert imported('pydnn2.mod', str(path), False) == {'pydnn2.errors'}
+    path.write_text('from . import errors\nif True:\n    from .net import NN\n')
+    assert imported('pydnn2.mod', str(path), False) == {'pydnn2.errors', 'pydnn2.net'}
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': set()}) == ['a', 'b', 'c', 'a']
     assert find_cycle({'a': {'b'}, 'b': set()}) is None
@@ -115,13 +136,21 @@ def test_public_names_have_docstrings(name):
     missing = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith('_'):
-            if not ast.get_docstring(node):
+            if not ast.get_docstring(node) and not _typing_overload(node):
                 missing.append(node.name)
             if isinstance(node, ast.ClassDef):
                 missing += [f'{node.name}.{m.name}' for m in node.body
                             if isinstance(m, ast.FunctionDef) and not m.name.startswith('_')
-                            and not ast.get_docstring(m) and not _overrides(m.name)]
+                            and not ast.get_docstring(m) and not _overrides(m.name)
+                            and not _typing_overload(m)]
     assert not missing, f'{name}: no docstring on {missing}'
+
+
+def _typing_overload(node):
+    """Whether ``node`` is an ``@overload`` signature for the type checker, whose
+    implementation (the undecorated definition after it) carries the docstring."""
+    return any(ast.unparse(d) in ('overload', 'typing.overload')
+               for d in getattr(node, 'decorator_list', ()))
 
 
 def _overrides(method):

@@ -24,7 +24,8 @@ import pydnn2
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 SKIP = shutil.ignore_patterns('.venv', '.git', '_build', 'build', 'dist', '*.egg-info',
-                              '__pycache__', '.pytest_cache', '.hypothesis', 'out')
+                              '__pycache__', '.pytest_cache', '.hypothesis', '.mypy_cache',
+                              '.ruff_cache', 'out')
 pytestmark = pytest.mark.slow
 
 
@@ -62,6 +63,7 @@ def test_the_wheel_holds_every_module_the_license_and_the_metadata(dist):
         info = f'pydnn2-{pydnn2.__version__}.dist-info'
         metadata = wheel.read(f'{info}/METADATA').decode()
     assert sources <= names and len(sources) > 60
+    assert 'pydnn2/py.typed' in names           # its annotations reach users' type checkers
     assert f'{info}/licenses/LICENSE' in names
     assert 'License-Expression: MIT' in metadata
     for requirement in ('torch>=2.2', 'numpy>=1.22', 'pillow>=9.0', 'scikit-learn>=1.6'):
@@ -72,7 +74,7 @@ def test_the_wheel_holds_every_module_the_license_and_the_metadata(dist):
 def test_the_sdist_holds_what_a_build_needs(dist):
     with tarfile.open(dist[0]) as sdist:
         names = {name.split('/', 1)[1] for name in sdist.getnames() if '/' in name}
-    assert {'pyproject.toml', 'README.rst', 'LICENSE', 'pydnn2/version.py',
+    assert {'pyproject.toml', 'README.rst', 'LICENSE', 'pydnn2/version.py', 'pydnn2/py.typed',
             'pydnn2/model/layers/core.py'} <= names
 
 

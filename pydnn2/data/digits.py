@@ -1,13 +1,16 @@
 """Data sets that need no download: scikit-learn's digits, as arrays or as an
 image folder written to disk."""
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 
-def load_digits():
+def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return scikit-learn's digits as ``(images, classes, file_indices)``.
 
     Returns
@@ -52,7 +55,8 @@ def _draw_digit(digit_image, digit, rng):
     return Image.fromarray(np.clip(np.asarray(image) + noise, 0, 255).astype(np.uint8))
 
 
-def write_digit_images(root, num_images=None, num_unlabeled=100, seed=0):
+def write_digit_images(root: str | os.PathLike, num_images: int | None = None,
+                       num_unlabeled: int = 100, seed: int = 0) -> tuple[str, dict[str, Any]]:
     """Write a labelled image folder made from scikit-learn's digits, for trying
     the image workflow without downloading anything.
 

@@ -10,7 +10,10 @@ that cannot be examined) is a :class:`~pydnn2.errors.DataError` naming it,
 or, with ``on_error='skip'``, left out with a warning.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any, Iterator
 import random
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +113,7 @@ class _ImageFolder:
             desc=f'reading {os.path.basename(os.path.normpath(self.base_dir))}')
         return images, kept
 
-    def file_name(self, index):
+    def file_name(self, index: int) -> str:
         """Path of the file behind image ``index`` of the last :meth:`build`."""
         if self.files is None:
             raise DataError(f'{type(self).__name__}.file_name needs build() to be called first')
@@ -172,8 +175,10 @@ class DirectoryLabeledImageSet(_ImageFolder):
     '.../train/acantharia_protist/100224.jpg'
     """
 
-    def __init__(self, base_dir, dtype=np.int64, color=False, on_error='raise',
-                 extensions=None, progress=None, workers=None, stream=False):
+    def __init__(self, base_dir: str | os.PathLike, dtype: Any = np.int64, color: bool = False,
+                 on_error: str = 'raise', extensions: Any = None,
+                 progress: bool | None = None, workers: int | None = None,
+                 stream: bool = False) -> None:
         super().__init__(base_dir, color, on_error, extensions, progress, workers, stream)
         self.dtype = _check_dtype(dtype)
         self._index = None
@@ -204,11 +209,12 @@ class DirectoryLabeledImageSet(_ImageFolder):
                   f'not read (only the files directly inside a class folder are): {inner}')
         return files
 
-    def get_labels(self):
+    def get_labels(self) -> list[str]:
         """Return the class names: the sorted names of the non-empty class folders."""
         return list(self._scan())
 
-    def get_files(self, num_files=None, seed=12345):
+    def get_files(self, num_files: int | None = None,
+                  seed: int = 12345) -> list[tuple[str, str]]:
         """Return ``(file_name, label)`` pairs, sorted by label and name.
 
         Parameters
@@ -227,7 +233,7 @@ class DirectoryLabeledImageSet(_ImageFolder):
                        expected=f'an integer from 1 to the {len(files)} files found')
         return random.Random(seed).sample(files, num_files)
 
-    def get_random_file(self, rng):
+    def get_random_file(self, rng: Any) -> str:
         """The path of a file drawn at random: a class folder, then a file in it.
 
         Parameters
@@ -238,7 +244,7 @@ class DirectoryLabeledImageSet(_ImageFolder):
         label = list(index)[int(_draw(rng, len(index)))]
         return os.path.join(self.base_dir, label, index[label][int(_draw(rng, len(index[label])))])
 
-    def build(self, num_images=None):
+    def build(self, num_images: int | None = None) -> tuple[Any, np.ndarray, np.ndarray]:
         """Read the images (all, or a reproducible sample of ``num_images``).
 
         Returns
@@ -283,22 +289,23 @@ class UnlabeledImageSet(_ImageFolder):
     >>> probabilities = net.predict({'images': images})      # doctest: +SKIP
     """
 
-    def __init__(self, base_dir, *, color=False, on_error='raise', extensions=None,
-                 progress=None, workers=None, stream=False):
+    def __init__(self, base_dir: str | os.PathLike, *, color: bool = False,
+                 on_error: str = 'raise', extensions: Any = None, progress: bool | None = None,
+                 workers: int | None = None, stream: bool = False) -> None:
         super().__init__(base_dir, color, on_error, extensions, progress, workers, stream)
         if self.stream and self.on_error == 'skip':
             raise ConfigError("UnlabeledImageSet(stream=True) predicts one row per file, so it "
                               "cannot skip unreadable ones; received on_error='skip'. Use "
                               "stream=False (or iter_slices) to skip them")
-        self._names = None
+        self._names: list[str] | None = None
 
-    def get_files(self):
+    def get_files(self) -> list[str]:
         """Return the sorted names of the image files (relative to ``base_dir``)."""
         if self._names is None:
             self._names = _visible_files(self.base_dir, self.extensions, self.on_error)[0]
         return list(self._names)
 
-    def build(self, start=0, stop=None):
+    def build(self, start: int = 0, stop: int | None = None) -> tuple[list[str], Any]:
         """Read files ``start:stop`` of :meth:`get_files`.
 
         Returns
@@ -321,7 +328,8 @@ class UnlabeledImageSet(_ImageFolder):
                 images.paths if self.stream else [os.path.join(self.base_dir, names[i])
                                                   for i in kept])
 
-    def iter_slices(self, slice_size, start=0, stop=None, prefetch=True):
+    def iter_slices(self, slice_size: int, start: int = 0, stop: int | None = None,
+                    prefetch: bool = True) -> Iterator[tuple[list[str], Any]]:
         """Yield ``(file_names, images)`` for files ``start:stop``, ``slice_size`` at a time.
 
         Only one slice (two with ``prefetch``) is held at once, so predicting

@@ -18,9 +18,12 @@ touches, and its memory would grow with the folder.
 (3, 'b/3.png', 2, 'a/2.png')
 """
 
+from __future__ import annotations
+
 import operator
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +81,8 @@ class ImageFiles:
         The positions in ``paths`` of the files of this selection (all by default).
     """
 
-    def __init__(self, paths, color=False, on_error='raise', index=None):
+    def __init__(self, paths: Sequence[str | os.PathLike] | PathList, color: bool = False,
+                 on_error: str = 'raise', index: Any = None) -> None:
         self.paths = paths if isinstance(paths, PathList) else PathList(paths)
         self.color, self.on_error = bool(color), check_on_error(on_error)
         self.index = (np.arange(len(self.paths), dtype=np.int64) if index is None
@@ -88,24 +92,24 @@ class ImageFiles:
         return len(self.index)
 
     @property
-    def channels(self):
+    def channels(self) -> int:
         """The number of channels of each image read (3 in colour, else 1)."""
         return 3 if self.color else 1
 
-    def path(self, i):
+    def path(self, i: int) -> str:
         """The path of file ``i`` of this selection."""
         return self.paths[int(self.index[i])]
 
-    def read(self, i):
+    def read(self, i: int) -> np.ndarray:
         """Image ``i``, read (a :class:`~pydnn2.errors.DataError` naming the file when
         it cannot be)."""
         return read_image(self.path(i), self.color)
 
-    def open(self, i):
+    def open(self, i: int) -> Any:
         """Image ``i``, read as a Pillow image (grey, or RGB with ``color``)."""
         return open_image(self.path(i), self.color)
 
-    def take(self, index):
+    def take(self, index: Any) -> ImageFiles:
         """The selection of files ``index`` (positions in this selection)."""
         return ImageFiles(self.paths, self.color, self.on_error,
                           self.index[np.asarray(index, dtype=np.int64)])
@@ -122,7 +126,9 @@ class ImageFiles:
         for i in range(len(self)):
             yield self.read(i)
 
-    def read_all(self, on_error='raise', progress=False, workers=None):
+    def read_all(self, on_error: str = 'raise', progress: bool | None = False,
+                 workers: int | None = None
+                 ) -> tuple[list[np.ndarray], list[int], list[tuple[str, str]]]:
         """Every image of the selection, read in threads: ``(images, kept, skipped)`` as
         :func:`~pydnn2.data.read_images` returns them."""
         return read_images([self.path(i) for i in range(len(self))], self.color,

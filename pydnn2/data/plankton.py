@@ -20,6 +20,8 @@ Examples
 3
 """
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
@@ -32,7 +34,7 @@ KINDS = ('ellipse', 'rod', 'ring', 'cross', 'star', 'triangle', 'crescent', 'cha
          'diamond', 'comb', 'blob')     # eleven kinds of eleven variants: 121 classes
 
 
-def class_names(num_classes=121):
+def class_names(num_classes: int = 121) -> list[str]:
     """The class folder names: ``<kind>_<variant>``, sorted as folders are."""
     return sorted(f'{KINDS[i // 11 % len(KINDS)]}_{i % 11:02d}' for i in range(num_classes))
 
@@ -78,7 +80,7 @@ def _draw_kind(draw, kind, c, s, aspect, grey):
             draw.rectangle((x, c[1] - h / 2, x + w / 12, c[1] + h / 2), fill=grey)
 
 
-def draw_organism(label, rng):
+def draw_organism(label: int, rng: np.random.RandomState) -> np.ndarray:
     """One grey image of class ``label`` (an index into :func:`class_names`'s order
     of drawing), on white, of its own size."""
     kind, variant = KINDS[label // 11 % len(KINDS)], label % 11
@@ -103,8 +105,9 @@ def _write(job):
     Image.fromarray(draw_organism(label, np.random.RandomState(seed))).save(path)
 
 
-def write_plankton_images(root, per_class=10, num_unlabeled=100, num_classes=121, seed=0,
-                          progress=None):
+def write_plankton_images(root: str | os.PathLike, per_class: int = 10, num_unlabeled: int = 100,
+                          num_classes: int = 121, seed: int = 0,
+                          progress: bool | None = None) -> tuple[str, str]:
     """Write a plankton-like labelled folder and an unlabelled one under ``root``.
 
     Parameters

@@ -8,9 +8,12 @@ bar appears for large sets. Images come back as arrays of their own sizes:
 upright as their EXIF orientation says (as photo viewers show them).
 """
 
+from __future__ import annotations
+
 import functools
 import io
 import os
+from typing import Any, Callable, Sequence
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +32,8 @@ THREADS_FROM = 2e-4        # seconds per item from which threads pay for their o
 CHUNK_SECONDS = 0.01       # the work handed to a thread at a time
 
 
-def parallel_map(fn, items, desc=None, progress=None, workers=None):
+def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], desc: str | None = None,
+                 progress: bool | None = None, workers: int | None = None) -> list[Any]:
     """Return ``[fn(item) for item in items]``, computed in a pool of threads
     when that is faster.
 
@@ -109,7 +113,7 @@ def _pooled(fn, items, bar, workers, size):
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def check_on_error(on_error):
+def check_on_error(on_error: str) -> str:
     """``on_error`` if it is 'raise' or 'skip'."""
     return checks.one_of(on_error, 'on_error', ('raise', 'skip'))
 
@@ -169,14 +173,14 @@ def _converted(image, color):
     return image.convert('RGB' if color else 'L')
 
 
-def image_array(image):
+def image_array(image: Any) -> np.ndarray:
     """A grey ('L') or 'RGB' Pillow image as a uint8 array ``(H, W)`` or ``(3, H, W)``."""
     if image.mode == 'RGB':
         return np.asarray(image).transpose(2, 0, 1)   # (H, W, 3) -> (3, H, W)
     return np.asarray(image)
 
 
-def open_image(path, color=False):
+def open_image(path: str | os.PathLike, color: bool = False) -> Any:
     """Read one image file with Pillow, as :func:`read_image` does, and return it as a
     Pillow image: grey ('L'), or 'RGB' with ``color``, decoded and upright
     (a :class:`~pydnn2.errors.DataError` naming the file when it cannot be read)."""
@@ -189,7 +193,7 @@ def open_image(path, color=False):
                         f"fix it, or pass on_error='skip' to skip unreadable files") from None
 
 
-def read_image(path, color=False, dtype=np.uint8):
+def read_image(path: str | os.PathLike, color: bool = False, dtype: Any = np.uint8) -> np.ndarray:
     """Read one image file with Pillow.
 
     Parameters
@@ -212,7 +216,7 @@ def read_image(path, color=False, dtype=np.uint8):
     return image_array(open_image(path, color)).astype(dtype, copy=False)
 
 
-def decode_image(data, color=False, where='the image'):
+def decode_image(data: bytes, color: bool = False, where: str = 'the image') -> np.ndarray:
     """Decode an encoded image (the bytes of a PNG, JPEG, ... file) as :func:`read_image`
     reads a file: ``(H, W)`` grey levels, or ``(3, H, W)`` with ``color``, uint8.
 
@@ -236,8 +240,10 @@ def _read_or_error(path, read):
         return error
 
 
-def read_images(paths, color=False, dtype=np.uint8, on_error='raise', progress=None,
-                workers=None, desc='reading images'):
+def read_images(paths: Sequence[str | os.PathLike], color: bool = False, dtype: Any = np.uint8,
+                on_error: str = 'raise', progress: bool | None = None,
+                workers: int | None = None, desc: str = 'reading images'
+                ) -> tuple[list[np.ndarray], list[int], list[tuple[str, str]]]:
     """Read many image files in parallel (see :func:`read_image`).
 
     Parameters

@@ -32,9 +32,12 @@ reading needs nothing beyond pydnn2's own requirements.
 (5, 3, [[[12.0, 13.0], [14.0, 15.0]]], 1)
 """
 
+from __future__ import annotations
+
 import io
 import json
 import os
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -121,7 +124,8 @@ def _sample(item, key, channel, where):
     return sample
 
 
-def write_shards(root, data, *, per_shard=10_000, channel='images', progress=None):
+def write_shards(root: str | os.PathLike, data: Any, *, per_shard: int = 10_000,
+                 channel: str = 'images', progress: bool | None = None) -> str:
     """Write a labelled set as WebDataset shards and their index; return the index's path.
 
     Parameters
@@ -222,7 +226,9 @@ class ShardDataset(torch.utils.data.Dataset):
     after shard in the order of the index.
     """
 
-    def __init__(self, source, *, channels=None, color=False, image_size=None):
+    def __init__(self, source: str | os.PathLike | list[dict[str, Any]], *,
+                 channels: Sequence[str] | None = None, color: bool = False,
+                 image_size: int | tuple[int, int] | None = None) -> None:
         self.shards, base = _shard_list(source)
         self.paths = [os.path.join(base, s['url']) if base is not None else s['url']
                       for s in self.shards]
@@ -234,10 +240,12 @@ class ShardDataset(torch.utils.data.Dataset):
         self.color = bool(color)
         self.image_size = (None if image_size is None
                            else checks.pair(image_size, 'image_size', minimum=1))
-        self._indexes, self._files, self._pid = {}, {}, None
+        self._indexes: dict[int, Any] = {}     # shard -> its member index, read once
+        self._files: dict[int, int] = {}       # shard -> its open descriptor (per process)
+        self._pid: int | None = None
 
     @property
-    def num_shards(self):
+    def num_shards(self) -> int:
         """Shard files in the set."""
         return len(self.paths)
 

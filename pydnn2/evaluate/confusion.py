@@ -1,5 +1,9 @@
 """Confusion matrices and the mistakes behind them, traced back to files."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..errors import DataError
@@ -7,15 +11,18 @@ from ..preprocess import SET_NAMES
 from .inference import class_indices, gathered, set_source, sharing, source_probabilities
 from .predict import predict
 
+if TYPE_CHECKING:                       # for the annotations only (the net imports this)
+    from ..net import NN
 
-def confusion_matrix(actual, predicted, num_classes):
+
+def confusion_matrix(actual: Any, predicted: Any, num_classes: int) -> np.ndarray:
     """Counts ``m[a, p]`` of rows of class ``a`` predicted as ``p``."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(actual), np.asarray(predicted)), 1)
     return matrix
 
 
-def checked_counts(matrix, where):
+def checked_counts(matrix: Any, where: str) -> np.ndarray:
     """``matrix`` as a numpy array when it is a confusion matrix: square ``(K, K)``, of
     numbers, finite and not negative; else a :class:`DataError` naming the problem."""
     matrix = np.asarray(matrix)
@@ -35,7 +42,8 @@ def checked_counts(matrix, where):
     return matrix
 
 
-def make_confusion_matrix(net, data, classes, files, shard=False):
+def make_confusion_matrix(net: NN, data: Any, classes: Any, files: Any,
+                          shard: bool = False) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """Return ``(matrix, mistakes)`` for raw ``data`` with true ``classes``.
 
     ``mistakes`` lists ``(file_index, actual, predicted)`` for every wrongly
@@ -60,7 +68,8 @@ def make_confusion_matrix(net, data, classes, files, shard=False):
     return confusion_matrix(classes, predicted, net.num_classes), mistakes
 
 
-def get_confusion_matrices(net, shard=False):
+def get_confusion_matrices(net: NN,
+                           shard: bool = False) -> list[tuple[np.ndarray, list[tuple]]]:
     """:func:`make_confusion_matrix` on the training (not augmented), validation and test
     sets, each read through the preprocessor's batch source; with ``shard=True`` under
     torchrun each process reads its block of each set and the blocks are gathered

@@ -15,7 +15,10 @@ Inference batches are sized to the device, not to the training batch: see
 :func:`inference_batch_size`.
 """
 
+from __future__ import annotations
+
 import contextlib
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -27,7 +30,10 @@ from ..model.memory import inference_bytes_per_row
 from ..model.modules import module_lock
 from ..preprocess import SET_NAMES, as_labels, num_rows, rows
 from ..preprocess.sources import Batches, BatchSource, EpochPlan, Shard
-from .given import DatasetSource, is_torch_data
+from .given import DatasetInputs, DatasetSource, is_torch_data
+
+if TYPE_CHECKING:                       # for the annotations only (the net imports this)
+    from ..net import NN
 
 #: Rows per inference batch on the CPU (and the fallback elsewhere).
 EVAL_BATCH_SIZE = 4096
@@ -43,7 +49,7 @@ GPU_MEMORY_FRACTION = 0.5
 _ONE_PROCESS = Shard()
 
 @contextlib.contextmanager
-def inference_mode_of(module):
+def inference_mode_of(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Run ``module`` in evaluation mode, under ``torch.inference_mode()``, for the
     ``with`` block, holding its :func:`~pydnn2.model.modules.module_lock`;
     afterwards each submodule has its own train/eval mode back.
@@ -66,14 +72,14 @@ def inference_mode_of(module):
                 m.training = mode
 
 
-def rows_that_fit(free_bytes, row_bytes, fraction=GPU_MEMORY_FRACTION,
-                  limit=MAX_EVAL_BATCH_SIZE):
+def rows_that_fit(free_bytes: float, row_bytes: float, fraction: float = GPU_MEMORY_FRACTION,
+                  limit: int = MAX_EVAL_BATCH_SIZE) -> int:
     """The batch of rows of ``row_bytes`` each that fills ``fraction`` of
     ``free_bytes``: at least 1, at most ``limit``."""
     return int(max(1, min(limit, (free_bytes * fraction) // max(1, row_bytes))))
 
 
-def inference_batch_size(net):
+def inference_batch_size(net: NN) -> int:
     """The default number of rows per inference batch for ``net``'s device.
 
     On CUDA: as many rows as fit in :data:`GPU_MEMORY_FRACTION` of the free
@@ -94,7 +100,7 @@ def inference_batch_size(net):
     return rows_that_fit(free, inference_bytes_per_row(net.graph))
 
 
-def eval_batch_size(net, batch_size=None):
+def eval_batch_size(net: NN, batch_size: int | None = None) -> int:
     """The inference batch: ``batch_size`` if given, else
     :func:`inference_batch_size` of the net."""
     if batch_size is None:
@@ -102,7 +108,8 @@ def eval_batch_size(net, batch_size=None):
     return checks.batch_size(batch_size)
 
 
-def iter_logits(net, x, batch_size=None):
+def iter_logits(net: NN, x: dict[str, torch.Tensor],
+                batch_size: int | None = None) -> Iterator[torch.Tensor]:
     """Yield the logits ``(b, classes)`` of ``x`` (a dict of channel tensors), batch by batch.
 
     Batches hold ``batch_size`` rows (default: :func:`inference_batch_size`).
@@ -131,7 +138,8 @@ def iter_logits(net, x, batch_size=None):
         yield logits
 
 
-def iter_probabilities(net, x, batch_size=None):
+def iter_probabilities(net: NN, x: dict[str, torch.Tensor],
+                       batch_size: int | None = None) -> Iterator[torch.Tensor]:
     """Yield the softmax probabilities ``(b, classes)`` (float32) of ``x``, batch by batch."""
     for logits in iter_logits(net, x, batch_size):
         yield torch.softmax(logits.float(), 1)
@@ -152,7 +160,8 @@ def set_sums(net, x, y, batch_size=None):
     return loss, errors
 
 
-def evaluate_set(net, x, y, batch_size=None):
+def evaluate_set(net: NN, x: dict[str, torch.Tensor], y: torch.Tensor,
+                 batch_size: int | None = None) -> tuple[float | None, float | None]:
     """Return ``(mean loss, error rate)`` of the net on a preprocessed set.
 
     Sums accumulate on the device and are read once; an empty set gives
@@ -165,7 +174,8 @@ def evaluate_set(net, x, y, batch_size=None):
     return loss.item() / n, errors.item() / n
 
 
-def device_set(net, pair, resident=True):
+def device_set(net: NN, pair: tuple[dict[str, torch.Tensor], torch.Tensor],
+               resident: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The set's tensors on the net's device, or pinned in host memory if not ``resident``."""
     x, y = pair
     x = {k: torch.as_tensor(v) for k, v in x.items()}
@@ -238,7 +248,7 @@ class RawSource(BatchSource):
                 torch.from_numpy(self._y[start:stop]).to(device))
 
 
-def set_source(net, name):
+def set_source(net: NN, name: str) -> BatchSource:
     """The batch source of the preprocessor's set ``name`` ('train', 'valid' or 'test'):
     'valid' and 'test' are the sets training evaluates; 'train' is the training set
     as for prediction, never augmented (reading it does not move an augmentation
@@ -248,7 +258,7 @@ def set_source(net, name):
     return net.preprocessor.source(name, augment=False)
 
 
-def named_set(net, name):
+def named_set(net: NN, name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The preprocessed set ``name`` ('train', 'valid' or 'test') whole, as ``(x, y)`` on
     the device (see :func:`set_source`)."""
     return set_source(net, name).whole(net.device)
@@ -388,3 +398,32 @@ def source_probabilities(net, source, shard=_ONE_PROCESS, batch_size=None):
         return (torch.zeros((0, net.num_classes), device=net.device),
                 torch.zeros(0, dtype=torch.long, device=net.device))
     return torch.cat(probabilities), torch.cat(classes)
+
+
+def source_losses(net: NN, source: BatchSource, shard: Shard = _ONE_PROCESS,
+                  batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The classes, probabilities (as ``predict`` gives them) and each row's
+    cross-entropy of a batch source's rows (of this rank's block): what
+    :func:`~pydnn2.evaluate.interpret.interpret` reads."""
+    probabilities, losses, classes = [], [], []
+    for logits, target in iter_source(net, source, shard, batch_size):
+        logits = logits.float()
+        probabilities.append(torch.softmax(logits, 1).cpu().numpy())
+        picked = torch.log_softmax(logits, 1).gather(1, target[:, None])[:, 0]
+        losses.append(-picked.double().cpu().numpy())
+        classes.append(target.cpu().numpy())
+    if not classes:
+        return np.zeros(0, np.int64), np.zeros((0, net.num_classes), np.float32), np.zeros(0)
+    return np.concatenate(classes), np.concatenate(probabilities), np.concatenate(losses)
+
+
+def raw_and_files(net: NN, data: Any) -> tuple[Any, np.ndarray | None]:
+    """The raw input and file indices of a set name, an ``(x, classes)`` pair or a torch
+    ``Dataset`` or ``DataLoader`` (whose file indices are unknown: None)."""
+    if isinstance(data, str):
+        index = SET_NAMES.index(data)
+        pre = net.preprocessor
+        return pre.get_raw_x()[index], pre.get_files()[index]
+    if is_torch_data(data):
+        return DatasetInputs.of(data, net.channel), None
+    return data[0], None

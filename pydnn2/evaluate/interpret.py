@@ -24,20 +24,22 @@ text; :mod:`pydnn2.evaluate.plots` draws pictures from it.
 [2.0, 0.0]
 """
 
+from __future__ import annotations
+
 import dataclasses
 import html
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence
 
 import numpy as np
-import torch
 
 from .. import checks
 from ..errors import ConfigError, DataError
-from ..preprocess import SET_NAMES
 from ..table import Table
 from .confusion import confusion_matrix
-from .given import DatasetInputs, is_torch_data
-from .inference import gathered_arrays, iter_source, labelled_source, sharing
+from .inference import gathered_arrays, labelled_source, raw_and_files, sharing, source_losses
+
+if TYPE_CHECKING:                       # for the annotations only (the net imports this)
+    from ..net import NN
 
 _CLASS_TABLE = Table(('class', 'rows', 'wrong', 'recall', 'precision', 'share of data',
                       'share of errors', 'x fair share', 'most confused with'),
@@ -52,7 +54,8 @@ class ConfusedPair(NamedTuple):
 
     actual: int
     predicted: int
-    count: int
+    # shadows tuple.count, but the field is public API (ConfusedPair.count)
+    count: int  # type: ignore[assignment]
 
 
 class TopLoss(NamedTuple):
@@ -76,7 +79,7 @@ def _ratio(numerator, denominator):
     return out
 
 
-def class_statistics(confusion):
+def class_statistics(confusion: np.ndarray) -> dict[str, np.ndarray]:
     """Per-class counts, precision, recall and share of the error of a confusion matrix.
 
     Parameters
@@ -113,7 +116,7 @@ def class_statistics(confusion):
             'fair_share_ratio': _ratio(error_share, data_share)}
 
 
-def confused_pairs(confusion, top=None):
+def confused_pairs(confusion: np.ndarray, top: int | None = None) -> list[ConfusedPair]:
     """The off-diagonal cells of a confusion matrix that are not 0, most rows first.
 
     Ties are broken by actual class, then predicted class. Returns a list
@@ -132,7 +135,8 @@ def confused_pairs(confusion, top=None):
     return [ConfusedPair(int(actual[i]), int(predicted[i]), int(counts[i])) for i in order]
 
 
-def top_losses(actual, probabilities, losses, files=None, top=None):
+def top_losses(actual: np.ndarray, probabilities: np.ndarray, losses: np.ndarray,
+               files: np.ndarray | None = None, top: int | None = None) -> list[TopLoss]:
     """The rows with the highest loss, highest first (ties in row order).
 
     ``actual`` (N,) are the true classes, ``probabilities`` (N, K) the
@@ -149,7 +153,7 @@ def top_losses(actual, probabilities, losses, files=None, top=None):
                     float(probabilities[r, actual[r]]), float(losses[r])) for r in rows]
 
 
-def input_row(inputs, row, channel='images'):
+def input_row(inputs: Any, row: int, channel: str = 'images') -> np.ndarray:
     """Row ``row`` of raw input as a numpy array.
 
     ``inputs`` is an array, a list of arrays (images of different sizes) or
@@ -241,8 +245,10 @@ class Interpretation:
     channel: str = 'images'
 
     @classmethod
-    def from_predictions(cls, actual, probabilities, losses=None, class_names=None, files=None,
-                         inputs=None, set_name='given', top=20, channel='images'):
+    def from_predictions(cls, actual: Any, probabilities: Any, losses: Any = None,
+                         class_names: Sequence[str] | None = None, files: Any = None,
+                         inputs: Any = None, set_name: str = 'given', top: int = 20,
+                         channel: str = 'images') -> Interpretation:
         """Interpret predictions made elsewhere.
 
         ``losses`` default to ``-log(probabilities[row, actual])`` (clipped
@@ -270,37 +276,37 @@ class Interpretation:
                    inputs=inputs, channel=channel)
 
     @property
-    def num_rows(self):
+    def num_rows(self) -> int:
         """Rows in the set."""
         return len(self.actual)
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
         """Number of classes ``K``."""
         return len(self.class_names)
 
     @property
-    def num_errors(self):
+    def num_errors(self) -> int:
         """Wrongly classified rows."""
         return int(self.errors.sum())
 
     @property
-    def error_rate(self):
+    def error_rate(self) -> float:
         """Share of rows classified wrongly."""
         return self.num_errors / self.num_rows
 
     @property
-    def mean_loss(self):
+    def mean_loss(self) -> float:
         """Mean cross-entropy over the set (the loss training reports)."""
         return float(self.losses.mean())
 
     @property
-    def wrong(self):
+    def wrong(self) -> np.ndarray:
         """Row indices of the wrongly classified rows, highest loss first."""
         rows = np.flatnonzero(self.actual != self.predicted)
         return rows[np.argsort(-self.losses[rows], kind='stable')]
 
-    def most_confused_with(self, cls, n=3):
+    def most_confused_with(self, cls: int, n: int = 3) -> list[tuple[int, int]]:
         """The classes rows of class ``cls`` are most often taken for:
         ``[(predicted, count), ...]``, most rows first, counts above 0."""
         cls = checks.integer(cls, 'cls', 0, maximum=self.num_classes - 1,
@@ -310,7 +316,7 @@ class Interpretation:
         order = np.argsort(-row, kind='stable')[:n]
         return [(int(c), int(row[c])) for c in order if row[c] > 0]
 
-    def worst_classes(self, by='errors', n=None):
+    def worst_classes(self, by: str = 'errors', n: int | None = None) -> list[int]:
         """Class indices, worst first: by number of ``'errors'``, by ``'error_rate'``
         (1 - recall) or by ``'fair_share_ratio'``; classes without rows come last."""
         checks.one_of(by, 'by', ('errors', 'error_rate', 'fair_share_ratio'),
@@ -320,14 +326,14 @@ class Interpretation:
         key = np.where(np.isnan(key), -np.inf, key)
         return [int(c) for c in np.argsort(-key, kind='stable')[:n]]
 
-    def image(self, row):
+    def image(self, row: int) -> np.ndarray:
         """The raw input of ``row`` (for a dict, its :attr:`channel`) as an array."""
         if self.inputs is None:
             raise DataError('this Interpretation holds no inputs; make it with interpret() '
                             'or pass inputs= to from_predictions')
         return input_row(self.inputs, row, self.channel)
 
-    def class_rows(self, classes=None):
+    def class_rows(self, classes: Sequence[int] | None = None) -> list[tuple[str, ...]]:
         """Rows of text cells for the class table (default: every class)."""
         classes = range(self.num_classes) if classes is None else classes
         return [(self.class_names[c], str(self.support[c]), str(self.errors[c]),
@@ -346,13 +352,13 @@ class Interpretation:
                  self.class_names[t.predicted], f'{t.p_predicted:.3f}', f'{t.p_actual:.3f}',
                  f'{t.loss:.3f}') for t in self.top_losses[:n]]
 
-    def summary(self):
+    def summary(self) -> str:
         """One line: the set, its rows and classes, errors and mean loss."""
         return (f'{self.set_name} set: {self.num_rows} rows, {self.num_classes} classes, '
                 f'{self.num_errors} wrong ({_percent(self.error_rate)} error), '
                 f'mean loss {self.mean_loss:.4f}')
 
-    def __repr__(self, n=5):
+    def __repr__(self, n: int = 5) -> str:
         worst = [c for c in self.worst_classes('errors', n) if self.errors[c] > 0]
         text = [f'Interpretation of the {self.summary()}']
         if worst:
@@ -363,7 +369,7 @@ class Interpretation:
                 f'{a} -> {p} ({k})' for a, p, k in self._pair_rows(n)))
         return '\n'.join(text)
 
-    def _repr_html_(self, n=10):
+    def _repr_html_(self, n: int = 10) -> str:
         worst = [c for c in self.worst_classes('errors', n) if self.errors[c] > 0]
         parts = [f'<p><b>Interpretation</b> of the {html.escape(self.summary())}</p>']
         if worst:
@@ -374,7 +380,7 @@ class Interpretation:
         parts += ['<p>highest losses</p>', _LOSS_TABLE.html(self._loss_rows(n))]
         return ''.join(parts)
 
-    def report(self, n=10):
+    def report(self, n: int = 10) -> str:
         """pydnn's ``analyze_confusion_matrix`` as text.
 
         The totals, the most common classes, then the ``n`` worst classes
@@ -426,33 +432,9 @@ def _check_predictions(actual, probabilities):
                         f'received values from {actual.min()} to {actual.max()}')
 
 
-def _run(net, source, batch_size, part):
-    """The classes, probabilities (as ``predict`` gives them) and each row's
-    cross-entropy of a batch source's rows (of this rank's block)."""
-    probabilities, losses, classes = [], [], []
-    for logits, target in iter_source(net, source, part, batch_size):
-        logits = logits.float()
-        probabilities.append(torch.softmax(logits, 1).cpu().numpy())
-        picked = torch.log_softmax(logits, 1).gather(1, target[:, None])[:, 0]
-        losses.append(-picked.double().cpu().numpy())
-        classes.append(target.cpu().numpy())
-    if not classes:
-        return np.zeros(0, np.int64), np.zeros((0, net.num_classes), np.float32), np.zeros(0)
-    return np.concatenate(classes), np.concatenate(probabilities), np.concatenate(losses)
-
-
-def _raw_and_files(net, data):
-    """The raw input and file indices of a set name or an ``(x, classes)`` pair."""
-    if isinstance(data, str):
-        index = SET_NAMES.index(data)
-        pre = net.preprocessor
-        return pre.get_raw_x()[index], pre.get_files()[index]
-    if is_torch_data(data):
-        return DatasetInputs.of(data, net.channel), None
-    return data[0], None
-
-
-def interpret(net, data='valid', class_names=None, top=20, batch_size=None, shard=False):
+def interpret(net: NN, data: Any = 'valid', class_names: Sequence[str] | None = None,
+              top: int = 20, batch_size: int | None = None,
+              shard: bool = False) -> Interpretation:
     """What a trained net gets wrong on a labelled set.
 
     Parameters
@@ -489,11 +471,11 @@ def interpret(net, data='valid', class_names=None, top=20, batch_size=None, shar
     net.check_complete()
     part = sharing(net, shard)
     source = labelled_source(net, data, 'interpret')
-    y, probabilities, losses = gathered_arrays(part, *_run(net, source, batch_size, part))
+    y, probabilities, losses = gathered_arrays(part, *source_losses(net, source, part, batch_size))
     if len(y) == 0:
         raise DataError(f'interpret: expected a set with at least one row, received the '
                         f'{data!r} set with none')
-    raw, files = _raw_and_files(net, data)
+    raw, files = raw_and_files(net, data)
     return Interpretation.from_predictions(
         y, probabilities, losses, _names(class_names, net.num_classes), files,
         raw, data if isinstance(data, str) else 'given', top, net.channel)

@@ -42,7 +42,10 @@ Examples
 [1.0, 0.0, 0.0]
 """
 
+from __future__ import annotations
+
 import copy
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +57,7 @@ __all__ = ['Metric', 'Misclassification', 'Accuracy', 'TopKMisclassification', '
            'PrecisionRecall', 'as_metrics']
 
 
-def _as_probabilities(probabilities):
+def _as_probabilities(probabilities: Any) -> torch.Tensor:
     p = probabilities if isinstance(probabilities, torch.Tensor) \
         else torch.as_tensor(np.asarray(probabilities))
     if not (p.is_floating_point()):
@@ -65,7 +68,7 @@ def _as_probabilities(probabilities):
     return p.detach()
 
 
-def _as_labels(labels, p):
+def _as_labels(labels: Any, p: torch.Tensor) -> torch.Tensor:
     y = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
     if y.ndim != 1:
         raise DataError(f'expected labels of shape (batch,), received shape {tuple(y.shape)}')
@@ -93,15 +96,15 @@ class Metric:
 
     name = 'metric'
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget every batch seen so far."""
         self.count = 0
-        self._sums = {}
+        self._sums: dict[str, torch.Tensor] = {}
 
-    def update(self, probabilities, labels):
+    def update(self, probabilities: Any, labels: Any) -> None:
         """Add a batch: ``probabilities`` ``(B, K)`` and true classes ``labels`` ``(B,)``."""
         p = _as_probabilities(probabilities)
         y = _as_labels(labels, p)
@@ -110,38 +113,38 @@ class Metric:
             self._accumulate(p, y)
             self.count += len(y)
 
-    def result(self):
+    def result(self) -> Any:
         """The value over every row since the last reset; ``None`` if there was none."""
         if self.count == 0:
             return None
         return self._value({k: v.cpu().numpy() for k, v in self._sums.items()})
 
-    def __call__(self, probabilities, labels):
+    def __call__(self, probabilities: Any, labels: Any) -> Any:
         """The value on this batch alone; the running state is left as it was."""
         one_shot = copy.copy(self)
         one_shot.reset()
         one_shot.update(probabilities, labels)
         return one_shot.result()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}()'
 
     # -- for subclasses ----------------------------------------------------------------
 
-    def _check(self, p):
+    def _check(self, p: torch.Tensor) -> None:
         """Refuse probabilities this metric cannot use (after the common checks)."""
 
-    def _add(self, key, value):
+    def _add(self, key: str, value: torch.Tensor) -> None:
         """Add ``value`` (a tensor) to the running sum ``key``."""
         sums = self._sums
         sums[key] = value if key not in sums else sums[key] + value.to(sums[key].device)
 
-    def _accumulate(self, p, y):
+    def _accumulate(self, p: torch.Tensor, y: torch.Tensor) -> None:
         """Add one batch: probabilities ``p`` (B, K) and classes ``y`` (B,), with
         :meth:`_add`."""
         raise NotImplementedError(f'{type(self).__name__} must implement _accumulate')
 
-    def _value(self, sums):
+    def _value(self, sums: dict[str, np.ndarray]) -> Any:
         """The metric's result from ``sums``, the running sums as numpy arrays."""
         raise NotImplementedError(f'{type(self).__name__} must implement _value')
 
@@ -154,10 +157,10 @@ class Misclassification(Metric):
 
     name = 'misclassification'
 
-    def _accumulate(self, p, y):
+    def _accumulate(self, p: torch.Tensor, y: torch.Tensor) -> None:
         self._add('wrong', (p.argmax(1) != y).sum())
 
-    def _value(self, sums):
+    def _value(self, sums: dict[str, np.ndarray]) -> Any:
         return float(sums['wrong']) / self.count
 
 
@@ -166,7 +169,7 @@ class Accuracy(Misclassification):
 
     name = 'accuracy'
 
-    def _value(self, sums):
+    def _value(self, sums: dict[str, np.ndarray]) -> Any:
         return (self.count - float(sums['wrong'])) / self.count
 
 
@@ -183,20 +186,20 @@ class TopKMisclassification(Metric):
         A positive integer; ``k = 1`` is :class:`Misclassification` (up to ties).
     """
 
-    def __init__(self, k):
+    def __init__(self, k: int) -> None:
         self.k = checks.integer(k, 'k', 1, where='TopKMisclassification')
         self.name = f'top_{self.k}_misclassification'
         super().__init__()
 
-    def _accumulate(self, p, y):
+    def _accumulate(self, p: torch.Tensor, y: torch.Tensor) -> None:
         true = p.gather(1, y[:, None])
         better = (p > true).sum(1)
         self._add('missed', (better >= self.k).sum())
 
-    def _value(self, sums):
+    def _value(self, sums: dict[str, np.ndarray]) -> Any:
         return float(sums['missed']) / self.count
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'TopKMisclassification(k={self.k})'
 
 
@@ -217,19 +220,19 @@ class LogLoss(Metric):
 
     name = 'log_loss'
 
-    def __init__(self, eps=None):
+    def __init__(self, eps: float | None = None) -> None:
         self.eps = checks.number(eps, 'eps', above=0, below=0.5, where='LogLoss', none=True)
         super().__init__()
 
-    def _accumulate(self, p, y):
+    def _accumulate(self, p: torch.Tensor, y: torch.Tensor) -> None:
         eps = torch.finfo(p.dtype).eps if self.eps is None else self.eps
         true = p.gather(1, y[:, None])[:, 0].clamp(eps, 1 - eps)
         self._add('nll', -true.to(torch.float64).log().sum())
 
-    def _value(self, sums):
+    def _value(self, sums: dict[str, np.ndarray]) -> Any:
         return float(sums['nll']) / self.count
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return 'LogLoss()' if self.eps is None else f'LogLoss(eps={self.eps!r})'
 
 
@@ -252,22 +255,22 @@ class PrecisionRecall(Metric):
 
     name = 'precision_recall'
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes: int) -> None:
         self.num_classes = checks.integer(num_classes, 'num_classes', 2,
                                           where='PrecisionRecall')
         super().__init__()
 
-    def _check(self, p):
+    def _check(self, p: torch.Tensor) -> None:
         if p.shape[1] != self.num_classes:
             raise DataError(f'PrecisionRecall: expected probabilities with {self.num_classes} '
                             f'columns (num_classes), received {p.shape[1]}')
 
-    def _accumulate(self, p, y):
+    def _accumulate(self, p: torch.Tensor, y: torch.Tensor) -> None:
         k = self.num_classes
         pairs = y * k + p.argmax(1)
         self._add('confusion', torch.bincount(pairs, minlength=k * k).reshape(k, k))
 
-    def _value(self, sums):
+    def _value(self, sums: dict[str, np.ndarray]) -> Any:
         confusion = sums['confusion']          # rows: true class, columns: predicted
         hits = np.diag(confusion).astype(np.float64)
         predicted, support = confusion.sum(0), confusion.sum(1)
@@ -277,17 +280,17 @@ class PrecisionRecall(Metric):
                 'macro_precision': float(precision.mean()),
                 'macro_recall': float(recall.mean())}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'PrecisionRecall(num_classes={self.num_classes})'
 
 
-def _is_metric(obj):
+def _is_metric(obj: Any) -> bool:
     return not isinstance(obj, type) and all(
         callable(getattr(obj, attr, None)) for attr in ('reset', 'update', 'result')) \
         and isinstance(getattr(obj, 'name', None), str)
 
 
-def as_metrics(metrics):
+def as_metrics(metrics: Any) -> list[Metric]:
     """Return ``metrics`` (one metric or a list of them) as a list, checked.
 
     Raises :class:`ConfigError` for an object that is not a metric (a metric

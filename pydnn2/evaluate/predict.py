@@ -1,15 +1,23 @@
 """Predictions, final-layer outputs and metrics of a trained net."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, overload
+
+import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
 from ..files import nonfinite
 from .inference import (gathered, input_source, iter_probabilities, iter_source,
                         labelled_source, set_source, sharing, source_probabilities)
-from .metrics import as_metrics
+from .metrics import Metric, as_metrics
+
+if TYPE_CHECKING:                       # for the annotations only (the net imports this)
+    from ..net import NN
 
 
-def check_weights(net, where):
+def check_weights(net: NN, where: str) -> None:
     """Raise :class:`DataError` naming the tensor when a weight or buffer of ``net`` holds
     NaN or infinity: every probability it gave would be NaN."""
     name = nonfinite(net.module.state_dict())
@@ -19,7 +27,19 @@ def check_weights(net, where):
                         'probability would be NaN; train it again or load a saved net')
 
 
-def predict(net, data, batch_size=None, callback=None, shard=False):
+@overload
+def predict(net: NN, data: Any, batch_size: int | None = None, callback: None = None,
+            shard: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@overload
+def predict(net: NN, data: Any, batch_size: int | None = None, *,
+            callback: Callable[[np.ndarray, np.ndarray], Any], shard: bool = False) -> None: ...
+
+
+def predict(net: NN, data: Any, batch_size: int | None = None,
+            callback: Callable[[np.ndarray, np.ndarray], Any] | None = None,
+            shard: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """Predict classes and probabilities for raw ``data``.
 
     Parameters
@@ -78,7 +98,8 @@ def predict(net, data, batch_size=None, callback=None, shard=False):
     return probabilities.argmax(1), probabilities
 
 
-def metric_values(net, x, y, metrics, batch_size=None):
+def metric_values(net: NN, x: dict[str, torch.Tensor], y: torch.Tensor, metrics: Any,
+                  batch_size: int | None = None) -> dict[str, Any]:
     """Evaluate ``metrics`` on a preprocessed set: ``{metric.name: value}``.
 
     ``x`` is a dict of channel tensors and ``y`` the classes, as
@@ -101,7 +122,8 @@ def metric_values(net, x, y, metrics, batch_size=None):
     return {metric.name: metric.result() for metric in metrics}
 
 
-def evaluate(net, data, metric, batch_size=None, shard=False):
+def evaluate(net: NN, data: Any, metric: Metric | list[Metric],
+             batch_size: int | None = None, shard: bool = False) -> Any:
     """Evaluate a metric (or a list of them) on a labelled set (neon's ``eval``).
 
     Parameters
@@ -139,7 +161,8 @@ def evaluate(net, data, metric, batch_size=None, shard=False):
     return results if isinstance(metric, (list, tuple)) else results[0]
 
 
-def get_outputs(net, data, batch_size=None, shard=False):
+def get_outputs(net: NN, data: Any, batch_size: int | None = None,
+                shard: bool = False) -> np.ndarray:
     """The final layer's output for every row, as a numpy array (neon's ``get_outputs``).
 
     The final layer of a pydnn2 net is ``add_logistic``'s softmax, so each
@@ -170,7 +193,8 @@ def get_outputs(net, data, batch_size=None, shard=False):
     return gathered(source_probabilities(net, source, part, batch_size)[0], part).cpu().numpy()
 
 
-def _metric_results(metrics, probabilities, y):
+def _metric_results(metrics: list[Metric], probabilities: torch.Tensor,
+                    y: torch.Tensor) -> dict[str, Any]:
     """``{metric.name: value}`` of ``metrics`` (each reset) on probabilities and classes;
     every value None for an empty set."""
     for metric in metrics:

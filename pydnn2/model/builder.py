@@ -9,17 +9,22 @@ this module holds pydnn's own calls and the pathway calls, and
 :mod:`pydnn2.model.builder_neon` neon's wider set.
 """
 
+from __future__ import annotations
+
 import copy
+from typing import Any, Callable, overload
 
 from .. import checks
 from ..errors import NetBuildError
 from .builder_neon import NeonLayers
+from .graph import Node
+from .initializers import Initializer
 from .layers import (Activation, BatchNorm, ConvPool, Dense, Dropout, Input, LayerSpec,
                      Logistic, Merge)
 from .recording import BuilderBase, recorded
 
 
-def input_spec(preprocessor, channel):
+def input_spec(preprocessor: Any, channel: str) -> Input:
     """The :class:`~pydnn2.model.layers.Input` spec of a preprocessor's channel."""
     return Input(channel, preprocessor.shape_for(channel), preprocessor.dtype_for(channel))
 
@@ -28,7 +33,7 @@ class Builder(NeonLayers, BuilderBase):
     """The ``add_*`` methods, shared by the main net and its pathways."""
 
     @recorded
-    def add(self, layer):
+    def add(self, layer: LayerSpec) -> Node:
         """Add any layer spec, such as one of your own layer types.
 
         ``layer`` is an instance of a :class:`~pydnn2.model.layers.LayerSpec`
@@ -43,8 +48,11 @@ class Builder(NeonLayers, BuilderBase):
         return self._add(copy.deepcopy(layer))
 
     @recorded
-    def add_conv_pool(self, num_filters, filter_shape, pool_shape, pool_stride=None,
-                      weight_init=None, use_bias=True, init=None, bias=None):
+    def add_conv_pool(self, num_filters: int, filter_shape: tuple[int, int],
+                      pool_shape: tuple[int, int], pool_stride: tuple[int, int] | None = None,
+                      weight_init: Callable[..., Any] | str | None = None,
+                      use_bias: bool = True, init: Initializer | dict | None = None,
+                      bias: Initializer | dict | None = None) -> None:
         """Add a convolution followed by max pooling (no nonlinearity, no batch norm).
 
         The convolution is 'valid' with stride 1; pooling drops the rows and
@@ -74,8 +82,12 @@ class Builder(NeonLayers, BuilderBase):
                            bias, self._activation(weight_init, 'weight_init')))
 
     @recorded
-    def add_convolution(self, num_filters, filter_shape, pool_shape, pool_stride=None,
-                        activation=None, batch_normalize=True, init=None, bias=None):
+    def add_convolution(self, num_filters: int, filter_shape: tuple[int, int],
+                        pool_shape: tuple[int, int],
+                        pool_stride: tuple[int, int] | None = None,
+                        activation: Callable[..., Any] | str | None = None,
+                        batch_normalize: bool = True, init: Initializer | dict | None = None,
+                        bias: Initializer | dict | None = None) -> None:
         """Add convolution + pooling, optional batch normalisation, and a nonlinearity.
 
         ``init`` / ``bias`` (initialisers) go to the convolution; a bias exists
@@ -93,8 +105,10 @@ class Builder(NeonLayers, BuilderBase):
         self.add_nonlinearity(activation)
 
     @recorded
-    def add_fully_connected(self, num_units, weight_init=None, use_bias=True, init=None,
-                            bias=None):
+    def add_fully_connected(self, num_units: int,
+                            weight_init: Callable[..., Any] | str | None = None,
+                            use_bias: bool = True, init: Initializer | dict | None = None,
+                            bias: Initializer | dict | None = None) -> None:
         """Add a dense layer (matrix multiply plus bias) over the flattened input.
 
         After a sequence layer ``(T, F)`` without a summary layer, every unit
@@ -116,8 +130,9 @@ class Builder(NeonLayers, BuilderBase):
                         self._activation(weight_init, 'weight_init')))
 
     @recorded
-    def add_hidden(self, num_units, activation=None, batch_normalize=True, init=None,
-                   bias=None):
+    def add_hidden(self, num_units: int, activation: Callable[..., Any] | str | None = None,
+                   batch_normalize: bool = True, init: Initializer | dict | None = None,
+                   bias: Initializer | dict | None = None) -> None:
         """Add a dense layer, optional batch normalisation, and a nonlinearity.
 
         ``init`` / ``bias`` (initialisers) go to the dense layer; a bias exists
@@ -132,12 +147,12 @@ class Builder(NeonLayers, BuilderBase):
         self.add_nonlinearity(activation)
 
     @recorded
-    def add_nonlinearity(self, nonlinearity):
+    def add_nonlinearity(self, nonlinearity: Callable[..., Any] | str) -> None:
         """Add an activation layer: relu, tanh, sigmoid, or prelu (learned slopes)."""
         self._add(Activation(nonlinearity))
 
     @recorded
-    def add_dropout(self, rate=0.5):
+    def add_dropout(self, rate: float = 0.5) -> None:
         """Add dropout: zero inputs with probability ``rate`` while training.
 
         Outside training the layer passes its input unchanged (survivors are
@@ -147,7 +162,7 @@ class Builder(NeonLayers, BuilderBase):
         self._add(Dropout(rate))
 
     @recorded
-    def add_batch_normalization(self, epsilon=1e-6):
+    def add_batch_normalization(self, epsilon: float = 1e-6) -> None:
         """Add batch normalisation (per channel for maps, per feature for vectors
         and for sequences ``(T, F)``, whose statistics span batch and time).
 
@@ -158,7 +173,8 @@ class Builder(NeonLayers, BuilderBase):
         self._add(BatchNorm(epsilon))
 
     @recorded
-    def add_logistic(self, init=None, bias=None):
+    def add_logistic(self, init: Initializer | dict | None = None,
+                     bias: Initializer | dict | None = None) -> None:
         """Add the softmax classifier over ``num_classes``: the final layer.
 
         ``init`` / ``bias`` (initialisers) replace the defaults (Glorot
@@ -170,13 +186,14 @@ class Builder(NeonLayers, BuilderBase):
         self._add(Logistic(self._net.num_classes, init, bias))
 
     @recorded
-    def add_mlp(self, num_hidden_units, activation=None):
+    def add_mlp(self, num_hidden_units: int,
+                activation: Callable[..., Any] | str | None = None) -> None:
         """Add a hidden layer and the logistic classifier in one call."""
         self.add_hidden(num_hidden_units, activation)
         self.add_logistic()
 
     @recorded
-    def new_pathway(self, channel):
+    def new_pathway(self, channel: str) -> Pathway:
         """Start a new pathway from a data channel; merge it back later.
 
         Returns
@@ -189,8 +206,14 @@ class Builder(NeonLayers, BuilderBase):
         graph.add(pid, input_spec(net.preprocessor, channel))
         return graph.handles[pid]
 
+    @overload
+    def split_pathways(self, num: None = None) -> Pathway: ...
+
+    @overload
+    def split_pathways(self, num: int) -> list[Pathway]: ...
+
     @recorded
-    def split_pathways(self, num=None):
+    def split_pathways(self, num: int | None = None) -> Pathway | list[Pathway]:
         """Split pathways off this one, starting from its current layer.
 
         Returns a single :class:`Pathway` when ``num`` is None, else a list of
@@ -205,7 +228,7 @@ class Builder(NeonLayers, BuilderBase):
         return new[0] if num is None else new
 
     @recorded
-    def merge_pathways(self, pathways):
+    def merge_pathways(self, pathways: Builder | list[Builder] | tuple[Builder, ...]) -> None:
         """Merge one pathway or a list of pathways into this one.
 
         Feature maps of equal height and width are joined along channels;
@@ -229,7 +252,7 @@ class Builder(NeonLayers, BuilderBase):
         self._graph.merge(self._pid, [o._pid for o in others], Merge())
 
     @recorded
-    def merge_data_channel(self, channel):
+    def merge_data_channel(self, channel: str) -> None:
         """Merge a data channel (e.g. ``'shapes'``) into this pathway as it is."""
         self.merge_pathways(self.new_pathway(channel))
 
@@ -241,9 +264,9 @@ class Pathway(Builder):
     net's one module. Merge it back with ``net.merge_pathways(pathway)``.
     """
 
-    def __init__(self, net, pid):
+    def __init__(self, net: Any, pid: int) -> None:
         self._net, self._pid = net, pid
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         tip = self._tip()
         return f'<Pathway {self._pid} of {self._net.name!r}: ends {tip.out_shape} from {tip.call}>'

@@ -10,8 +10,13 @@ layers collapse it, ``(T, F) -> (F,)``. A dense layer straight after a
 recurrent one connects to every time step (neon's rule).
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable
+
 from ..errors import NetBuildError
 from .activations import sigmoid, tanh
+from .initializers import Initializer
 from .layers import (GRU, LRN, LSTM, Bias, Deconvolution, LookupTable, Pooling, Recurrent,
                      RecurrentLast, RecurrentMean, RecurrentSum, Skip)
 from .recording import BuilderBase, recorded
@@ -23,7 +28,9 @@ class NeonLayers(BuilderBase):
     layers ``add_recurrent_sum``, ``add_recurrent_mean``, ``add_recurrent_last``."""
 
     @recorded
-    def add_pooling(self, fshape, op='max', strides=None, padding=0):
+    def add_pooling(self, fshape: int | tuple[int, int], op: str = 'max',
+                    strides: int | tuple[int, int] | None = None,
+                    padding: int | tuple[int, int] = 0) -> None:
         """Add max or average pooling over each feature map.
 
         Output height is ``(H + 2 * padding - fshape) // strides + 1`` (and
@@ -49,8 +56,11 @@ class NeonLayers(BuilderBase):
         self._add(Pooling(fshape, op, strides, padding))
 
     @recorded
-    def add_deconvolution(self, num_filters, filter_shape, strides=1, padding=0,
-                          use_bias=True, init=None, bias=None):
+    def add_deconvolution(self, num_filters: int, filter_shape: int | tuple[int, int],
+                          strides: int | tuple[int, int] = 1,
+                          padding: int | tuple[int, int] = 0, use_bias: bool = True,
+                          init: Initializer | dict | None = None,
+                          bias: Initializer | dict | None = None) -> None:
         """Add a transposed convolution ("deconvolution"), which enlarges maps.
 
         Output height is ``(H - 1) * strides - 2 * padding + filter height``
@@ -74,7 +84,8 @@ class NeonLayers(BuilderBase):
                                 bias, self._net.activation_name))
 
     @recorded
-    def add_lrn(self, depth=5, alpha=1e-4, beta=0.75, k=1.0):
+    def add_lrn(self, depth: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                k: float = 1.0) -> None:
         """Add local response normalisation across channels (Krizhevsky et al. 2012).
 
         Each value is divided by ``(k + alpha / depth * s) ** beta``, where
@@ -84,18 +95,19 @@ class NeonLayers(BuilderBase):
         self._add(LRN(depth, alpha, beta, k))
 
     @recorded
-    def add_bias(self, init=None):
+    def add_bias(self, init: Initializer | dict | None = None) -> None:
         """Add a learned bias: one per channel of maps, one per feature of
         vectors and sequences. ``init`` defaults to zeros."""
         self._add(Bias(init))
 
     @recorded
-    def add_skip(self):
+    def add_skip(self) -> None:
         """Add a layer that passes its input through unchanged (neon's SkipNode)."""
         self._add(Skip())
 
     @recorded
-    def add_lookup_table(self, vocab_size, embedding_dim, init=None):
+    def add_lookup_table(self, vocab_size: int, embedding_dim: int,
+                         init: Initializer | dict | None = None) -> None:
         """Embed integer tokens: ``(T,)`` tokens -> ``(T, embedding_dim)``.
 
         Parameters
@@ -122,8 +134,10 @@ class NeonLayers(BuilderBase):
                                 f'vocab_size - 1 (use vocab_size >= {largest + 1})')
 
     @recorded
-    def add_recurrent(self, output_size, activation=tanh, init=None, init_inner=None,
-                      bias=None):
+    def add_recurrent(self, output_size: int, activation: Callable[..., Any] | str = tanh,
+                      init: Initializer | dict | None = None,
+                      init_inner: Initializer | dict | None = None,
+                      bias: Initializer | dict | None = None) -> None:
         """Add an Elman recurrent layer: ``(T, F) -> (T, output_size)``.
 
         ``h_t = activation(W x_t + U h_{t-1} + b)`` from ``h_0 = 0``.
@@ -145,8 +159,11 @@ class NeonLayers(BuilderBase):
         self._add(Recurrent(output_size, activation, init, init_inner, bias))
 
     @recorded
-    def add_lstm(self, output_size, activation=tanh, gate_activation=sigmoid, init=None,
-                 init_inner=None, bias=None):
+    def add_lstm(self, output_size: int, activation: Callable[..., Any] | str = tanh,
+                 gate_activation: Callable[..., Any] | str = sigmoid,
+                 init: Initializer | dict | None = None,
+                 init_inner: Initializer | dict | None = None,
+                 bias: Initializer | dict | None = None) -> None:
         """Add a long short-term memory layer: ``(T, F) -> (T, output_size)``.
 
         Computed by torch's fused ``nn.LSTM``, so ``activation`` must be tanh
@@ -160,8 +177,11 @@ class NeonLayers(BuilderBase):
         self._add(LSTM(output_size, activation, gate_activation, init, init_inner, bias))
 
     @recorded
-    def add_gru(self, output_size, activation=tanh, gate_activation=sigmoid, init=None,
-                init_inner=None, bias=None):
+    def add_gru(self, output_size: int, activation: Callable[..., Any] | str = tanh,
+                gate_activation: Callable[..., Any] | str = sigmoid,
+                init: Initializer | dict | None = None,
+                init_inner: Initializer | dict | None = None,
+                bias: Initializer | dict | None = None) -> None:
         """Add a gated recurrent unit layer: ``(T, F) -> (T, output_size)``.
 
         Computed by torch's fused ``nn.GRU`` (tanh candidate, sigmoid gates);
@@ -170,16 +190,16 @@ class NeonLayers(BuilderBase):
         self._add(GRU(output_size, activation, gate_activation, init, init_inner, bias))
 
     @recorded
-    def add_recurrent_sum(self):
+    def add_recurrent_sum(self) -> None:
         """Sum a sequence over time: ``(T, F) -> (F,)``."""
         self._add(RecurrentSum())
 
     @recorded
-    def add_recurrent_mean(self):
+    def add_recurrent_mean(self) -> None:
         """Average a sequence over time: ``(T, F) -> (F,)``."""
         self._add(RecurrentMean())
 
     @recorded
-    def add_recurrent_last(self):
+    def add_recurrent_last(self) -> None:
         """Keep a sequence's last time step only: ``(T, F) -> (F,)``."""
         self._add(RecurrentLast())

@@ -24,6 +24,8 @@ the call if it succeeds.
 torch.Size([2, 3])
 """
 
+from __future__ import annotations
+
 import contextlib
 import copy
 import dataclasses
@@ -75,7 +77,7 @@ class PathwayState:
     """A branch of the graph: the node it ends in and whether it was merged."""
 
     tip: int
-    merged_into: int = None    # the pathway it was merged into, once merged
+    merged_into: int | None = None  # the pathway it was merged into, once merged
     origin: str = 'NN'         # the call that made it
 
 

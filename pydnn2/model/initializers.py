@@ -15,6 +15,8 @@ recorded, saved and replayed like any other argument.
 {'initializer': 'Gaussian', 'loc': 0.0, 'scale': 0.01}
 """
 
+from __future__ import annotations
+
 import dataclasses
 import math
 
@@ -24,7 +26,7 @@ from .. import checks
 from ..errors import ConfigError
 from .activations import ACTIVATIONS
 
-_KINDS = {}
+_KINDS: dict[str, type] = {}
 
 
 def _real(owner, name, value):
@@ -167,8 +169,8 @@ class ParamInit:
 
     name: str              # the parameter's name in the module, e.g. 'conv.weight'
     init: object           # an Initializer, its config dict, or None for the default below
-    fan_in: int            # inputs feeding one unit
-    fan_out: int           # units one input feeds
+    fan_in: float          # inputs feeding one unit
+    fan_out: float         # units one input feeds (fractional: pydnn's F*h*w / pool area)
     default: str = 'zeros'  # without init: 'zeros', an activation name (He/Glorot), or an
     #                         Initializer class name such as 'Orthogonal'
     role: str = 'weight'   # 'weight', 'inner' (recurrent weights), 'bias' or 'scale'

@@ -24,6 +24,8 @@ differently with dropout (and differ by rounding without it): a run is
 reproducible given the same layout, and ``channels_last=False`` pins it.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import hashlib
@@ -35,7 +37,7 @@ from .timing import example_batches, time_layouts
 
 MARGIN = 1.2            # channels-last must be this much faster to be chosen
 BUDGET = 0.5            # seconds of timed steps, both layouts together (after a warm-up)
-_CHOSEN = {}            # key -> LayoutChoice: one measurement per architecture in a process
+_CHOSEN: dict = {}      # key -> LayoutChoice: one measurement per architecture in a process
 
 
 @dataclasses.dataclass

@@ -12,6 +12,8 @@ Sequence rows are ``(T, F)``: a batch is ``(B, T, F)``, time second, as with
 one module hold, so neither runs in the other's train/eval mode.
 """
 
+from __future__ import annotations
+
 import threading
 import weakref
 
@@ -188,8 +190,9 @@ class GraphModule(nn.Module):
         return values[self._output]
 
 
-_LOCKS = weakref.WeakKeyDictionary()     # module -> its RLock (kept off the module,
-_LOCKS_GUARD = threading.Lock()          # which could then no longer be deep-copied)
+# module -> its RLock (kept off the module, which could then no longer be deep-copied)
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
 
 
 def module_lock(module):

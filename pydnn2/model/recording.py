@@ -12,16 +12,21 @@ comes out with pydnn2's frames cut from its traceback
 (:mod:`pydnn2.tracebacks`).
 """
 
+from __future__ import annotations
+
 import functools
 import inspect
 import sys
 import warnings
+from typing import Any, Callable, TypeVar, cast
 
 from .. import distributed, tracebacks
 from ..errors import NetBuildError, Pydnn2Error
 from .activations import activation_name
 from .initializers import Initializer, as_initializer, is_config
 from .layers.base import LayerSpec
+
+F = TypeVar('F', bound=Callable[..., Any])
 
 
 class RerunWarning(UserWarning):
@@ -107,7 +112,7 @@ def _announce(net, graph, call):
         print(f'{call["method"]}: {" + ".join(map(str, before))} -> {new[-1].out_shape}')
 
 
-def recorded(method):
+def recorded(method: F) -> F:
     """Record a top-level builder call, roll it back whole if it fails.
 
     The decorated method is marked ``recorded = True``: only such methods are
@@ -116,7 +121,7 @@ def recorded(method):
     signature = inspect.signature(method)
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         graph = self._graph
         if graph.current_call is not None:       # part of an outer builder call
             return method(self, *args, **kwargs)
@@ -138,8 +143,8 @@ def recorded(method):
             _announce(self._net, graph, call)
         return result
 
-    wrapper.recorded = True
-    return wrapper
+    wrapper.recorded = True  # type: ignore[attr-defined]  # a mark on the function object
+    return cast(F, wrapper)
 
 
 class BuilderBase:
@@ -147,7 +152,7 @@ class BuilderBase:
     itself (pathway 0) or one of its :class:`~pydnn2.model.builder.Pathway`
     handles, and reaches the net's graph only through its public methods."""
 
-    _net = None
+    _net: Any = None    # the NN (not imported here: the net imports the builder)
     _pid = 0
 
     @property

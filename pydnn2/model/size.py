@@ -9,6 +9,8 @@ steps (:mod:`pydnn2.model.timing`), in the memory layout the net trains in
 instead.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import html
 
@@ -43,11 +45,11 @@ class SizeReport:
     total_adds: int
     total_params: int
     memory_bytes: int = 0               # weights, gradients, optimizer state, activations
-    seconds_per_sample: float = None    # calibrated training time of one row
-    epoch_size: int = None              # rows per epoch the estimate is for
-    seconds_per_epoch: float = None     # estimated time of one epoch
+    seconds_per_sample: float | None = None  # calibrated training time of one row
+    epoch_size: int | None = None       # rows per epoch the estimate is for
+    seconds_per_epoch: float | None = None  # estimated time of one epoch
     device: str = ''
-    memory: Memory = None               # memory_bytes by what holds them
+    memory: Memory | None = None        # memory_bytes by what holds them
     layout: str = ''                    # 'channels-last' when the net trains in it
 
     def _cells(self):

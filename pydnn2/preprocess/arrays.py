@@ -7,6 +7,10 @@ made (:class:`~pydnn2.preprocess.sources.TensorSource`). A ``numpy.memmap`` is r
 from disk batch by batch with bounded memory (:mod:`pydnn2.preprocess.rows`).
 """
 
+from __future__ import annotations
+
+from typing import Any, Iterable
+
 import numpy as np
 import torch
 
@@ -14,14 +18,14 @@ from ..errors import DataError
 from .base import Preprocessor
 from .rows import as_tensor, channel_statistics, chunk_rows, is_rows, reader
 from .sources import TensorSource
-from .standardize import ChannelStats
+from .standardize import ChannelStats, Standardizer
 from .split import SET_NAMES, as_labels, num_rows
 
 #: The largest magnitude float32 holds; float64 values beyond it cannot be served.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _stack_rows(rows, where, row_shape=()):
+def _stack_rows(rows: list | tuple, where: str, row_shape: tuple = ()) -> np.ndarray:
     """Stack a list of equally shaped rows into one array, or explain why not."""
     if len(rows) == 0:
         return np.zeros((0,) + tuple(row_shape))
@@ -70,7 +74,8 @@ class ArrayPreprocessor(Preprocessor):
     ((1, 8, 8), True)
     """
 
-    def __init__(self, sets, channel='images', normalize=True, token_channels=()):
+    def __init__(self, sets: tuple | list, channel: str = 'images', normalize: bool = True,
+                 token_channels: Iterable[str] = ()) -> None:
         if not isinstance(channel, str):
             raise DataError(f'channel must be a string; received {channel!r}')
         if isinstance(token_channels, str) or not all(
@@ -80,13 +85,18 @@ class ArrayPreprocessor(Preprocessor):
         self.channel = channel
         self.normalize = bool(normalize)
         self.token_channels = tuple(token_channels)
-        self._sets = self._stats = self._shapes = None
-        self._applied = None
+        # None until set_data (or from_state) attaches them; _require_data guards the uses
+        self._sets: Any = None          # [(x by channel, y, files)] of train, valid, test
+        self._stats: Any = None         # {channel: (mean, std)}
+        self._shapes: Any = None        # {channel: row shape}
+        self._applied: ChannelStats | None = None
+        self._sources: dict[str, TensorSource] = {}
         self.set_data(sets, refit=True)
 
     # -- reading and checking the sets ------------------------------------------------------
 
-    def _as_dict(self, x, where, shapes=None):
+    def _as_dict(self, x: Any, where: str,
+                 shapes: dict[str, tuple] | None = None) -> dict[str, Any]:
         """``x`` as ``{channel: array}`` (rows stacked, tokens as int64), unchecked values."""
         out = dict(x) if isinstance(x, dict) else {self.channel: x}
         for name, value in out.items():
@@ -104,7 +114,7 @@ class ArrayPreprocessor(Preprocessor):
         return out
 
     @staticmethod
-    def _tokens(name, value, where):
+    def _tokens(name: str, value: np.ndarray, where: str) -> np.ndarray:
         """A token channel as int64 ``(N, T)``, refusing anything else."""
         if value.dtype.kind == 'f' and value.size and np.all(value == np.round(value)):
             value = value.astype(np.int64)
@@ -116,10 +126,11 @@ class ArrayPreprocessor(Preprocessor):
                             f'received {int(value.min())}')
         return value.astype(np.int64, copy=False)
 
-    def _check_values(self, x, where, fit=False):
+    def _check_values(self, x: dict[str, Any], where: str,
+                      fit: bool = False) -> dict[str, tuple]:
         """Refuse NaN, infinite and (for float64) float32-overflowing values, chunk by
         chunk; with ``fit``, returns ``{channel: (mean, std)}`` of ``x``."""
-        stats = {}
+        stats: dict[str, tuple] = {}
         for name, value in x.items():
             rows = reader(value)
             if name in self.token_channels:
@@ -131,7 +142,7 @@ class ArrayPreprocessor(Preprocessor):
                 _check_float32_range(rows, name)
         return stats
 
-    def set_data(self, data, refit=False):
+    def set_data(self, data: tuple | list, refit: bool = False) -> None:
         """Attach new sets; with ``refit`` recompute the statistics from them.
 
         A loaded net keeps its statistics (they are part of the trained
@@ -170,7 +181,8 @@ class ArrayPreprocessor(Preprocessor):
             self._stats, self._shapes, self._applied = fitted, shapes, None
         self._sets, self._sources = sets, {}
 
-    def _check_channels(self, x, where, shapes=None):
+    def _check_channels(self, x: dict[str, Any], where: str,
+                        shapes: dict[str, tuple] | None = None) -> None:
         shapes = self._shapes if shapes is None else shapes
         missing = set(shapes) - set(x)
         extra = set(x) - set(shapes)
@@ -184,14 +196,15 @@ class ArrayPreprocessor(Preprocessor):
 
     # -- serving ----------------------------------------------------------------------------
 
-    def _standardise(self, x, inplace=True):
+    def _standardise(self, x: dict[str, torch.Tensor],
+                     inplace: bool = True) -> dict[str, torch.Tensor]:
         """A batch of channels as read (tensors, on the device) standardised, as float32
         (tokens as int64); ``inplace`` when the batch is a copy of its own."""
         if self._applied is None:
             self._applied = ChannelStats(self._stats, self.token_channels)
         return self._applied.apply(x, inplace)
 
-    def source(self, name, augment=True):
+    def source(self, name: str, augment: bool = True) -> TensorSource:
         """The batches of set ``name`` ('train', 'valid', 'test', or 'all' for train +
         valid + test), standardised batch by batch (nothing to augment)."""
         self._require_data(f'source({name!r})')
@@ -203,47 +216,47 @@ class ArrayPreprocessor(Preprocessor):
                 serve=lambda x, rows, epoch: self._standardise(x))
         return self._sources[name]
 
-    def num_rows(self, name):
+    def num_rows(self, name: str) -> int:
         """Rows in set ``name``."""
         self._require_data(f'num_rows({name!r})')
         index = (0, 1, 2) if name == 'all' else (SET_NAMES.index(name),)
         return sum(len(self._sets[i][1]) for i in index)
 
-    def has_data(self):
+    def has_data(self) -> bool:
         """Whether sets are attached (a loaded net's preprocessor has none)."""
         return self._sets is not None
 
-    def shapes(self):
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         """``{channel: row shape}``."""
         return dict(self._shapes)
 
-    def get_raw_x(self):
+    def get_raw_x(self) -> list[Any]:
         """Return ``[train, valid, test]`` inputs as given (dicts of arrays)."""
         self._require_data('get_raw_x')
         return [x if not self._single() else x[self.channel] for x, _, _ in self._sets]
 
-    def get_raw_y(self):
+    def get_raw_y(self) -> list[np.ndarray]:
         """The classes of ``[train, valid, test]``."""
         self._require_data('get_raw_y')
         return [y for _, y, _ in self._sets]
 
-    def labels(self, name):
+    def labels(self, name: str) -> np.ndarray:
         """The classes of set ``name`` ('all': train + valid + test), in order."""
         self._require_data(f'labels({name!r})')
         names = SET_NAMES if name == 'all' else (name,)
         return np.concatenate([self._sets[SET_NAMES.index(n)][1] for n in names])
 
-    def get_files(self):
+    def get_files(self) -> list[np.ndarray]:
         """The file indices of ``[train, valid, test]``."""
         self._require_data('get_files')
         return [files for _, _, files in self._sets]
 
-    def dtype_for(self, channel):
+    def dtype_for(self, channel: str) -> str:
         """What ``channel`` serves: ``'int64'`` tokens or ``'float32'`` values."""
         self._known(channel)
         return 'int64' if channel in self.token_channels else 'float32'
 
-    def max_token(self, channel):
+    def max_token(self, channel: str) -> int | None:
         """The largest token of a token channel in the attached sets (None without data
         or for a value channel)."""
         self._known(channel)
@@ -252,12 +265,12 @@ class ArrayPreprocessor(Preprocessor):
         return max((int(x[channel].max()) for x, _, _ in self._sets if x[channel].size),
                    default=None)
 
-    def _single(self):
+    def _single(self) -> bool:
         return list(self._shapes) == [self.channel]
 
     # -- unseen data and export ---------------------------------------------------------------
 
-    def prepare(self, data, what='data to predict'):
+    def prepare(self, data: Any, what: str = 'data to predict') -> dict[str, np.ndarray]:
         """Unseen raw data (an array, or a dict by channel) checked and made into a
         dict of numpy arrays by channel, not yet standardised."""
         x = {name: np.asarray(v) for name, v in self._as_dict(data, what).items()}
@@ -269,18 +282,18 @@ class ArrayPreprocessor(Preprocessor):
                     _check_float32_range(reader(v), name)
         return x
 
-    def preprocess(self, data):
+    def preprocess(self, data: Any) -> dict[str, torch.Tensor]:
         """Standardise unseen raw data (an array, or a dict by channel) for predict."""
         x = {n: as_tensor(v) for n, v in self.prepare(data).items()}
         return self._standardise({n: v.to(self.device) for n, v in x.items()}, inplace=False)
 
-    def standardizer(self):
+    def standardizer(self) -> Standardizer:
         """Each value channel's standardisation as a module; tokens pass unchanged."""
         return ChannelStats(self._stats, self.token_channels).module()
 
     # -- files ------------------------------------------------------------------------------
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Channel names, row shapes and standardisation statistics, as plain data."""
         return {'channel': self.channel, 'normalize': self.normalize,
                 'token_channels': list(self.token_channels),
@@ -290,7 +303,7 @@ class ArrayPreprocessor(Preprocessor):
                 'std': {n: s for n, (_, s) in self._stats.items()}}
 
     @classmethod
-    def from_state(cls, state):
+    def from_state(cls, state: dict[str, Any]) -> ArrayPreprocessor:
         """Rebuild the preprocessor (statistics only, no data) from its state."""
         self = cls.__new__(cls)
         self.channel, self.normalize = state['channel'], state['normalize']
@@ -302,7 +315,7 @@ class ArrayPreprocessor(Preprocessor):
         return self
 
 
-def _check_float32_range(rows, name):
+def _check_float32_range(rows: Any, name: str) -> None:
     """Refuse float64 values too large for float32 (served as float32)."""
     largest = 0.0
     for chunk in rows.chunks(chunk_rows(int(np.prod(rows.row_shape, dtype=np.int64)) * 8)):

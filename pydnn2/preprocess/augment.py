@@ -14,6 +14,8 @@ training resumes with exactly the epochs that would have followed.
 [0.0, 30.0, 60.0]
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 import numpy as np
@@ -36,7 +38,7 @@ class Augmentation:
     #                             range a whole number of times) over the epochs
     flip_lr: bool = True  # flip each image left-right with probability 1/2
     flip_ud: bool = False  # flip each image upside down with probability 1/2
-    stretch: tuple = None  # (low, high) random stretch factor per axis, or None
+    stretch: tuple | None = None  # (low, high) random stretch factor per axis, or None
 
     def __post_init__(self):
         low, high = checks.number_pair(self.rotation_range, 'rotation_range',

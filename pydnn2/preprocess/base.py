@@ -7,18 +7,25 @@ and the classes, through one batch source per set
 name, so that a saved net rebuilds its preprocessor without a file ever naming code to import.
 """
 
+from __future__ import annotations
+
 import abc
 import warnings
+from typing import Any, Sequence, TypeVar
+
+import numpy as np
 
 import torch
 
 from ..errors import DataError
-from .sources import WholeSetSource
+from .sources import BatchSource, WholeSetSource
+from .standardize import Standardizer
 
-_REGISTRY = {}
+_REGISTRY: dict[str, type] = {}
+_P = TypeVar('_P', bound='Preprocessor')
 
 
-def preprocessor_class(name):
+def preprocessor_class(name: str) -> type[Preprocessor]:
     """Return the registered :class:`Preprocessor` subclass called ``name``.
 
     Loading a saved net rebuilds its preprocessor through this registry, so
@@ -69,42 +76,42 @@ class Preprocessor(abc.ABC):
 
     device = torch.device('cpu')
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
 
     # -- what a net asks when it is built ---------------------------------------------------
 
     @property
-    def channels(self):
+    def channels(self) -> tuple[str, ...]:
         """The names of the channels this preprocessor serves."""
         return tuple(self.shapes())
 
-    def shape_for(self, channel):
+    def shape_for(self, channel: str) -> tuple[int, ...]:
         """The shape of one row of ``channel`` (without the batch axis)."""
         return tuple(self.shapes()[self._known(channel)])
 
     @abc.abstractmethod
-    def shapes(self):
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         """``{channel: row shape}`` of every channel served."""
 
-    def dtype_for(self, channel):
+    def dtype_for(self, channel: str) -> str:
         """What ``channel`` serves: ``'float32'`` values (the default) or ``'int64'``
         tokens."""
         self._known(channel)
         return 'float32'
 
-    def max_token(self, channel):
+    def max_token(self, channel: str) -> int | None:
         """The largest token of a token channel in the attached sets; None for value
         channels and when unknown (the default)."""
         self._known(channel)
         return None
 
     @abc.abstractmethod
-    def has_data(self):
+    def has_data(self) -> bool:
         """Whether sets are attached (a loaded net's preprocessor has none)."""
 
-    def _known(self, channel):
+    def _known(self, channel: str) -> str:
         if channel not in self.channels:
             raise DataError(f'unknown channel {channel!r}; this {type(self).__name__} '
                             f'provides {list(self.channels)}')
@@ -112,7 +119,7 @@ class Preprocessor(abc.ABC):
 
     # -- what training asks -----------------------------------------------------------------
 
-    def source(self, name, augment=True):
+    def source(self, name: str, augment: bool = True) -> BatchSource:
         """The :class:`~pydnn2.preprocess.sources.BatchSource` of set ``name``:
         ``'train'``, ``'valid'``, ``'test'`` or ``'all'`` (train + valid + test, for
         final epochs). ``augment`` (train and all only): serve each epoch's
@@ -131,87 +138,88 @@ class Preprocessor(abc.ABC):
         whole = getattr(self, method)
         return WholeSetSource(whole, varies=name in ('train', 'all') and augment)
 
-    def num_rows(self, name):
+    def num_rows(self, name: str) -> int | None:
         """Rows in set ``name`` (None when unknown until read)."""
         self._require_data(f'num_rows({name!r})')
         return self.source(name).num_rows
 
-    def labels(self, name):
+    def labels(self, name: str) -> np.ndarray | None:
         """The classes of set ``name`` in order (None when unknown until read)."""
         self._require_data(f'labels({name!r})')
         return self.source(name).labels()
 
-    def to(self, device):
+    def to(self: _P, device: str | torch.device) -> _P:
         """Return :meth:`preprocess`'s tensors on ``device`` from now on; returns ``self``."""
         self.device = torch.device(device)
         return self
 
-    def get_state(self):
+    def get_state(self) -> Any:
         """The mutable training-time state (random generators, augmentation
         schedule) as plain data, for checkpoints; none by default."""
         return {}
 
-    def set_state(self, state):
+    def set_state(self, state: Any) -> None:
         """Restore :meth:`get_state`'s state, so training resumes exactly."""
         return None                 # no state by default: nothing to restore
 
     # -- what prediction and export ask -----------------------------------------------------
 
     @abc.abstractmethod
-    def preprocess(self, data):
+    def preprocess(self, data: Any) -> dict[str, torch.Tensor]:
         """Turn raw inputs into the channel dict a net predicts from (on :attr:`device`)."""
 
-    def prepare(self, data, what='data to predict'):
+    def prepare(self, data: Any, what: str = 'data to predict') -> dict[str, np.ndarray]:
         """Unseen raw data checked and made into numpy arrays by channel, before any
         statistic is applied: what an exported net takes (see :mod:`pydnn2.export`)."""
         raise NotImplementedError(f'{type(self).__name__}.prepare')
 
-    def export_dtype(self, channel):
+    def export_dtype(self, channel: str) -> torch.dtype:
         """The dtype an exported net takes ``channel`` in: int64 for tokens, float32
         for values (a preprocessor serving raw bytes, as images, says so)."""
         return torch.int64 if self.dtype_for(channel) == 'int64' else torch.float32
 
-    def standardizer(self):
-        """A ``torch.nn.Module`` taking :meth:`prepare`'s arrays as a dict of tensors and
-        returning the channels the net sees: the standardisation an exported net
-        carries. None when the preprocessor has none to export."""
+    def standardizer(self) -> Standardizer | None:
+        """A :class:`~pydnn2.preprocess.standardize.Standardizer` module taking
+        :meth:`prepare`'s arrays as a dict of tensors and returning the channels the
+        net sees: the standardisation an exported net carries. None when the
+        preprocessor has none to export."""
         return None
 
     # -- files ------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def set_data(self, data):
+    def set_data(self, data: Any) -> None:
         """Attach new sets (as returned by :func:`~pydnn2.preprocess.split_training_data`)."""
 
     @abc.abstractmethod
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Return the plain state needed to preprocess unseen data."""
 
     @classmethod
     @abc.abstractmethod
-    def from_state(cls, state):
+    def from_state(cls, state: dict[str, Any]) -> Preprocessor:
         """Rebuild a preprocessor (without data) from :meth:`state_dict`."""
 
     # -- pydnn's names ----------------------------------------------------------------------
 
-    def get_train(self):
+    def get_train(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """This epoch's training set ``(x, y)`` whole (augmented: moves the
         augmentation on by one epoch), in row order."""
         return self._whole('train')
 
-    def get_all_train(self):
+    def get_all_train(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Train + valid + test as one training set (augmented), for final epochs."""
         return self._whole('all')
 
-    def get_valid(self):
+    def get_valid(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The validation set ``(x, y)``."""
         return self._whole('valid')
 
-    def get_test(self):
+    def get_test(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The test set ``(x, y)``; ``x`` may hold zero rows."""
         return self._whole('test')
 
-    def _whole(self, name):
+    def _whole(self, name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Set ``name`` whole; kept (per source) when every pass gives the same rows."""
         self._require_data(f'get_{name}')
         source = self.source(name)
@@ -226,19 +234,19 @@ class Preprocessor(abc.ABC):
             kept[key] = source.whole(self.device)
         return kept[key]
 
-    def get_raw_x(self):
+    def get_raw_x(self) -> list[Any]:
         """The raw (unprocessed) inputs of ``[train, valid, test]``."""
         raise NotImplementedError(f'{type(self).__name__}.get_raw_x')
 
-    def get_raw_y(self):
+    def get_raw_y(self) -> Sequence[np.ndarray | None]:
         """The classes of ``[train, valid, test]`` as int64 arrays."""
         return [self.labels(name) for name in ('train', 'valid', 'test')]
 
-    def get_files(self):
+    def get_files(self) -> list[Any]:
         """The file (or row) indices of ``[train, valid, test]``."""
         raise NotImplementedError(f'{type(self).__name__}.get_files')
 
-    def _require_data(self, what):
+    def _require_data(self, what: str) -> None:
         if not self.has_data():
             raise DataError(
                 f'{type(self).__name__}.{what} needs data, but none is attached '

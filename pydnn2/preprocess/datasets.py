@@ -9,10 +9,14 @@
 ((1, 8, 8), 80, 0)
 """
 
+from __future__ import annotations
+
 import dataclasses
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from .. import checks
 from ..errors import ConfigError, DataError
@@ -21,8 +25,8 @@ from .base import Preprocessor
 from .chain import ChainSource
 from .iterable import SHARDS, StreamSource, first_stream_item
 from .loader import ItemSpec, LoaderOptions, LoaderSource, first_item
-from .sources import EpochPlan
-from .standardize import ChannelStats, streamed_statistics
+from .sources import BatchSource, EpochPlan
+from .standardize import ChannelStats, Standardizer, streamed_statistics
 
 NORMALIZATIONS = ('standard', 'pydnn', None)
 SET_WORDS = {'train': 'the training dataset', 'valid': 'the validation dataset',
@@ -35,11 +39,11 @@ class _Set:
 
     kind: str                   # 'map' (a Dataset), 'stream' (an IterableDataset) or
     #                             'loader' (a DataLoader over an IterableDataset, as it is)
-    data: object                # the dataset, or the loader
+    data: Any                   # the dataset, or the loader
     options: LoaderOptions      # workers, pinning, prefetching
-    collate: object = None      # the user's collate_fn (it sees raw items)
+    collate: Callable | None = None  # the user's collate_fn (it sees raw items)
 
-    def spec(self, channel, name):
+    def spec(self, channel: str, name: str) -> ItemSpec:
         """The :class:`ItemSpec` of its first item (first batch, for a loader)."""
         if self.kind == 'map':
             return first_item(self.data, channel, name, self.collate)
@@ -47,12 +51,12 @@ class _Set:
             return first_stream_item(self.data, channel, name, self.collate)
         return userloaders.first_batch(self.data, channel, name)
 
-    def rows(self):
+    def rows(self) -> int | None:
         """Items in the set (None for a stream)."""
         return len(self.data) if self.kind == 'map' else None
 
 
-def _described(data, name, options):
+def _described(data: Any, name: str, options: LoaderOptions) -> _Set:
     """A given set as a :class:`_Set` (``options``: how plain datasets are read)."""
     if isinstance(data, torch.utils.data.DataLoader):
         if userloaders.is_iterable(data):
@@ -128,9 +132,12 @@ class DatasetPreprocessor(Preprocessor):
         ``torch.utils.data.get_worker_info()`` and the rank).
     """
 
-    def __init__(self, train, valid=None, test=None, *, channel='images', normalize='standard',
-                 token_channels=(), num_workers=None, pin_memory=None, prefetch_factor=2,
-                 persistent_workers=True, shards='pydnn2'):
+    def __init__(self, train: Dataset | DataLoader, valid: Dataset | DataLoader | None = None,
+                 test: Dataset | DataLoader | None = None, *, channel: str = 'images',
+                 normalize: str | None = 'standard', token_channels: Iterable[str] = (),
+                 num_workers: int | None = None, pin_memory: bool | None = None,
+                 prefetch_factor: int = 2, persistent_workers: bool = True,
+                 shards: str = 'pydnn2') -> None:
         if not isinstance(channel, str):
             raise ConfigError(f'channel must be a string; received {channel!r}')
         self.channel = channel
@@ -144,20 +151,25 @@ class DatasetPreprocessor(Preprocessor):
         self.options = LoaderOptions(num_workers, checks.integer(prefetch_factor,
                                                                  'prefetch_factor', 1),
                                      pin_memory, persistent=persistent_workers)
-        self._sets = self._spec = self._stats = None
-        self._sources = {}
+        # None until set_data attaches the sets; _require_data guards the uses
+        self._sets: Any = None              # [_Set or None] of train, valid, test
+        self._spec: Any = None              # the ItemSpec of the items
+        self._stats: Any = None             # {channel: (mean, std)}
+        self._applied: Any = None           # the ChannelStats applying them
+        self._sources: dict[str, Any] = {}
         self.set_data((train, valid, test), refit=True)
 
-    def set_data(self, data, refit=False):
+    def set_data(self, data: tuple | list, refit: bool = False) -> None:
         """Attach ``(train, valid, test)`` sets (valid and test may be None); with
         ``refit`` the statistics are fitted again on ``train``."""
         if not isinstance(data, (tuple, list)) or len(data) != 3:
             raise DataError('DatasetPreprocessor.set_data needs (train, valid, test) datasets')
         if data[0] is None:
             raise DataError('the training dataset is missing')
-        sets = [None if d is None else _described(d, name, self.options)
-                for name, d in zip(SET_WORDS, data)]
-        spec = sets[0].spec(self.channel, SET_WORDS['train'])
+        train = _described(data[0], 'train', self.options)
+        sets = [train] + [None if d is None else _described(d, name, self.options)
+                          for name, d in zip(('valid', 'test'), data[1:])]
+        spec = train.spec(self.channel, SET_WORDS['train'])
         if self._spec is not None and not refit and spec != self._spec:
             raise DataError(f'the training dataset serves {spec.channels}; this preprocessor '
                             f'was fitted on {self._spec.channels}')
@@ -177,14 +189,14 @@ class DatasetPreprocessor(Preprocessor):
             self._stats = self._fit()
             self._applied = ChannelStats(self._stats, self.token_channels)
 
-    def close(self):
+    def close(self) -> None:
         """Let go of the ``DataLoader`` workers kept alive between passes (they stop when
         the preprocessor is dropped, too)."""
         for source in self._sources.values():
             source.close()
         self._sources = {}
 
-    def _fit(self):
+    def _fit(self) -> dict[str, tuple]:
         """The statistics of one in-order pass over the training dataset."""
         source = self._make(self._sets[0], SET_WORDS['train'], None)
         plan = EpochPlan(batch_size=256, whole_batches=False)
@@ -196,7 +208,7 @@ class DatasetPreprocessor(Preprocessor):
             stats[name] = (np.zeros(self._spec.channels[name][0], np.float32), 1.0)
         return stats
 
-    def _make(self, given, words, serve):
+    def _make(self, given: _Set, words: str, serve: Callable | None) -> Any:
         """The batch source of one set."""
         if given.kind == 'map':
             return LoaderSource(given.data, self._spec, self.channel, words, serve,
@@ -208,20 +220,20 @@ class DatasetPreprocessor(Preprocessor):
 
     # -- the protocol -------------------------------------------------------------------------
 
-    def shapes(self):
+    def shapes(self) -> dict[str, tuple[int, ...]]:
         """``{channel: row shape}`` of the items."""
         return {name: shape for name, (shape, _) in self._spec.channels.items()}
 
-    def dtype_for(self, channel):
+    def dtype_for(self, channel: str) -> str:
         """``'int64'`` for token channels, else ``'float32'``."""
         self._known(channel)
         return 'int64' if channel in self.token_channels else 'float32'
 
-    def has_data(self):
+    def has_data(self) -> bool:
         """Whether datasets are attached (a loaded net's preprocessor has none)."""
         return self._sets is not None
 
-    def source(self, name, augment=True):
+    def source(self, name: str, augment: bool = True) -> BatchSource:
         """The batches of dataset ``name`` ('train', 'valid', 'test', or 'all' for the three
         together); a dataset augments on its own, so ``augment`` changes nothing."""
         self._require_data(f'source({name!r})')
@@ -235,10 +247,10 @@ class DatasetPreprocessor(Preprocessor):
                                                  SET_WORDS[name], serve)
         return self._sources[name]
 
-    def _serve(self, x):
+    def _serve(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self._applied.apply(x, True)
 
-    def _all(self, serve):
+    def _all(self, serve: Callable) -> BatchSource:
         """Train, valid and test as one set (the final epochs): one dataset when all are
         map-style datasets read alike, else each set's batches in turn."""
         given = [(s, w) for s, w in zip(self._sets, SET_WORDS.values()) if s is not None]
@@ -249,7 +261,7 @@ class DatasetPreprocessor(Preprocessor):
                                 first.options, first.collate)
         return ChainSource([self._make(s, w, serve) for s, w in given])
 
-    def num_rows(self, name):
+    def num_rows(self, name: str) -> int | None:
         """Items in dataset ``name`` (0 for a dataset not given; None for a stream)."""
         self._require_data(f'num_rows({name!r})')
         if name == 'all':
@@ -258,20 +270,20 @@ class DatasetPreprocessor(Preprocessor):
         given = dict(zip(SET_WORDS, self._sets))[name]
         return 0 if given is None else given.rows()
 
-    def get_files(self):
+    def get_files(self) -> list[np.ndarray | None]:
         """The item indices of ``[train, valid, test]`` (what confusion matrices trace
         mistakes back to); None for a stream."""
         self._require_data('get_files')
         rows = [self.num_rows(name) for name in SET_WORDS]
         return [np.arange(n) if n is not None else None for n in rows]
 
-    def get_raw_x(self):
+    def get_raw_x(self) -> list[Any]:
         """The sets ``[train, valid, test]`` as given (an empty dataset for one not
         given)."""
         self._require_data('get_raw_x')
         return [s.data if s is not None else _Empty() for s in self._sets]
 
-    def preprocess(self, data):
+    def preprocess(self, data: Any) -> dict[str, torch.Tensor]:
         """Standardise raw rows (an array, or a dict of arrays by channel) as the items'
         ``x`` are, for predict."""
         x = data if isinstance(data, dict) else {self.channel: data}
@@ -282,16 +294,16 @@ class DatasetPreprocessor(Preprocessor):
                                 f'; expected channels {self.shapes()}')
         return self._applied.apply({k: v.to(self.device) for k, v in x.items()}, False)
 
-    def prepare(self, data, what='data to predict'):
+    def prepare(self, data: Any, what: str = 'data to predict') -> dict[str, np.ndarray]:
         """Raw rows as numpy arrays by channel (what an exported net takes)."""
         x = data if isinstance(data, dict) else {self.channel: data}
         return {k: np.asarray(v) for k, v in x.items()}
 
-    def standardizer(self):
+    def standardizer(self) -> Standardizer:
         """The standardisation as a module (tokens pass unchanged)."""
         return self._applied.module()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The items' channels and the statistics, as plain data (never the datasets)."""
         return {'channel': self.channel, 'normalize': self.normalize,
                 'token_channels': list(self.token_channels),
@@ -303,7 +315,7 @@ class DatasetPreprocessor(Preprocessor):
                 'std': {n: float(s) for n, (_, s) in self._stats.items()}}
 
     @classmethod
-    def from_state(cls, state):
+    def from_state(cls, state: dict[str, Any]) -> DatasetPreprocessor:
         """Rebuild the preprocessor (statistics only, no datasets) from its state."""
         self = cls.__new__(cls)
         self.channel, self.normalize = state['channel'], state['normalize']
@@ -321,8 +333,8 @@ class DatasetPreprocessor(Preprocessor):
 class _Empty(torch.utils.data.Dataset):
     """A dataset of no items (a set not given)."""
 
-    def __len__(self):
+    def __len__(self) -> int:
         return 0
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> Any:
         raise IndexError(index)

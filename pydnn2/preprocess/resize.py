@@ -23,6 +23,8 @@ Examples
 (255, 0)
 """
 
+from __future__ import annotations
+
 import numbers
 
 import numpy as np
@@ -40,7 +42,7 @@ __all__ = ['Resizer', 'StretchResizer', 'PreserveAspectRatioResizer',
            'ContiguousBoxStretchResizer', 'ContiguousBoxPreserveAspectRatioResizer',
            'StochasticStretchResizer', 'resizer_from_state']
 
-_RESIZERS = {}
+_RESIZERS: dict[str, type] = {}
 
 
 def _stretch(image, size):

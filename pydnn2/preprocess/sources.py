@@ -43,9 +43,11 @@ the net sees batch by batch (standardised, augmented) on the device.
 [[2.0, 3.0], [6.0, 7.0]]
 """
 
+from __future__ import annotations
+
 import abc
 import dataclasses
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -63,7 +65,7 @@ class Shard:
     rank: int = 0
     world: int = 1
 
-    def block(self, n):
+    def block(self, n: int) -> tuple[int, int]:
         """``(start, stop)`` of this rank's contiguous block of ``n`` rows: blocks differ
         in size by at most one row and follow each other in rank order."""
         return n * self.rank // self.world, n * (self.rank + 1) // self.world
@@ -84,7 +86,7 @@ class EpochPlan:
     num_classes: Optional[int] = None       # classes a streamed item's class must be below
 
     @property
-    def rank_batch(self):
+    def rank_batch(self) -> int:
         """Rows of each batch this rank serves."""
         if not self.whole_batches:
             return self.batch_size
@@ -101,14 +103,14 @@ class BatchSource(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def num_rows(self) -> Optional[int]:
+    def num_rows(self) -> int | None:
         """Rows in the set, or None when unknown until read (a stream)."""
 
     @abc.abstractmethod
-    def batches(self, plan: EpochPlan) -> 'Batches':
+    def batches(self, plan: EpochPlan) -> Batches:
         """The batches of one pass over the set, as ``plan`` asks (see the module)."""
 
-    def labels(self) -> Optional[np.ndarray]:
+    def labels(self) -> np.ndarray | None:
         """The classes of the set in row order, when known without reading it."""
         return None
 
@@ -117,7 +119,8 @@ class BatchSource(abc.ABC):
         """Whether passes differ (an augmentation drawn per pass); False by default."""
         return False
 
-    def whole(self, device=_CPU):
+    def whole(self, device: str | torch.device = _CPU
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The whole set as one ``(x, y)`` pair, in row order (pydnn's ``get_train``
         and friends): every batch of one in-order pass, concatenated."""
         parts = list(self.batches(EpochPlan(batch_size=4096, device=torch.device(device),
@@ -132,21 +135,22 @@ class Batches:
     """One pass over a set: iterable once, with ``len`` (None when unknown) and
     ``steps_done`` (batches served so far, counting the skipped ones)."""
 
-    def __init__(self, iterator: Iterator, steps: Optional[int], start: int = 0):
+    def __init__(self, iterator: Iterator, steps: int | None, start: int = 0) -> None:
         self._iterator, self.steps, self.steps_done = iterator, steps, start
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
         for batch in self._iterator:
             self.steps_done += 1
             yield batch
 
-    def __len__(self):
+    def __len__(self) -> int:
         if self.steps is None:
             raise TypeError('a stream of unknown length has no len()')
         return self.steps
 
 
-def resident(device, nbytes, option=None, fraction=DEVICE_FRACTION):
+def resident(device: str | torch.device, nbytes: int, option: bool | None = None,
+             fraction: float = DEVICE_FRACTION) -> bool:
     """Whether a set of ``nbytes`` stays on ``device`` for the whole run (True) or
     streams to it batch by batch (False): always on the CPU; on another device as
     ``option`` says, else when it takes at most ``fraction`` of the free memory.
@@ -161,7 +165,8 @@ def resident(device, nbytes, option=None, fraction=DEVICE_FRACTION):
     return nbytes <= fraction * torch.cuda.mem_get_info(device)[0]
 
 
-def batch_rows(n, plan, order=None):
+def batch_rows(n: int, plan: EpochPlan,
+               order: torch.Tensor | None = None) -> list[torch.Tensor]:
     """The row indices of each batch ``plan`` asks for, from batch ``plan.start`` on:
     a list of int64 tensors (see the module for the split between ranks)."""
     if order is None:
@@ -198,34 +203,35 @@ class TensorSource(BatchSource):
         preprocessor draws the epoch's augmentation.
     """
 
-    def __init__(self, parts, labels, serve: Callable = None, begin: Callable = None):
+    def __init__(self, parts: list[dict[str, Any]], labels: list[np.ndarray],
+                 serve: Callable | None = None, begin: Callable | None = None) -> None:
         self.parts, self._labels = parts, [np.asarray(y, np.int64) for y in labels]
         self.serve, self.begin = serve, begin
         self.bounds = np.cumsum([0] + [len(y) for y in self._labels])
         self._y = torch.from_numpy(np.concatenate(self._labels) if self._labels
                                    else np.zeros(0, np.int64))
-        self._device = {}          # device -> parts and labels held there
+        self._device: dict[torch.device, tuple] = {}   # device -> parts and labels held there
 
     @property
-    def num_rows(self):
+    def num_rows(self) -> int:
         """Rows in the set (all parts)."""
         return int(self.bounds[-1])
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         """Bytes the rows take as read."""
         return sum(r.nbytes for part in self.parts for r in part.values()) + self._y.nbytes
 
-    def labels(self):
+    def labels(self) -> np.ndarray:
         """The classes of every row, in order."""
         return self._y.numpy()
 
     @property
-    def varies(self):
+    def varies(self) -> bool:
         """Whether each pass draws its own augmentation."""
         return self.begin is not None
 
-    def batches(self, plan):
+    def batches(self, plan: EpochPlan) -> Batches:
         """The pass ``plan`` asks for (see the module)."""
         epoch = self.begin() if self.begin is not None else None
         rows = batch_rows(self.num_rows, plan)
@@ -234,7 +240,8 @@ class TensorSource(BatchSource):
         return Batches((self._batch(r, plan.device, held, epoch) for r in rows), steps,
                        plan.start)
 
-    def whole(self, device=_CPU):
+    def whole(self, device: str | torch.device = _CPU
+              ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The whole set as one ``(x, y)`` pair, in row order (one pass: an augmenting
         source draws its next augmentation)."""
         device = torch.device(device)
@@ -242,7 +249,7 @@ class TensorSource(BatchSource):
         return self._batch(torch.arange(self.num_rows), device,
                            resident(device, self.nbytes), epoch)
 
-    def _on_device(self, device):
+    def _on_device(self, device: torch.device) -> tuple:
         """The parts as tensors on ``device`` (copied there once)."""
         if device not in self._device:
             parts = [{k: r.take(np.arange(len(r))).to(device) for k, r in part.items()}
@@ -250,7 +257,8 @@ class TensorSource(BatchSource):
             self._device[device] = (parts, self._y.to(device))
         return self._device[device]
 
-    def _batch(self, rows, device, held, epoch):
+    def _batch(self, rows: torch.Tensor, device: torch.device, held: bool,
+               epoch: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Rows ``rows`` as ``(x, y)`` on ``device``."""
         if held and device.type != 'cpu':
             parts, y = self._on_device(device)
@@ -272,26 +280,27 @@ class TensorSource(BatchSource):
 class _Held:
     """A tensor (on any device), read as a reader is."""
 
-    def __init__(self, tensor):
+    def __init__(self, tensor: torch.Tensor) -> None:
         self.tensor = tensor
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.tensor)
 
     @property
-    def nbytes(self):
+    def nbytes(self) -> int:
         return self.tensor.nbytes
 
-    def take(self, index):
+    def take(self, index: Any) -> torch.Tensor:
         index = torch.as_tensor(index, dtype=torch.long, device=self.tensor.device)
         return self.tensor.index_select(0, index)
 
 
-def _gather(parts, bounds, rows):
+def _gather(parts: list[dict[str, Any]], bounds: np.ndarray,
+            rows: torch.Tensor) -> dict[str, torch.Tensor]:
     """Rows ``rows`` (numbered part after part) of every channel, in the order given."""
     if len(parts) == 1:
         return {k: r.take(rows) for k, r in parts[0].items()}
-    out = {}
+    out: dict[str, torch.Tensor] = {}
     for i, part in enumerate(parts):
         mask = (rows >= int(bounds[i])) & (rows < int(bounds[i + 1]))
         if not bool(mask.any()):
@@ -317,26 +326,27 @@ class WholeSetSource(BatchSource):
         Whether each call gives a new augmentation (call it once per pass).
     """
 
-    def __init__(self, whole, varies=False):
-        self._whole, self._varies, self._rows = whole, varies, None
+    def __init__(self, whole: Callable[[], tuple[Any, Any]], varies: bool = False) -> None:
+        self._whole, self._varies = whole, varies
+        self._rows: int | None = None
 
     @property
-    def num_rows(self):
+    def num_rows(self) -> int:
         """Rows in the set (read by one call, when unknown)."""
         if self._rows is None:
             self._rows = len(self._whole()[1])
         return self._rows
 
     @property
-    def varies(self):
+    def varies(self) -> bool:
         """Whether each pass draws its own augmentation."""
         return self._varies
 
-    def labels(self):
+    def labels(self) -> np.ndarray:
         """The classes of the set (one call)."""
         return torch.as_tensor(self._whole()[1]).cpu().numpy()
 
-    def batches(self, plan):
+    def batches(self, plan: EpochPlan) -> Batches:
         """One pass: one call, then the set as an in-memory :class:`TensorSource` would
         serve it."""
         x, y = self._whole()

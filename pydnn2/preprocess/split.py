@@ -3,7 +3,10 @@ of labels and values that every preprocessor uses (an example is in
 :func:`split_training_data`'s docstring).
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +18,7 @@ from .rows import RowView
 SET_NAMES = ('train', 'valid', 'test')
 
 
-def num_rows(x):
+def num_rows(x: Any) -> int:
     """Number of rows in ``x``: an array, a list of arrays, or a dict of either."""
     if isinstance(x, dict):
         if not x:
@@ -34,7 +37,7 @@ def num_rows(x):
                         f'{type(x).__name__} {str(x)[:40]}') from None
 
 
-def take_rows(x, index):
+def take_rows(x: Any, index: Any) -> Any:
     """Rows ``index`` of ``x`` (array, list of arrays, or dict of either): a copy,
     except for a ``numpy.memmap`` (or a view of one), whose rows are selected
     without reading them (a :class:`~pydnn2.preprocess.rows.RowView`), and for
@@ -52,7 +55,7 @@ def take_rows(x, index):
     return np.asarray(x)[index]
 
 
-def _check_percent(name, value):
+def _check_percent(name: str, value: float) -> None:
     checks.number(value, name, at_least=0, at_most=100, expected='a percentage in [0, 100]',
                   where='split_training_data')
 
@@ -61,14 +64,15 @@ def _check_percent(name, value):
 SPLIT_SEED = 24680
 
 
-def set_sizes(n, batch_size, train_per, valid_per, test_per):
+def set_sizes(n: int, batch_size: int, train_per: float, valid_per: float,
+              test_per: float) -> tuple[int, int, int]:
     """pydnn's rows per set: each percentage of ``n`` rounded down to whole batches,
     then the whole batches left over added to the training set.
 
     >>> set_sizes(1797, 32, 60, 20, 20)
     (1088, 352, 352)
     """
-    def whole_batches(per):
+    def whole_batches(per: float) -> int:
         rows = int(n * per / 100.0)
         return rows - rows % batch_size
 
@@ -77,7 +81,7 @@ def set_sizes(n, batch_size, train_per, valid_per, test_per):
     return train, valid, test
 
 
-def shuffled_order(n, rng):
+def shuffled_order(n: int, rng: np.random.RandomState | np.random.Generator) -> np.ndarray:
     """pydnn's shuffle of ``n`` rows: for each row in turn, swap it with the row
     ``rng.randint(n - 1)`` draws. Returns the new order of the row indices."""
     draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
@@ -89,7 +93,8 @@ def shuffled_order(n, rng):
     return order
 
 
-def _check_split(n, batch_size, percents, sizes):
+def _check_split(n: int, batch_size: int, percents: tuple[float, ...],
+                 sizes: tuple[int, ...]) -> None:
     """Refuse an empty training set; warn of a validation or test set that its
     percentage asked for but the rounding to whole batches left empty."""
     for name, per, size in zip(SET_NAMES, percents, sizes):
@@ -103,8 +108,10 @@ def _check_split(n, batch_size, percents, sizes):
         warnings.warn(f'{message} (training goes on without it)', stacklevel=3)
 
 
-def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=None,
-                        shuffle=True):
+def split_training_data(data: tuple | list, batch_size: int, train_per: float,
+                        valid_per: float, test_per: float,
+                        rng: np.random.RandomState | np.random.Generator | None = None,
+                        shuffle: bool = True) -> tuple[tuple[Any, np.ndarray, np.ndarray], ...]:
     """Shuffle labelled data and split it into training, validation and test sets
     (pydnn's split).
 
@@ -164,7 +171,7 @@ def split_training_data(data, batch_size, train_per, valid_per, test_per, rng=No
                  for a, b in zip(bounds[:-1], bounds[1:]))
 
 
-def _labelled(data):
+def _labelled(data: Any) -> tuple[Any, np.ndarray, np.ndarray]:
     """``(x, classes, files)`` of labelled data, checked."""
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise DataError('split_training_data needs data as (x, classes) or '
@@ -179,7 +186,7 @@ def _labelled(data):
     return x, as_labels(classes, 'classes'), files.astype(np.int64)
 
 
-def as_labels(y, what='labels'):
+def as_labels(y: Any, what: str = 'labels') -> np.ndarray:
     """Return ``y`` as an int64 array, refusing non-integer or negative values."""
     y = np.asarray(y)
     if y.ndim != 1:
@@ -193,7 +200,7 @@ def as_labels(y, what='labels'):
     return y.astype(np.int64)
 
 
-def check_finite(name, array):
+def check_finite(name: str, array: Any) -> None:
     """Raise :class:`DataError` if ``array`` holds NaN or infinite values."""
     array = np.asarray(array)
     if array.dtype.kind not in 'biuf':

@@ -12,6 +12,8 @@ fits them in one pass over batches of rows (a dataset too large for memory).
 [[1.0, 0.0]]
 """
 
+from __future__ import annotations
+
 import numpy as np
 import torch
 
@@ -42,11 +44,11 @@ class Standardizer(torch.nn.Module):
     """One module per channel applied to a dict of channels (identity where a channel
     has none): the standardisation a preprocessor builds into an exported net."""
 
-    def __init__(self, steps):
+    def __init__(self, steps: dict[str, torch.nn.Module]) -> None:
         super().__init__()
         self.steps = torch.nn.ModuleDict(steps)
 
-    def forward(self, x):
+    def forward(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: self.steps[name](v) if name in self.steps else v for name, v in x.items()}
 
 

@@ -22,6 +22,8 @@ resize, geometry), shared by both ways; it is plain data, so workers
 started by ``spawn`` receive it too.
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 import numpy as np
@@ -107,7 +109,7 @@ class Scanned:
 
     kept: np.ndarray            # positions of the readable files
     raw: dict                   # {'shapes': (n, 2) float64[, 'geometry': (n, 7)]}
-    total: torch.Tensor = None  # the training images' sum at the mean pass's angles
+    total: torch.Tensor | None = None  # the training images' sum at the mean pass's angles
 
 
 class _ScanItems(Dataset):

@@ -21,6 +21,8 @@ and the worker there too; other ``DataLoader``\\ s' workers keep torch's
 behaviour.
 """
 
+from __future__ import annotations
+
 import contextlib
 import random
 import re
@@ -94,7 +96,7 @@ def open_loader(dataset, options, workers, pin, batch_sampler=None, persistent=F
 
 
 _KILLED = re.compile(r'DataLoader worker \(pid\(?s?\)? ?([\d, ]+)\)')
-_WATCHED = {}                       # worker pid -> (dataset name, weak reference to its source)
+_WATCHED: dict[int, tuple] = {}     # worker pid -> (dataset name, weak reference to its source)
 _LOCK = threading.Lock()
 
 

@@ -7,6 +7,8 @@ layers keep the time axis, ``(T, F) -> (T, output_size)``; summaries drop it,
 ``(T, F) -> (F,)``.
 """
 
+from __future__ import annotations
+
 import math
 
 from ...errors import NetBuildError
@@ -50,6 +52,9 @@ class Recurrent(LayerSpec):
     ``h_0 = 0``, computed by torch's fused ``nn.RNN`` (tanh or relu)."""
 
     op = 'recurrent'
+    kind: str
+    gates: int
+    activations: tuple[str, ...]
     kind, gates, activations = 'rnn', 1, ('tanh', 'relu')
     param_names = {'rnn.weight_ih_l0': 'W_input', 'rnn.weight_hh_l0': 'W_recur',
                    'rnn.bias_ih_l0': 'b', 'rnn.bias_hh_l0': 'b_recur'}
