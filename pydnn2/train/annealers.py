@@ -20,8 +20,11 @@ Examples
 (False, 'learning rate set to 0.01 by the schedule')
 """
 
+from __future__ import annotations
+
 import copy
 import math
+from typing import Any, Sequence
 
 from .. import checks
 from ..errors import ConfigError
@@ -48,7 +51,7 @@ def _losses(name, losses, epochs):
 class KeyedState:
     """``state_dict`` and ``load_state_dict`` over the attributes in ``_state_keys``."""
 
-    _state_keys = ()
+    _state_keys: tuple[str, ...] = ()
 
     def state_dict(self):
         """Return the changing state as a plain dict of numbers, None and tensors."""
@@ -80,7 +83,7 @@ class LearningRateAdjuster(KeyedState):
         The learning rate of the coming epoch.
     """
 
-    _state_keys = ('learning_rate',)
+    _state_keys: tuple[str, ...] = ('learning_rate',)
 
     def __init__(self, initial_learn_rate):
         self.learning_rate = _rate('initial_learn_rate', initial_learn_rate)
@@ -111,12 +114,13 @@ class LearningRateAdjuster(KeyedState):
         :class:`~pydnn2.train.best.Keepers`, for annealers that keep weights;
         nothing here."""
 
-    def final_epochs(self):
+    def final_epochs(self) -> str | None:
         """Called once before the final epochs (which do not step the annealer);
         may set the rate they use. Returns a message or None; nothing here."""
         return None
 
-    def epoch_done(self, epoch, train_loss, valid_loss, net):
+    def epoch_done(self, epoch: int, train_loss: float, valid_loss: float | None,
+                   net: Any) -> tuple[bool, str | None]:
         """Take in the results of a finished epoch and set the next rate.
 
         Parameters
@@ -143,7 +147,8 @@ class LearningRateAdjuster(KeyedState):
             f'{type(self).__name__} must implement '
             f'epoch_done(epoch, train_loss, valid_loss, net)')
 
-    def simulate(self, epochs, train_losses=None, valid_losses=None):
+    def simulate(self, epochs: int, train_losses: Sequence[float] | None = None,
+                 valid_losses: Sequence[float | None] | None = None) -> list[float]:
         """Return the learning rate of each of ``epochs`` epochs, without training.
 
         Runs on a copy, so this annealer is left as it was. The list is

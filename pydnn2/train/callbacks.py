@@ -26,12 +26,15 @@ Examples
 ...         self.batches += 1
 """
 
+from __future__ import annotations
+
 import copy
 import csv
 import io
 import json
 import math
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +43,9 @@ from .. import checks
 from ..errors import ConfigError
 from ..files import atomic_write_text
 from ..table import Table
+
+if TYPE_CHECKING:
+    from ..net import NN
 
 
 class StopTraining(Exception):
@@ -64,33 +70,33 @@ class Callback:
     rank_zero_only = False
     session = None     # the training session, set when training starts
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """What the callback has collected so far (by default: its plain attributes;
         numpy scalars and enums are saved as the Python numbers they equal)."""
         return {k: _plain(copy.deepcopy(v)) for k, v in vars(self).items()
                 if k != 'session' and _is_state(v)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Take back :meth:`state_dict`'s state (after a resume)."""
         for key, value in state.items():
             setattr(self, key, copy.deepcopy(value))
 
-    def on_train_begin(self, net, logs):
+    def on_train_begin(self, net: NN, logs: dict[str, Any]) -> None:
         """Before the first epoch; ``logs`` holds the training options."""
 
-    def on_train_end(self, net, logs):
+    def on_train_end(self, net: NN, logs: dict[str, Any]) -> None:
         """After the last phase; ``logs['history']`` is the history."""
 
-    def on_epoch_begin(self, net, logs):
+    def on_epoch_begin(self, net: NN, logs: dict[str, Any]) -> None:
         """Before an epoch; ``logs`` holds ``epoch``, ``phase``, ``learning_rate``."""
 
-    def on_epoch_end(self, net, logs):
+    def on_epoch_end(self, net: NN, logs: dict[str, Any]) -> None:
         """After an epoch and its evaluation; ``logs`` is the epoch's row."""
 
-    def on_minibatch_begin(self, net, logs):
+    def on_minibatch_begin(self, net: NN, logs: dict[str, Any]) -> None:
         """Before a batch; ``logs`` holds ``epoch`` and ``batch`` (from 1)."""
 
-    def on_minibatch_end(self, net, logs):
+    def on_minibatch_end(self, net: NN, logs: dict[str, Any]) -> None:
         """After a batch's update; ``logs`` adds ``loss`` (a device tensor)."""
 
 

@@ -30,7 +30,10 @@ Examples
 0.06666666666666667
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any, Iterable
 
 import torch
 
@@ -71,7 +74,7 @@ class LearningRule(KeyedState):
     def __init__(self, learning_rate):
         self.annealer = _as_annealer(learning_rate)
 
-    def make_optimizer(self, params):
+    def make_optimizer(self, params: Iterable[Any]) -> torch.optim.Optimizer:
         """Return a ``torch.optim.Optimizer`` over ``params`` at the annealer's rate.
 
         Parameters
@@ -80,14 +83,15 @@ class LearningRule(KeyedState):
         """
         raise NotImplementedError(f'{type(self).__name__} must implement make_optimizer(params)')
 
-    def epoch_done(self, epoch, train_loss, optimizer):
+    def epoch_done(self, epoch: int, train_loss: float,
+                   optimizer: torch.optim.Optimizer) -> None:
         """Adjust the rule after an epoch (called after the annealer's); no-op here."""
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Return the changing state, the annealer's included, as a plain dict."""
         return {**super().state_dict(), 'annealer': self.annealer.state_dict()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         super().load_state_dict(state)
         self.annealer.load_state_dict(state['annealer'])
