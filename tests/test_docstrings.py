@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from test_layout import MODULES
+from test_package_shape import MODULES
 
 
 @pytest.mark.parametrize('name', sorted(MODULES))

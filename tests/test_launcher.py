@@ -11,7 +11,7 @@ import torch
 import pydnn2
 from pydnn2 import launcher, neuralnet as nn, rng as rngs
 from pydnn2.errors import ConfigError
-from pydnn2.train import Session, TrainConfig
+from pydnn2.train import TrainConfig, Trainer
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'train'))
 import distributed_child  # noqa: E402
@@ -55,5 +55,5 @@ def test_each_rank_draws_its_own_dropout_masks_reproducibly(monkeypatch, tmp_pat
     assert first != second                                  # seeded with seed + rank
     with rngs.forked():
         net = distributed_child.build(str(tmp_path))
-        Session(net, nn.StochasticGradientDescent(0.1), TrainConfig())
+        Trainer(net, nn.StochasticGradientDescent(0.1), TrainConfig())
         assert torch.rand(4).tolist() == first              # rank 0 draws as one process

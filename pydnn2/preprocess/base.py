@@ -33,6 +33,24 @@ def preprocessor_class(name):
             f'before loading. Known: {sorted(_REGISTRY)}') from None
 
 
+def _renamed(old, new):
+    warnings.warn(f'Preprocessor.{old} is now {new} (a preprocessor\'s state_dict holds its '
+                  f'statistics, {new} its random generators); {old} goes in the next release',
+                  DeprecationWarning, stacklevel=3)
+
+
+def _adopt_old_names(cls):
+    """A subclass written for the old protocol (its own ``get_state`` / ``set_state``,
+    no ``random_state``) keeps working: its methods serve the new names, with a
+    DeprecationWarning when the class is defined."""
+    for old, new in (('get_state', 'random_state'), ('set_state', 'set_random_state')):
+        if old in vars(cls) and new not in vars(cls):
+            setattr(cls, new, vars(cls)[old])
+            warnings.warn(f'{cls.__name__}.{old}: the preprocessor protocol names it {new} '
+                          f'now; define {new} ({old} goes in the next release)',
+                          DeprecationWarning, stacklevel=3)
+
+
 class Preprocessor(abc.ABC):
     """The protocol between data and a net (pydnn's preprocessor protocol, made explicit).
 
@@ -45,8 +63,8 @@ class Preprocessor(abc.ABC):
       :meth:`max_token`, :meth:`has_data`;
     - **training**: :meth:`source` (a :class:`~pydnn2.preprocess.sources.BatchSource`
       per set: the loop iterates its batches), :meth:`num_rows`, :meth:`labels`,
-      and :meth:`get_state` / :meth:`set_state` (the random state that makes an
-      epoch's augmentation, for checkpoints);
+      and :meth:`random_state` / :meth:`set_random_state` (the random state that
+      makes an epoch's augmentation, for checkpoints);
     - **prediction**: :meth:`preprocess` (raw rows -> channels), :meth:`prepare` and
       :meth:`standardizer` (what an exported net takes, and the standardisation
       built into it);
@@ -72,6 +90,7 @@ class Preprocessor(abc.ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        _adopt_old_names(cls)
 
     # -- what a net asks when it is built ---------------------------------------------------
 
@@ -146,13 +165,24 @@ class Preprocessor(abc.ABC):
         self.device = torch.device(device)
         return self
 
-    def get_state(self):
-        """The mutable training-time state (random generators, augmentation
-        schedule) as plain data, for checkpoints; none by default."""
+    def random_state(self):
+        """The random state that makes each epoch's set (generators, augmentation
+        schedule) as plain data, for checkpoints; none by default. (Statistics are
+        :meth:`state_dict`'s.)"""
         return {}
 
+    def set_random_state(self, state):
+        """Restore :meth:`random_state`'s state, so training resumes exactly."""
+
+    def get_state(self):
+        """Deprecated name of :meth:`random_state` (kept for one release)."""
+        _renamed('get_state', 'random_state')
+        return self.random_state()
+
     def set_state(self, state):
-        """Restore :meth:`get_state`'s state, so training resumes exactly."""
+        """Deprecated name of :meth:`set_random_state` (kept for one release)."""
+        _renamed('set_state', 'set_random_state')
+        self.set_random_state(state)
 
     # -- what prediction and export ask -----------------------------------------------------
 

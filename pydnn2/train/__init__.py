@@ -2,8 +2,13 @@
 learning rules, annealers and optimizers.
 
 - :mod:`.config`: :class:`TrainConfig` and :class:`Speed`, the options of ``train``;
-- :mod:`.loop`: :func:`train`, from a batch up to the two phases;
-- :mod:`.session`: :class:`Session`, the run's state, which checkpoints itself;
+- :mod:`.loop`: :func:`train`, which checks its arguments and runs a :class:`Trainer`;
+- :mod:`.trainer`: :class:`Trainer`, the loop from a batch up to the two phases;
+- :mod:`.strategy`: one process or torchrun's ranks (:class:`SingleProcess`,
+  :class:`DataParallel`);
+- :mod:`.precision`: autocast, its scaler, the memory layout and compile;
+- :mod:`.stop`: :class:`StopRequest`, the one way to stop;
+- :mod:`.session`: :class:`Session`, the run's changing state, which checkpoints hold;
 - :mod:`.history`: :class:`History`, the dict of lists ``train`` returns;
 - :mod:`.best`: the keepers of the best weights;
 - :mod:`.callbacks`: hooks into training (``EarlyStopping``, ``HistoryLogger``, ...);
@@ -29,8 +34,13 @@ from .lr_find import LRFindResult
 from .rules import (AdaDelta, Adam, LearningRule, Momentum, StochasticGradientDescent,
                     set_learning_rate)
 from .session import HISTORY_KEYS, EpochResult, EpochState, Session
+from .stop import StopRequest
+from .strategy import DataParallel, SingleProcess, Strategy
+from .trainer import Trainer
 
-__all__ = ['train', 'LiveCurves', 'LRFindResult', 'TrainConfig', 'Speed', 'Session', 'EpochResult', 'EpochState',
+__all__ = ['train', 'Trainer', 'Strategy', 'SingleProcess', 'DataParallel', 'StopRequest',
+           'LiveCurves', 'LRFindResult', 'TrainConfig', 'Speed', 'Session', 'EpochResult',
+           'EpochState',
            'HISTORY_KEYS', 'History', 'BestWeights', 'Keepers', 'Callback', 'EarlyStopping',
            'EpochTable', 'HistoryLogger', 'StopTraining', 'StopWhen', 'LearningRule',
            'StochasticGradientDescent', 'Momentum', 'Adam', 'AdaDelta', 'set_learning_rate',

@@ -147,31 +147,19 @@ def prune(net, keep, run_id):
             pass
 
 
-def capture(session, unfinished=None):
-    """The checkpoint dict of a training session (``unfinished``: an
-    :class:`~pydnn2.train.session.EpochState` when taken mid-epoch)."""
-    return {**files.header('checkpoint'), 'run': session.run.record(),
-            'checks': session.run.checks, 'net': files.net_state(session.net),
-            'session': session.state_dict(),
+def capture(net, run, state, unfinished=None):
+    """The checkpoint dict of a training run: ``net``'s weights, the ``run``'s identity
+    and checks, ``state`` (:meth:`pydnn2.train.trainer.Trainer.state_dict`) and
+    ``unfinished`` (an :class:`~pydnn2.train.session.EpochState` when taken mid-epoch)."""
+    return {**files.header('checkpoint'), 'run': run.record(), 'checks': run.checks,
+            'net': files.net_state(net), 'session': state,
             'epoch_state': None if unfinished is None else unfinished.as_dict()}
 
 
-def write(session, unfinished=None):
-    """Write a checkpoint atomically, prune old ones; returns its path."""
-    path = file_name(session.net, session.epoch, interrupted=unfinished is not None)
-    files.atomic_save(capture(session, unfinished), path)
-    prune(session.net, session.config.keep_checkpoints, session.run.id)
+def write(net, run, state, epoch, keep, unfinished=None):
+    """Write the checkpoint of ``epoch`` atomically (see :func:`capture`), prune all but the
+    newest ``keep`` of the run; returns its path."""
+    path = file_name(net, epoch, interrupted=unfinished is not None)
+    files.atomic_save(capture(net, run, state, unfinished), path)
+    prune(net, keep, run.id)
     return path
-
-
-def restore(session, path, state):
-    """Load checkpoint ``state`` (read from ``path`` and accepted by
-    :func:`pydnn2.train.compat.check`) into a session built for the same net and rule;
-    returns the unfinished epoch's state (a dict) or None."""
-    try:
-        session.net.module.load_state_dict(state['net']['weights'])
-        session.load_state_dict(state['session'])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise FileFormatError(f'{path!r} could not be restored: {type(exc).__name__}: {exc}'
-                              ) from None
-    return state['epoch_state']

@@ -4,9 +4,9 @@
 rate grows exponentially from ``start_lr`` to ``end_lr``, records each
 batch's loss, and stops early once the loss explodes. The sweep runs
 through the training loop's own machinery (a
-:class:`~pydnn2.train.session.Session`, :func:`~pydnn2.train.loop.start_epoch`
-and :func:`~pydnn2.train.loop.train_batches`, with a callback that sets the
-rate before each batch), on a copy of the learning rule. Afterwards
+:class:`~pydnn2.train.trainer.Trainer`'s ``start_epoch`` and ``train_batches``,
+with a callback that sets the rate before each batch and asks the run's stop
+request when the sweep is done), on a copy of the learning rule. Afterwards
 everything it touched is put back bit for bit (:class:`Snapshot`): the
 weights and buffers, each module's train/eval mode, and every random
 generator (torch's CPU and CUDA ones, numpy's and Python's global ones, the
@@ -38,9 +38,9 @@ from ..evaluate import plots
 from .callbacks import Callback
 from .config import TrainConfig
 from .live import show_figure
-from .loop import check_ready, start_epoch, train_batches
+from .loop import check_ready
 from .rules import Adam, LearningRule, set_learning_rate
-from .session import Session
+from .trainer import Trainer
 
 
 def sweep_rates(start_lr, end_lr, num_steps):
@@ -185,7 +185,7 @@ class _Sweep(Callback):
         return self.exploded or len(self.losses) == len(self.rates)
 
     def on_minibatch_begin(self, net, logs):
-        set_learning_rate(self.session.optimizer, self.rates[len(self.losses)])
+        set_learning_rate(self.trainer.optimizer, self.rates[len(self.losses)])
 
     def on_minibatch_end(self, net, logs):
         loss = float(logs['loss'])
@@ -197,7 +197,8 @@ class _Sweep(Callback):
             smoothed = self.average / (1 - self.beta ** len(self.losses))
             self.best = min(self.best, smoothed)
             self.exploded = len(self.losses) > 1 and smoothed > self.diverge * self.best
-        self.session.stop_requested = self.done
+        if self.done:
+            self.trainer.stop.ask('the learning-rate sweep is done')
 
 
 def _check(updater, start_lr, end_lr, num_steps, diverge):
@@ -218,13 +219,14 @@ def _run_sweep(net, updater, sweep, l1_reg, l2_reg):
     """Train on reshuffled epochs of the training set until the sweep is done."""
     config = TrainConfig(epochs=0, l1_reg=l1_reg, l2_reg=l2_reg, verbose=False,
                          progress=False, callbacks=[sweep])
-    session = Session(net, copy.deepcopy(updater), config)   # a copy: the rule is untouched
+    trainer = Trainer(net, copy.deepcopy(updater), config)   # a copy: the rule is untouched
     try:
         while not sweep.done:
-            state, batches = start_epoch(session, 'main')
-            train_batches(session, batches, state)
+            state, batches = trainer.start_epoch('main')
+            trainer.train_batches(batches, state)
     finally:
-        session.writer.close()
+        trainer.saves.close()
+        trainer.close()
 
 
 def lr_find(net, updater=None, start_lr=1e-6, end_lr=1.0, num_steps=100, diverge=4.0,

@@ -39,7 +39,7 @@ import uuid
 import warnings
 import weakref
 
-from .. import distributed, files
+from .. import files
 from ..errors import ConfigError, FileFormatError
 from ..tracebacks import is_internal
 from . import checkpoints, compat
@@ -128,10 +128,12 @@ class OwnedRun:
     """``with OwnedRun(net, rule, config) as run``: the run, identified, locked
     (:class:`RunLock`) and claimed (:func:`claim`) for the block; the lock goes when it
     ends. Under torchrun rank 0 alone does this, and every other rank receives the
-    run, or raises the error rank 0 met."""
+    run, or raises the error rank 0 met: ``on_writer`` is the run's strategy's
+    :meth:`~pydnn2.train.strategy.Strategy.on_writer` (by default this process does it)."""
 
-    def __init__(self, net, rule, config):
+    def __init__(self, net, rule, config, on_writer=None):
         self.net, self.rule, self.config = net, rule, config
+        self.on_writer = on_writer or (lambda function: function())
         self.stack = contextlib.ExitStack()
 
     def _take(self):
@@ -143,7 +145,7 @@ class OwnedRun:
 
     def __enter__(self):
         try:
-            return distributed.on_writer(self._take)
+            return self.on_writer(self._take)
         except BaseException:
             self.stack.close()
             raise
