@@ -282,9 +282,14 @@ class EpochTable(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved for ``patience`` epochs.
 
-    The best value and its weights are kept by the run's keeper of
-    ``monitor`` (:mod:`pydnn2.train.best`), shared with anything else that
-    keeps the same best, and checkpointed with it.
+    The best value, its epoch and its weights are kept by the run's
+    :class:`~pydnn2.train.best.BestNet`: this callback asks it for the record
+    of its criterion when training starts (:meth:`~pydnn2.train.best.BestNet.track`,
+    shared with anything else that keeps the same best, and checkpointed
+    there) and, when it stops training with ``restore_best``, to put the best
+    weights back (:meth:`~pydnn2.train.best.BestNet.restore`).
+    ``train(patience=n)`` adds one on the best net's own criterion, for the
+    main phase, that restores nothing itself (``restore_best`` decides).
 
     Parameters
     ----------
@@ -315,7 +320,7 @@ class EarlyStopping(Callback):
         self.keeper = None      # the BestNet's record of this criterion, while training
 
     def on_train_begin(self, net, logs):
-        self.keeper = self.trainer.keepers.get(self.monitor, self.mode, self.min_delta)
+        self.keeper = self.trainer.best.track(self.monitor, self.mode, self.min_delta)
 
     def on_epoch_end(self, net, logs):
         if self.phase is not None and logs.get('phase') != self.phase:
@@ -326,11 +331,11 @@ class EarlyStopping(Callback):
                                   'available: '
                                   f'{sorted(k for k, v in logs.items() if v is not None)}')
             return
-        keeper = self.keeper
+        keeper = self.keeper     # (once per epoch: a figure another callback added counts)
         if keeper.update(logs, net) or keeper.since < self.patience:
             return
         if self.restore_best:
-            keeper.restore(net)
+            self.trainer.best.restore(net, self.monitor, self.mode, self.min_delta)
         raise StopTraining(f'{self.monitor} has not improved for {self.patience} epochs '
                            f'(best {keeper.best:.4g} in epoch {keeper.epoch})')
 

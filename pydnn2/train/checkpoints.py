@@ -9,7 +9,9 @@ callback's state). A checkpoint taken mid-epoch (after Ctrl-C) also records
 the epoch's starting generators and how many batches were done, so resuming
 rebuilds the same epoch and skips those batches.
 
-Files are named ``<name>_checkpoint_<epochs done>.pt`` (periodic) and
+:class:`ModelCheckpoint` writes the periodic ones (``train(checkpoint_every=n,
+keep_checkpoints=k)`` adds one); the trainer writes the interrupted one
+itself. Files are named ``<name>_checkpoint_<epochs done>.pt`` (periodic) and
 ``<name>_checkpoint_<epochs done>_interrupted.pt`` (Ctrl-C, SIGTERM). Each
 carries its run's record (``'run'``: id and start, see
 :mod:`pydnn2.train.runs`) and what a resume compares (``'checks'``); pruning
@@ -24,8 +26,9 @@ from stat import S_ISREG
 
 import torch
 
-from .. import files
+from .. import checks, files
 from ..errors import ConfigError, FileFormatError
+from .callbacks import Callback
 
 _NAME = re.compile(r'_checkpoint_(\d+)(_interrupted)?\.pt$')
 
@@ -163,3 +166,39 @@ def write(net, run, state, epoch, keep, unfinished=None):
     files.atomic_save(capture(net, run, state, unfinished), path)
     prune(net, keep, run.id)
     return path
+
+
+class ModelCheckpoint(Callback):
+    """Write a checkpoint every ``every`` epochs, keeping the newest ``keep`` of the run.
+
+    ``train(checkpoint_every=n, keep_checkpoints=k)`` adds one. It writes in the
+    :meth:`~pydnn2.train.callbacks.Callback.on_checkpoint` hook, after the
+    epoch's annealer and learning rule, through the trainer (rank 0 writes,
+    holding every rank's generators). The interrupted checkpoint a signal
+    asks for is the trainer's own, written with or without a ModelCheckpoint.
+    Needs a net with an ``output_dir`` (not None).
+
+    Parameters
+    ----------
+    every : int
+        Epochs between two checkpoints (counting both phases).
+    keep : int
+        How many of the run's newest checkpoints stay.
+    """
+
+    def __init__(self, every=1, keep=3):
+        self.every = checks.integer(every, 'every', 1, where='ModelCheckpoint')
+        self.keep = checks.integer(keep, 'keep', 1, where='ModelCheckpoint')
+
+    def on_train_begin(self, net, logs):
+        if net.output_dir is None:
+            raise ConfigError('ModelCheckpoint needs a folder to write in; received a net '
+                              'with output_dir=None (give it an output_dir)')
+
+    def on_checkpoint(self, net, logs):
+        if logs['epochs_done'] % self.every == 0:
+            self.trainer.write_checkpoint(keep=self.keep)
+
+    def state_dict(self):
+        """Nothing of its own: the files are the run's."""
+        return {}

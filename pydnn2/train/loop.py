@@ -45,10 +45,17 @@ def check_ready(net, updater, config):
 
 
 def check_files(net, config):
-    """Refuse to start unless the output folder is writable and a checkpoint to resume
-    exists."""
-    check_output_dir(net.output_dir)
+    """Refuse to start unless the output folder is writable (or there is none:
+    ``output_dir=None``, which writes no file) and a checkpoint to resume exists."""
     resume = config.resume
+    if net.output_dir is None:
+        wants = ('checkpoint_every' if config.checkpoint_every else
+                 f'resume={resume!r}' if resume in (True, 'auto') else None)
+        if wants:
+            raise ConfigError(f'{wants} needs a folder for the run\'s files; received a net '
+                              'with output_dir=None (give it an output_dir)')
+    else:
+        check_output_dir(net.output_dir)
     if resume not in (None, False, True, 'auto') and not os.path.isfile(os.fspath(resume)):
         raise FileFormatError(f'resume: checkpoint {os.fspath(resume)!r} does not exist')
 

@@ -127,7 +127,7 @@ def identify(net, rule, config):
 class OwnedRun:
     """``with OwnedRun(net, rule, config) as run``: the run, identified, locked
     (:class:`RunLock`) and claimed (:func:`claim`) for the block; the lock goes when it
-    ends. Under torchrun rank 0 alone does this, and every other rank receives the
+    ends. A net with ``output_dir=None`` writes no file: its run is identified only. Under torchrun rank 0 alone does this, and every other rank receives the
     run, or raises the error rank 0 met: ``on_writer`` is the run's strategy's
     :meth:`~pydnn2.train.strategy.Strategy.on_writer` (by default this process does it)."""
 
@@ -138,6 +138,8 @@ class OwnedRun:
 
     def _take(self):
         run = identify(self.net, self.rule, self.config)
+        if self.net.output_dir is None:        # writes no file: nothing to lock or claim
+            return run
         lock = self.stack.enter_context(RunLock(self.net, run.id, self.config.resume == 'auto'))
         claim(self.net, self.rule, self.config, run, lock)  # nothing has changed before this
         remove_orphans(self.net)

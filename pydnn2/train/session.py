@@ -1,8 +1,8 @@
 """One training run's changing state, which a checkpoint holds.
 
 A :class:`Session` is what changes while a call of ``train`` runs: the epoch
-count and whether the main phase is done, the history, the keepers of the
-best weights, the learning rule (its annealer's state) and its optimizer, the
+count and whether the main phase is done, the history, the keeper of the
+best weights (:class:`~pydnn2.train.best.BestNet`), the learning rule (its annealer's state) and its optimizer, the
 shuffle generator and the callbacks' collected state. ``state_dict()``
 gathers it (the random generators are added by the
 :class:`~pydnn2.train.trainer.Trainer`, which knows the ranks), and
@@ -15,7 +15,6 @@ import dataclasses
 
 import torch
 
-from .best import Keepers
 from .history import History
 
 HISTORY_KEYS = ('epoch', 'phase', 'train_loss', 'train_error', 'valid_loss', 'valid_error',
@@ -72,20 +71,19 @@ class Session:
         The rule's optimizer over the net's parameters.
     seed : int
         The seed of the shuffle generator (the order of each epoch's rows).
-    monitor : str
-        What the best net is kept by: ``'valid_loss'``, or ``'train_loss'`` when
-        there is no validation set.
+    best : pydnn2.train.best.BestNet
+        The one keeper of the best weights (by ``'valid_loss'``, or ``'train_loss'``
+        when there is no validation set).
     metrics : list of str
         The metrics recorded each epoch (``valid_<name>`` columns).
     callbacks : pydnn2.train.callbacks.CallbackList, optional
         The callbacks, whose collected state is checkpointed too.
     """
 
-    def __init__(self, rule, optimizer, seed, monitor='valid_loss', metrics=(), callbacks=None):
+    def __init__(self, rule, optimizer, seed, best, metrics=(), callbacks=None):
         self.rule, self.optimizer, self.callbacks = rule, optimizer, callbacks
         self.shuffle = torch.Generator().manual_seed(seed)
-        self.keepers = Keepers()
-        self.best = self.keepers.get(monitor)    # the best net's keeper
+        self.best = best
         self.history = History({key: [] for key in HISTORY_KEYS})
         self.history.update({f'valid_{name}': [] for name in metrics})
         self.epoch, self.main_done = 0, False
@@ -100,7 +98,7 @@ class Session:
         and tensors."""
         return {'epoch': self.epoch, 'main_done': self.main_done,
                 'history': {k: list(v) for k, v in self.history.items()},
-                'keepers': self.keepers.state_dict(),
+                'keepers': self.best.state_dict(),
                 'rule': {'class': type(self.rule).__name__, 'state': self.rule.state_dict()},
                 'optimizer': self.optimizer.state_dict(),
                 'callbacks': self.callbacks.state_dict() if self.callbacks else []}
@@ -109,7 +107,7 @@ class Session:
         """Restore :meth:`state_dict` into a session built for the same net and rule."""
         self.rule.load_state_dict(state['rule']['state'])
         self.optimizer.load_state_dict(state['optimizer'])
-        self.keepers.load_state_dict(state['keepers'])
+        self.best.load_state_dict(state['keepers'])
         if self.callbacks:
             self.callbacks.load_state_dict(state['callbacks'])
         self.epoch, self.main_done = state['epoch'], state['main_done']

@@ -37,7 +37,8 @@ from ..model import layout
 from ..model.modules import module_lock
 from ..preprocess.sources import EpochPlan
 from . import checkpoints
-from .callbacks import CallbackList, EpochTable
+from .best import BestNet
+from .callbacks import CallbackList, EarlyStopping, EpochTable
 from .precision import Precision
 from .rules import set_learning_rate
 from .session import EpochResult, EpochState, Session, penalised_weights
@@ -103,29 +104,46 @@ class Trainer:
         self.penalised = penalised_weights(net.module)
         # one parameter group: every parameter follows the same rule (l1/l2 are in the loss)
         optimizer = rule.make_optimizer([p for p in net.module.parameters() if p.requires_grad])
+        folder = net.output_dir
+        self.best_file, self.final_file = (
+            (None, None) if folder is None else
+            (os.path.join(folder, f'{net.name}_{kind}{EXTENSION}') for kind in ('best_net',
+                                                                               'final_net')))
         has_valid = net.preprocessor.num_rows('valid') != 0     # (None: a stream)
-        table = [EpochTable(self.log)] if self.verbose else []
-        self.callbacks = CallbackList(table + list(config.callbacks or []), self, writer,
-                                      self.stop, self.log)
-        self.session = Session(rule, optimizer, rngs.seed_from(net.rng),
-                               'valid_loss' if has_valid else 'train_loss',
+        best = BestNet('valid_loss' if has_valid else 'train_loss', self.best_file,
+                       self.saves.submit if writer else None)
+        self.callbacks = CallbackList(self._callbacks(config, best), self, writer, self.stop,
+                                      self.log)
+        self.session = Session(rule, optimizer, rngs.seed_from(net.rng), best,
                                [m.name for m in self.metrics], self.callbacks)
-        rule.annealer.attach(self.session.keepers)
+        rule.annealer.attach(best)
         # dropout masks follow the net's rng (each rank its own); train() runs inside
         # rngs.forked, so the caller's global torch generators come back as they were
         with module_lock(net.module):     # (net_size in another thread forks them too)
             rngs.seed_torch(strategy.dropout_seed(rngs.seed_from(net.rng)), net.device)
-        folder = net.output_dir or '.'
-        self.best_file = os.path.join(folder, f'{net.name}_best_net{EXTENSION}')
-        self.final_file = os.path.join(folder, f'{net.name}_final_net{EXTENSION}')
+
+    def _callbacks(self, config, best):
+        """The table (when verbose), the user's callbacks, then what ``patience`` and
+        ``checkpoint_every`` add (last, so that a checkpoint's callbacks line up)."""
+        table = [EpochTable(self.log)] if self.verbose else []
+        added = []
+        if config.patience:
+            added.append(EarlyStopping(best.monitor, config.patience, restore_best=False,
+                                       phase='main'))
+        if config.checkpoint_every:
+            added.append(checkpoints.ModelCheckpoint(config.checkpoint_every,
+                                                     config.keep_checkpoints))
+        return table + list(config.callbacks or []) + added
 
     # -- what callbacks written for the old session read -----------------------------------
 
     optimizer = property(lambda self: self.session.optimizer, doc='The rule\'s optimizer.')
     history = property(lambda self: self.session.history, doc='The run\'s history so far.')
     epoch = property(lambda self: self.session.epoch, doc='Epochs done.')
-    keepers = property(lambda self: self.session.keepers, doc='The keepers of best weights.')
-    best = property(lambda self: self.session.best, doc='The best net\'s keeper.')
+    best = property(lambda self: self.session.best,
+                    doc='The run\'s :class:`~pydnn2.train.best.BestNet`, the keeper of the best '
+                        'weights.')
+    keepers = best          # (its former name: it answers get(monitor, mode, min_delta))
     stop_signal = property(lambda self: self.stop.signal,
                            doc='``\'SIGINT\'`` or ``\'SIGTERM\'`` once one asked to stop.')
 
@@ -190,13 +208,16 @@ class Trainer:
                                   f'{exc}') from None
         return state['epoch_state']
 
-    def write_checkpoint(self, unfinished=None):
-        """Write a checkpoint (rank 0, with every rank's generators); every rank returns
-        its path once it is written."""
+    def write_checkpoint(self, unfinished=None, keep=None):
+        """Write a checkpoint (rank 0, with every rank's generators), keeping the newest
+        ``keep`` of the run (None: ``keep_checkpoints``); every rank returns its path
+        once it is written. None, writing nothing, for a net without an output folder."""
+        if self.net.output_dir is None:
+            return None
         state = self.state_dict()
+        keep = self.config.keep_checkpoints if keep is None else keep
         return self.strategy.on_writer(lambda: checkpoints.write(
-            self.net, self.run, state, self.session.epoch, self.config.keep_checkpoints,
-            unfinished))
+            self.net, self.run, state, self.session.epoch, keep, unfinished))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -285,7 +306,7 @@ class Trainer:
         if phase == 'main':
             self.evaluate_main(row)
         row['seconds'] = self.strategy.slowest(time.perf_counter() - started)
-        session.keepers.update(row, self.net)
+        session.best.update(row, self.net)
         session.record(row)
         return EpochResult(row=row)
 
@@ -300,17 +321,15 @@ class Trainer:
         best = self.session.best
         if best.update(row, net):      # (by training loss when there is no validation set)
             row['test_loss'], row['test_error'] = strategy.evaluate(net, pre.source('test'))
-            if strategy.is_writer:
-                self.saves.submit(self.run.stamped(files.net_state(net, best.params)),
-                                  self.best_file)
+            best.save(self.run.stamped, lambda params: files.net_state(net, params))
 
     def end_of_epoch(self, row):
-        """The epoch-end callbacks, annealer, learning rule, patience and checkpoint after
-        a finished epoch; returns True when the ranks agree the phase should stop (a
-        signal's request is left for the next batch, which writes the interrupted
-        checkpoint). The final epochs step neither the annealer nor the rule (as in
-        pydnn)."""
-        session, config, stop = self.session, self.config, self.stop
+        """The epoch-end callbacks (``patience``'s EarlyStopping among them), annealer,
+        learning rule and the checkpoint hook after a finished epoch; returns True when
+        the ranks agree the phase should stop (a signal's request is left for the next
+        batch, which writes the interrupted checkpoint). The final epochs step neither
+        the annealer nor the rule (as in pydnn)."""
+        session, stop = self.session, self.stop
         self.callbacks('on_epoch_end', self.net, dict(row))
         if row['phase'] == 'main':
             asked, message = self.rule.annealer.epoch_done(
@@ -320,19 +339,15 @@ class Trainer:
                 self.log(f'      {message}')
             if asked:
                 stop.ask(message or 'the annealer')
-            if config.patience and session.best.since >= config.patience:
-                self.log(f'      no validation improvement in {config.patience} epochs: '
-                         'stopping')
-                stop.ask(f'no validation improvement in {config.patience} epochs')
         session.epoch += 1
-        if config.checkpoint_every and session.epoch % config.checkpoint_every == 0:
-            self.write_checkpoint()
+        self.callbacks('on_checkpoint', self.net, {'epoch': row['epoch'], 'phase': row['phase'],
+                                                   'epochs_done': session.epoch})
         return self.strategy.should_stop(stop, 0) and not stop.interrupts
 
     def run_phase(self, phase, epochs, resumed=None):
         """Run ``phase`` until ``epochs`` epochs of it are done (counting resumed ones), or
-        a stop request ends it; returns the interrupted checkpoint's path after a signal,
-        else None."""
+        a stop request ends it; returns the interrupted checkpoint's path after a signal
+        (``''`` when there is no folder to write it in), else None."""
         session, net = self.session, self.net
         done = sum(1 for p in session.history['phase'] if p == phase)
         while done < epochs:
@@ -346,8 +361,9 @@ class Trainer:
                 if not self.stop.interrupts:      # a callback's request: the phase ends
                     break
                 path = self.write_checkpoint(result.unfinished)
-                self.log(f'interrupted: stopping training; resume from {path}')
-                return path
+                self.log(f'interrupted: stopping training; resume from {path}' if path else
+                         'interrupted: stopping training (output_dir=None: no checkpoint)')
+                return path or ''
             done += 1
             if self.end_of_epoch(result.row):
                 break
@@ -377,13 +393,14 @@ class Trainer:
             # the best net is on disk before train returns (on every rank)
             self.strategy.on_writer(self.saves.close)
         self.callbacks('on_train_end', net, {'history': self.session.history})
-        if stopped_at:
+        if stopped_at is not None:
             epochs = self.session.epoch
+            wrote = (f'wrote {stopped_at!r}; train(..., resume=True) goes on from there'
+                     if stopped_at else 'wrote no checkpoint (output_dir=None)')
             raise TrainingInterrupted(
                 f'training stopped by {self.stop.signal} with {epochs} '
-                f'epoch{"s" if epochs != 1 else ""} done and wrote {stopped_at!r}; '
-                'train(..., resume=True) goes on from there',
-                stopped_at, self.stop.signal, self.session.history)
+                f'epoch{"s" if epochs != 1 else ""} done and {wrote}',
+                stopped_at or None, self.stop.signal, self.session.history)
         return self.session.history
 
     def run_phases(self, resumed):
@@ -400,17 +417,18 @@ class Trainer:
             finally:
                 if restore:
                     session.best.restore(net)
-            if stopped_at:
+            if stopped_at is not None:
                 return stopped_at
             session.main_done = True
             resumed = None
         if session.best.params is not None:
+            saved = f'; best net saved to {self.best_file}' if self.best_file else ''
             self.log(f'best {session.best.monitor.replace("_", " ")} '
-                     f'{session.best.best:.4f}; best net saved to {self.best_file}')
+                     f'{session.best.best:.4f}{saved}')
         if not config.final_epochs:
             return None
         if self.strategy.should_stop(self.stop, 0):   # a signal after the main phase's end
-            return self.write_checkpoint()
+            return self.write_checkpoint() or ''
         return self.run_final(resumed if in_final else None)
 
     def run_final(self, resumed):
@@ -421,7 +439,7 @@ class Trainer:
             if message:
                 self.log(f'      {message}')
         stopped_at = self.run_phase('final', self.config.final_epochs, resumed)
-        if not stopped_at:
+        if stopped_at is None and self.final_file is not None:
             final = self.run.stamped(files.net_state(self.net))
             self.strategy.on_writer(lambda: files.atomic_save(final, self.final_file))
             self.log(f'final net saved to {self.final_file}')

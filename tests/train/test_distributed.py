@@ -55,9 +55,33 @@ def finish(children, timeout=TIMEOUT):
     return outputs
 
 
+def descendants(pid):
+    """The pids of every process below ``pid`` (read from /proc; none elsewhere): torchrun
+    starts its workers in sessions of their own, which killing its group misses."""
+    parents = {}
+    for entry in os.listdir('/proc') if os.path.isdir('/proc') else []:
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                parents.setdefault(int(f.read().rsplit(')', 1)[1].split()[1]), []).append(
+                    int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        below = parents.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def kill(children):
     """SIGKILL the process groups of ``children`` (torchrun and its workers)."""
     for child in children:
+        for pid in descendants(child.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(child.pid, signal.SIGKILL)
         except ProcessLookupError:
