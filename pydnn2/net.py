@@ -347,7 +347,7 @@ class NN(Builder):
 
         Parameters
         ----------
-        initializer : pydnn2.initializers.Initializer, optional
+        initializer : pydnn2.model.initializers.Initializer, optional
             E.g. ``Gaussian(scale=0.01)`` or ``GlorotUniform()``.
         overwrite : bool
             Re-initialise even an initialised (trained, loaded) net.

@@ -116,7 +116,7 @@ def evaluate(net, data, metric, batch_size=None, shard=False):
         ``(x, y)`` items.
     metric : metric or list of metrics
         E.g. ``Accuracy()`` or ``[LogLoss(), PrecisionRecall(10)]``, from
-        :mod:`pydnn2.metrics`. Each is reset before use.
+        :mod:`pydnn2.evaluate.metrics`. Each is reset before use.
     batch_size : int, optional
         Rows per inference batch (default: :func:`inference_batch_size`).
     shard : bool

@@ -65,9 +65,9 @@ class Builder(NeonLayers, BuilderBase):
             choosing the initialisation; defaults to the net's activation.
         use_bias : bool
             False when batch normalisation follows.
-        init : pydnn2.initializers.Initializer, optional
+        init : pydnn2.model.initializers.Initializer, optional
             Initialises the filters instead (e.g. ``Gaussian(scale=0.01)``).
-        bias : pydnn2.initializers.Initializer, optional
+        bias : pydnn2.model.initializers.Initializer, optional
             Initialises the biases (default: zeros).
         """
         self._add(ConvPool(num_filters, filter_shape, pool_shape, pool_stride, use_bias, init,
@@ -105,7 +105,7 @@ class Builder(NeonLayers, BuilderBase):
             The activation that will follow, choosing the initialisation.
         use_bias : bool
             False when batch normalisation follows.
-        init, bias : pydnn2.initializers.Initializer, optional
+        init, bias : pydnn2.model.initializers.Initializer, optional
             Initialise the weights and the biases instead of the defaults
             (by ``weight_init``; zeros).
 

@@ -64,7 +64,7 @@ class NeonLayers(BuilderBase):
             As for the convolution this one transposes.
         use_bias : bool
             False when batch normalisation follows.
-        init, bias : pydnn2.initializers.Initializer, optional
+        init, bias : pydnn2.model.initializers.Initializer, optional
             Initialise the filters (default: by the net's activation, with
             ``fan_in = C * height * width``) and the biases (default: zeros).
         """
@@ -103,7 +103,7 @@ class NeonLayers(BuilderBase):
             (checked against the data the preprocessor holds).
         embedding_dim : int
             Features per token.
-        init : pydnn2.initializers.Initializer, optional
+        init : pydnn2.model.initializers.Initializer, optional
             Initialises the table (default: ``Gaussian(0, 1)``).
 
         >>> net.add_lookup_table(vocab_size=50, embedding_dim=16)   # doctest: +SKIP
@@ -130,12 +130,12 @@ class NeonLayers(BuilderBase):
             Number of recurrent units.
         activation : function
             tanh or relu (what torch's fused ``nn.RNN`` offers).
-        init : pydnn2.initializers.Initializer, optional
+        init : pydnn2.model.initializers.Initializer, optional
             Initialises the input weights ``W`` (default: ``GlorotUniform()``).
-        init_inner : pydnn2.initializers.Initializer, optional
+        init_inner : pydnn2.model.initializers.Initializer, optional
             Initialises the recurrent weights ``U`` (default: ``init`` when
             given, as in neon, else ``Orthogonal()``).
-        bias : pydnn2.initializers.Initializer, optional
+        bias : pydnn2.model.initializers.Initializer, optional
             Initialises ``b`` (default: zeros).
         """
         self._add(Recurrent(output_size, activation, init, init_inner, bias))

@@ -123,7 +123,7 @@ class Deconvolution(nn.ConvTranspose2d):
 
 
 class Merge(nn.Module):
-    """Concatenate pathways (DESIGN decision 4).
+    """Concatenate pathways.
 
     ``mode='channels'`` joins feature maps of equal height and width along
     the channel axis; ``mode='flat'`` flattens every input first.

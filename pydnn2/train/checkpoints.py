@@ -110,11 +110,6 @@ def _one_run(net, found):
     return [p for p in found if owners[p] is None or owners[p].get('id') in ids]
 
 
-def newest(net):
-    """The path of :func:`newest_state`'s checkpoint."""
-    return newest_state(net)[0]
-
-
 def newest_state(net):
     """``(path, contents)`` of the newest intact checkpoint of this net's run, or a clear
     error if there is none.

@@ -15,7 +15,7 @@ from ..errors import ConfigError, DataError, FileFormatError
 from . import runs, strategy as strategies
 from .config import TrainConfig
 from .live import with_live_curves
-from .rules import LearningRule
+from .rules import check_rule
 from .trainer import Trainer
 
 
@@ -33,9 +33,7 @@ def check_output_dir(path):
 
 def check_ready(net, updater, config):
     """Refuse to start unless the rule, the net and its data are ready."""
-    if not isinstance(updater, LearningRule):
-        raise ConfigError('updater must be a learning rule (StochasticGradientDescent, '
-                          f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
+    check_rule(updater)
     net.check_complete()
     if not net.preprocessor.has_data():
         raise DataError('the preprocessor holds no data to train on (a loaded net keeps only '

@@ -27,19 +27,18 @@ before the loss is lowest.
 import copy
 import dataclasses
 import math
-import random
 
 import numpy as np
 import torch
 
 from .. import checks, rng as rngs
-from ..errors import ConfigError, TrainingDivergedError
+from ..errors import TrainingDivergedError
 from ..evaluate import plots
 from .callbacks import Callback
 from .config import TrainConfig
 from .live import show_figure
 from .loop import check_ready
-from .rules import Adam, LearningRule, set_learning_rate
+from .rules import Adam, check_rule, set_learning_rate
 from .trainer import Trainer
 
 
@@ -145,10 +144,7 @@ class Snapshot:
         self.net = net
         self.weights = {k: v.detach().clone() for k, v in net.module.state_dict().items()}
         self.modes = [m.training for m in net.module.modules()]
-        self.rng = {**rngs.torch_states(), 'numpy': np.random.get_state(),
-                    'python': random.getstate(), 'net_rng': rngs.numpy_state(net.rng),
-                    'init': net.graph.generator.get_state(),
-                    'preprocessor': copy.deepcopy(net.preprocessor.get_state())}
+        self.rng = rngs.snapshot(net, everything=True)    # every generator there is
         self.cudnn_benchmark = torch.backends.cudnn.benchmark
 
     def restore(self):
@@ -159,12 +155,7 @@ class Snapshot:
                 value.copy_(self.weights[key])
         for module, mode in zip(net.module.modules(), self.modes):
             module.training = mode
-        rngs.set_torch_states(rng)
-        np.random.set_state(rng['numpy'])
-        random.setstate(rng['python'])
-        rngs.set_numpy_state(net.rng, rng['net_rng'])
-        net.graph.generator.set_state(rng['init'])
-        net.preprocessor.set_state(rng['preprocessor'])
+        rngs.restore(rng, net)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
 
@@ -204,9 +195,7 @@ class _Sweep(Callback):
 def _check(updater, start_lr, end_lr, num_steps, diverge):
     if updater is None:
         updater = Adam(0.001)          # (its rate is never used: the sweep sets the rates)
-    if not isinstance(updater, LearningRule):
-        raise ConfigError('lr_find: updater must be a learning rule (StochasticGradientDescent, '
-                          f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
+    check_rule(updater, 'lr_find: updater')
     start_lr = checks.number(start_lr, 'start_lr', above=0, where='lr_find')
     end_lr = checks.number(end_lr, 'end_lr', above=start_lr, where='lr_find',
                            expected=f'a number above start_lr = {start_lr}')

@@ -29,10 +29,10 @@ import time
 
 import torch
 
-from .. import files, progress, rng as rngs
+from .. import files, messages, progress, rng as rngs
 from ..errors import FileFormatError, TrainingDivergedError, TrainingInterrupted
 from ..evaluate import as_metrics
-from ..files import EXTENSION, BackgroundWriter
+from ..files import EXTENSION, BackgroundSaver
 from ..model import layout
 from ..model.modules import module_lock
 from ..preprocess.sources import EpochPlan
@@ -98,7 +98,7 @@ class Trainer:
                                           strategy.on_writer)
         self.model = self.precision.prepare(
             strategy.wrap(net.module, net.device, config.sync_batch_norm))
-        self.saves = BackgroundWriter()      # the best net's file, written in the background
+        self.saves = BackgroundSaver()       # the best net's file, saved in the background
         self.stop = StopRequest()
         self.metrics = as_metrics(config.eval_metric) if config.eval_metric is not None else []
         self.penalised = penalised_weights(net.module)
@@ -125,7 +125,7 @@ class Trainer:
     def _callbacks(self, config, best):
         """The table (when verbose), the user's callbacks, then what ``patience`` and
         ``checkpoint_every`` add (last, so that a checkpoint's callbacks line up)."""
-        table = [EpochTable(self.log)] if self.verbose else []
+        table = [EpochTable(progress.write)] if self.verbose else []    # (stdout, as ever)
         added = []
         if config.patience:
             added.append(EarlyStopping(best.monitor, config.patience, restore_best=False,
@@ -154,9 +154,10 @@ class Trainer:
         self.strategy.close()
 
     def log(self, message):
-        """Print ``message`` beside the progress bars, when verbose."""
-        if self.verbose:
-            progress.write(message)
+        """Say ``message`` on rank 0: a record of the ``pydnn2.train`` logger, shown on
+        stdout beside the progress bars when verbose (:mod:`pydnn2.messages`)."""
+        if self.strategy.is_writer:
+            messages.say(message, show=self.verbose, name='pydnn2.train')
 
     def penalty(self):
         """l1 * sum|W| + l2 * sum W^2 over the weights (see :func:`penalised_weights`)."""
