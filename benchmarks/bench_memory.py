@@ -48,16 +48,16 @@ def child(kind, rows, epochs, threads):
     after = []
     setup = rss_bytes()
     if kind == 'pydnn2':
-        import pydnn2.train.loop as training
+        from pydnn2.train.trainer import Trainer
 
-        run_epoch = training.run_epoch
+        run_epoch = Trainer.run_epoch
 
         def measured(*args, **kwargs):        # records RSS after each of pydnn2's epochs
             row = run_epoch(*args, **kwargs)
             after.append(rss_bytes())
             return row
 
-        training.run_epoch = measured
+        Trainer.run_epoch = measured
         net.train(common.nn.StochasticGradientDescent(common.LEARNING_RATE), epochs=epochs,
                   verbose=False, progress=False, channels_last=False)   # NCHW, as by hand
     else:

@@ -13,7 +13,10 @@ the hand loop on a channels-last copy of the module, and compares both with
 NCHW. The fourth, ``CNN auto layout``, is the CNN as ``net.train`` runs it
 by default (``channels_last=None``: the layout chosen by timing a few steps
 of each, once per net) against pydnn2 pinned to NCHW and against the NCHW
-hand loop, the three interleaved; it also times the choice itself.
+hand loop, the three interleaved; it also times the choice itself. The fifth,
+``CNN bf16``, trains with ``amp='bf16'`` (bf16 autocast, channels-last) against
+the fp32 NCHW hand loop: the speed a CPU with AMX (or a recent GPU) gains; where
+bf16 is emulated it is slower, and ``amp='auto'`` would not take it.
 
 Run: ``.venv/bin/python benchmarks/bench_train.py [--quick]``
 """
@@ -27,15 +30,17 @@ from common import fmt_rate, median, nn, spread
 from pydnn2.model import layout
 
 AUTO = 'CNN auto layout'
+BF16 = 'CNN bf16'
 # name: (factory, rows, epochs per timed run, rounds, options); QUICK overrides rows..rounds
 WORKLOADS = {
     'CNN': (common.make_cnn, 12000, 1, 5, {'channels_last': False}),
     'MLP': (common.make_mlp, 16000, 3, 5, {}),
     'CNN channels_last': (common.make_cnn, 12000, 1, 3, {'channels_last': True}),
     AUTO: (common.make_cnn, 12000, 1, 5, {}),
+    BF16: (common.make_cnn, 12000, 1, 5, {'amp': 'bf16', 'channels_last': True}),
 }
 QUICK = {'CNN': (1000, 1, 1), 'MLP': (2000, 1, 1), 'CNN channels_last': (1000, 1, 1),
-         AUTO: (1000, 1, 1)}
+         AUTO: (1000, 1, 1), BF16: (1000, 1, 1)}
 
 
 def rule():
@@ -98,6 +103,27 @@ def measure_auto(name, make, rows, epochs, rounds, options, warmup=1):
     return result
 
 
+def measure_against_fp32(name, make, rows, epochs, rounds, options, warmup=1):
+    """pydnn2 with ``options`` (``amp='bf16'``) against the fp32 NCHW hand loop,
+    interleaved; returns a result dict."""
+    net, _ = make(rows)
+    n = common.train_rows(net) * epochs
+    times = common.interleave({
+        'pydnn2': common.pydnn2_runner(net, rule, epochs, **options),
+        'hand': common.hand_runner(net, epochs),
+    }, rounds, warmup)
+    ours, hand = n / median(times['pydnn2']), n / median(times['hand'])
+    ratio = common.paired_ratio(times['hand'], times['pydnn2'])
+    native = layout.native_low_precision(net.device)
+    result = dict(bench='train', workload=name, pydnn2=ours, hand=hand, ratio=ratio,
+                  unit='samples/s', rounds=rounds, epochs=epochs, rows=n // epochs,
+                  options=dict(options), native=list(native), seconds=times)
+    print(f'{name} train: pydnn2 {options} {fmt_rate(ours)} samples/s, hand (fp32 NCHW) '
+          f'{fmt_rate(hand)} samples/s, ratio {ratio:.2f} (bf16 '
+          f'{"native" if native else "emulated"} on {net.device})', flush=True)
+    return result
+
+
 def main(argv=None):
     args = common.parse_args(__doc__.splitlines()[0], argv)
     common.header('training throughput, pydnn2 vs a hand-written loop')
@@ -105,7 +131,7 @@ def main(argv=None):
     for name, (make, rows, epochs, rounds, options) in WORKLOADS.items():
         if args.quick:
             rows, epochs, rounds = QUICK[name]
-        how = measure_auto if name == AUTO else measure
+        how = {AUTO: measure_auto, BF16: measure_against_fp32}.get(name, measure)
         results.append(how(name, make, rows, epochs, args.rounds or rounds, options))
     layouts = {r['workload']: r for r in results}
     if {'CNN', 'CNN channels_last'} <= set(layouts):

@@ -22,7 +22,8 @@ order), :func:`all_gather_objects`, :func:`broadcast` (rank 0's object),
 :func:`broadcast_buffers` (rank 0's module buffers), :func:`check_same_data`
 (every rank holds the same sets) and :func:`barrier`. Small control values and
 objects travel over a gloo group even when the tensors go over NCCL, so they
-never wait for the GPU.
+never wait for the GPU. A collective waits at most :data:`COLLECTIVE_TIMEOUT`
+seconds for the other ranks.
 
 >>> rank(), world_size(), is_writer()
 (0, 1, True)
@@ -44,6 +45,10 @@ from torch import distributed as dist
 from .errors import ConfigError, DataError
 
 FINISH_TIMEOUT = 30     # seconds the ranks wait for each other at the end
+#: Seconds a collective waits for the other ranks before it raises (gloo's and NCCL's
+#: default is 30 minutes). A rank that fails exits and torchrun (or ``launch``) ends the
+#: others within seconds; this bounds the wait for a rank that hangs without failing.
+COLLECTIVE_TIMEOUT = 300
 
 _CONTROL = {}        # 'group': the gloo group for control values when the backend is NCCL
 
@@ -111,12 +116,15 @@ def init(device='cpu'):
         return active()
     device = torch.device(device)
     store, rank_, world = _store()
+    timeout = datetime.timedelta(seconds=COLLECTIVE_TIMEOUT)
     if device.type == 'cuda':
         torch.cuda.set_device(device if device.index is not None else local_rank())
-        dist.init_process_group('nccl', store=store, rank=rank_, world_size=world)
-        _CONTROL['group'] = dist.new_group(backend='gloo')
+        dist.init_process_group('nccl', store=store, rank=rank_, world_size=world,
+                                timeout=timeout)
+        _CONTROL['group'] = dist.new_group(backend='gloo', timeout=timeout)
     else:
-        dist.init_process_group('gloo', store=store, rank=rank_, world_size=world)
+        dist.init_process_group('gloo', store=store, rank=rank_, world_size=world,
+                                timeout=timeout)
     atexit.register(finish_at_exit)
     return True
 

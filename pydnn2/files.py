@@ -399,8 +399,9 @@ def save(nn, filename=None):
     return atomic_save(net_state(nn), os.fspath(filename))
 
 
-class BackgroundWriter:
-    """Writes files in a background thread, one at a time and in order.
+class BackgroundSaver:
+    """Saves files in a background thread, one at a time and in order (formerly
+    ``BackgroundWriter``: "writer" now means rank 0 only).
 
     The training loop hands it a snapshot (tensors it will not touch again)
     and goes on; a later :meth:`submit` or :meth:`wait` waits for the
@@ -408,7 +409,7 @@ class BackgroundWriter:
     """
 
     def __init__(self):
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='pydnn2-writer')
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='pydnn2-saver')
         self._pending = None
 
     def submit(self, obj, path):
@@ -476,3 +477,14 @@ def read_file(filename, kind='net'):
                               f'not a {kind!r}')
     _verify_finite(state, kind, filename)
     return state
+
+
+def __getattr__(name):
+    """``BackgroundWriter``, the former name of :class:`BackgroundSaver`, with a
+    DeprecationWarning (kept one release)."""
+    if name == 'BackgroundWriter':
+        warnings.warn('pydnn2.files.BackgroundWriter is now BackgroundSaver ("writer" means '
+                      'rank 0); the old name goes in the next release', DeprecationWarning,
+                      stacklevel=2)
+        return BackgroundSaver
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -158,7 +158,8 @@ class NN(Builder):
                       initialization=config.get('initialization', 'he-glorot'))
             net.replay(state['calls'])
             net.module.load_state_dict(state['weights'])
-            layout.adopt(net, layout.LayoutChoice.from_dict(config.get('memory_layout')))
+            net.memory_layout = layout.LayoutChoice.from_dict(config.get('memory_layout'))
+            layout.adopt(net, net.memory_layout)
         except Exception as exc:  # noqa: BLE001 - whatever a file's contents break is the file's
             raise FileFormatError(f'{filename!r} has a pydnn2 marker but its contents are '
                                   f'damaged: {type(exc).__name__}: {exc}') from None
@@ -302,6 +303,21 @@ class NN(Builder):
         """Cost, parameters and calibrated time estimate of this net; see
         :func:`pydnn2.model.size.net_size_of`."""
         return net_size_of(self, **options)
+
+    def speed_choice(self, amp: str | None = None, recorded: Any = None, log: Any = None,
+                     across: Any = None) -> Any:
+        """How this net trains fastest: its :class:`~pydnn2.model.layout.LayoutChoice`
+        (memory layout, and the measured speed of each precision the hardware offers),
+        measured once and kept in ``memory_layout``; None when there is nothing to
+        choose. See :func:`pydnn2.model.layout.choose` (``recorded``: a resumed
+        checkpoint's choice; ``log``: told what a new measurement found; ``across``:
+        runs the choice on rank 0 for every rank)."""
+        def decide() -> Any:
+            return layout.choose(self, amp, recorded, log)
+        choice = across(decide) if across is not None else decide()
+        if choice is not None:
+            self.memory_layout = choice
+        return choice
 
     @property
     def initialized(self) -> bool:

@@ -21,6 +21,8 @@ reseeding the user's global generator.
 True
 """
 
+import random
+
 import numpy as np
 import torch
 
@@ -123,3 +125,79 @@ def seed_torch(seed, device='cpu'):
     if device.type == 'cuda':
         with torch.cuda.device(device):
             torch.cuda.manual_seed(seed)
+
+
+def _plain(value):
+    """Numpy values as tensors or Python scalars, so that a safe file can hold them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    return value
+
+
+def snapshot(net=None, shuffle=None, torch_globals=True, everything=False):
+    """The state of the random generators training draws from, as plain data.
+
+    Parameters
+    ----------
+    net : pydnn2.NN, optional
+        Its numpy ``rng`` (``'net_rng'``) and its preprocessor's random state
+        (``'preprocessor'``: the augmentation schedule,
+        :meth:`~pydnn2.preprocess.base.Preprocessor.random_state`); with
+        ``everything``, its initialisation generator too (``'init'``).
+    shuffle : torch.Generator, optional
+        The generator of the epochs' order (``'shuffle'``).
+    torch_globals : bool
+        torch's global CPU and CUDA generators (``'torch'``, ``'cuda'``), which
+        dropout draws from.
+    everything : bool
+        Also numpy's and Python's global generators (``'numpy'``, ``'python'``):
+        what a sweep that must leave no trace puts back.
+
+    Returns
+    -------
+    dict
+        The checkpoint's ``rng`` entry (with the defaults), for :func:`restore`.
+
+    >>> state = snapshot()
+    >>> first = torch.rand(1)
+    >>> restore(state)
+    >>> torch.equal(torch.rand(1), first)
+    True
+    """
+    state = torch_states() if torch_globals else {}
+    if shuffle is not None:
+        state['shuffle'] = shuffle.get_state()
+    if net is not None:
+        state['net_rng'] = numpy_state(net.rng)
+        state['preprocessor'] = _plain(net.preprocessor.random_state())
+        if everything:
+            state['init'] = net.graph.generator.get_state()
+    if everything:
+        state['numpy'], state['python'] = np.random.get_state(), random.getstate()
+    return state
+
+
+def restore(state, net=None, shuffle=None, torch_globals=True):
+    """Put back what :func:`snapshot` took (the entries ``state`` holds), into ``net``
+    and ``shuffle`` where given (torch's global generators unless ``torch_globals`` is
+    False: data-parallel ranks restore their own)."""
+    if torch_globals and 'torch' in state:
+        set_torch_states(state)
+    if shuffle is not None:
+        shuffle.set_state(state['shuffle'])
+    if net is not None:
+        set_numpy_state(net.rng, state['net_rng'])
+        net.preprocessor.set_random_state(state['preprocessor'])
+        if 'init' in state:
+            net.graph.generator.set_state(state['init'])
+    if 'numpy' in state:
+        np.random.set_state(state['numpy'])
+        random.setstate(state['python'])

@@ -20,7 +20,6 @@ Needs scikit-learn 1.6 or newer (``validate_data`` and estimator tags).
 from __future__ import annotations
 
 import copy
-import tempfile
 from typing import Any, Callable, Sequence, cast
 
 import numpy as np
@@ -309,16 +308,14 @@ class NNClassifier(ClassifierMixin, BaseEstimator):
         """Build and train a net on ``sets``; returns ``(net, history)``."""
         pre = ArrayPreprocessor(sets, channel=CHANNEL)
         batch = min(options['batch_size'], len(sets[0][1]))
-        with tempfile.TemporaryDirectory(prefix='pydnn2-sklearn-') as folder:
-            net = NN(pre, CHANNEL, num_classes, batch, seed, options['activation'],
-                     name='NNClassifier', output_dir=folder, device=self.device,
-                     verbose=False)
-            (mlp if self.build is None else self.build)(net, **(self.build_params or {}))
-            net.check_complete()
-            history = net.train(options['rule'], epochs=options['epochs'],
-                                patience=options['patience'], verbose=bool(self.verbose),
-                                progress=False)
-        net.output_dir = ''                  # the temporary folder is gone
+        net = NN(pre, CHANNEL, num_classes, batch, seed, options['activation'],
+                 name='NNClassifier', output_dir=None, device=self.device,     # (no files)
+                 verbose=False)
+        (mlp if self.build is None else self.build)(net, **(self.build_params or {}))
+        net.check_complete()
+        history = net.train(options['rule'], epochs=options['epochs'],
+                            patience=options['patience'], verbose=bool(self.verbose),
+                            progress=False)
         return net, history
 
     # -- predicting ----------------------------------------------------------------------

@@ -225,7 +225,7 @@ def test_bad_input_gets_a_clear_error(mistake, call, error, words, tmp_path):
 def test_bad_labels_from_set_data_are_refused_before_any_training(monkeypatch):
     n = relabelled(12)
     before = n.get_params()
-    monkeypatch.setattr('pydnn2.train.loop.run_epoch', lambda *a, **k: 1 / 0)
+    monkeypatch.setattr('pydnn2.train.trainer.Trainer.run_epoch', lambda *a, **k: 1 / 0)
     with pytest.raises(DataError, match='class 12'):
         n.train(nn.Adam(0.01), epochs=1)
     assert all(torch.equal(before[k], v) for k, v in n.get_params().items())
@@ -246,7 +246,8 @@ def test_a_too_big_layer_is_refused_before_allocating(monkeypatch):
 
 def test_unwritable_output_dir_is_refused_before_any_training(tmp_path, monkeypatch):
     trained = []
-    monkeypatch.setattr('pydnn2.train.loop.run_epoch', lambda *a, **k: trained.append(1))
+    monkeypatch.setattr('pydnn2.train.trainer.Trainer.run_epoch',
+                        lambda *a, **k: trained.append(1))
     with pytest.raises(ConfigError):
         train_into_unwritable(tmp_path)
     assert trained == []

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from test_layout import MODULES
+from test_package_shape import MODULES
 
 
 SLOW = {'pydnn2.export'}          # its examples export a trained net: seconds

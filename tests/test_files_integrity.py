@@ -133,7 +133,7 @@ def test_resume_passes_over_a_damaged_newest_checkpoint_with_a_warning(trained, 
         os.remove(path)                               # the final phase's checkpoint
     flip_exponents(second)
     with pytest.warns(UserWarning, match='checksum mismatch') as caught:
-        assert checkpoints.newest(trained) == first
+        assert checkpoints.newest_state(trained)[0] == first
     assert os.path.basename(second) in str(caught[0].message)
     net = small_net(name='run')
     with pytest.warns(UserWarning, match='damaged checkpoint'):
@@ -147,7 +147,7 @@ def test_resume_with_every_checkpoint_damaged_says_so(trained):
     for path in checkpoints.list_checkpoints(trained):
         flip_exponents(path)
     with pytest.warns(UserWarning), pytest.raises(FileFormatError, match='no intact checkpoint'):
-        checkpoints.newest(trained)
+        checkpoints.newest_state(trained)
 
 
 # -- item 9: a file never chooses where pydnn2 writes, or what runs -------------------------

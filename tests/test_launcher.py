@@ -16,7 +16,7 @@ import torch
 import pydnn2
 from pydnn2 import data, distributed, launcher, neuralnet as nn, preprocess, rng as rngs
 from pydnn2.errors import ConfigError, DataError, FileFormatError
-from pydnn2.train import Session, TrainConfig
+from pydnn2.train import TrainConfig, Trainer
 from pydnn2.train.checkpoints import run_of
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), 'train'))
@@ -64,7 +64,7 @@ def test_each_rank_draws_its_own_dropout_masks_reproducibly(monkeypatch, tmp_pat
     assert first != second                                  # seeded with seed + rank
     with rngs.forked():
         net = distributed_child.build(str(tmp_path))
-        Session(net, nn.StochasticGradientDescent(0.1), TrainConfig())
+        Trainer(net, nn.StochasticGradientDescent(0.1), TrainConfig())
         assert torch.rand(4).tolist() == first              # rank 0 draws as one process
 
 

@@ -202,3 +202,33 @@ def test_mlp_builds_hidden_layers_with_dropout():
     clf.fit(*make_blobs(30, n_features=3, random_state=0))
     calls = [c['method'] for c in clf.net_.calls]
     assert calls == ['add_hidden', 'add_dropout', 'add_hidden', 'add_dropout', 'add_logistic']
+
+
+def test_fit_creates_no_folder_or_file(blobs, tmp_path, monkeypatch):
+    import builtins
+    import os
+    import tempfile
+    X, y = blobs
+    NNClassifier(epochs=1, **CPU).fit(X, y)    # (torch makes its caches' folders on first use)
+    monkeypatch.chdir(tmp_path)
+    temporary = tempfile.gettempdir()
+    folders = (str(tmp_path), temporary)
+    before = [sorted(os.listdir(f)) for f in folders]
+    made, real_mkdir, real_open = [], os.mkdir, builtins.open
+
+    def watched_mkdir(path, *args, **kwargs):
+        made.append(os.fspath(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    def watched_open(file, mode='r', *args, **kwargs):
+        if any(c in mode for c in 'wax+') and not isinstance(file, int):
+            made.append(os.fspath(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'mkdir', watched_mkdir)
+    monkeypatch.setattr(builtins, 'open', watched_open)
+    NNClassifier(epochs=3, patience=2, **CPU).fit(X, y)
+    monkeypatch.undo()
+    inside = [p for p in made if os.path.abspath(p).startswith(folders)]
+    assert inside == []                            # (main made pydnn2-sklearn-* in temp)
+    assert [sorted(os.listdir(f)) for f in folders] == before

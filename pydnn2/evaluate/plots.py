@@ -433,8 +433,8 @@ def plot_mistakes(source, data='valid', count=16, class_names=None, file_names=N
 def augmented_samples(net, count=8, rows=None, channel=None):
     """Training rows as read and as the preprocessor serves them next.
 
-    Calls ``net.preprocessor.get_train()`` between ``get_state()`` and
-    ``set_state()``, so looking does not move the augmentation schedule on:
+    Calls ``net.preprocessor.get_train()`` between ``random_state()`` and
+    ``set_random_state()``, so looking does not move the augmentation schedule on:
     the next epoch of training sees exactly these transforms.
 
     Returns
@@ -446,11 +446,11 @@ def augmented_samples(net, count=8, rows=None, channel=None):
     """
     pre = net.preprocessor
     channel = channel or net.channel
-    state = pre.get_state()
+    state = pre.random_state()
     try:
         x, y = pre.get_train()
     finally:
-        pre.set_state(state)
+        pre.set_random_state(state)
     if channel not in x:
         raise ConfigError(f'plot_augmentation: expected a channel among {sorted(x)}, '
                           f'received {channel!r}')

@@ -125,7 +125,7 @@ class Deconvolution(nn.ConvTranspose2d):
 
 
 class Merge(nn.Module):
-    """Concatenate pathways, explicit about shape.
+    """Concatenate pathways.
 
     ``mode='channels'`` joins feature maps of equal height and width along
     the channel axis; ``mode='flat'`` flattens every input first.

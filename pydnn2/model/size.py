@@ -19,7 +19,6 @@ import torch
 from .. import checks
 from ..errors import ConfigError
 from ..table import Table
-from . import layout
 from .graph import Graph
 from .html import table_html
 from .layers import ConvPool, Dense, Input
@@ -51,6 +50,7 @@ class SizeReport:
     device: str = ''
     memory: Memory | None = None        # memory_bytes by what holds them
     layout: str = ''                    # 'channels-last' when the net trains in it
+    speeds: dict = None                 # measured training rows/s of each choice offered
 
     def _cells(self):
         """The table's rows as strings, the totals last."""
@@ -68,6 +68,9 @@ class SizeReport:
             where = f'{self.device}, {self.layout}' if self.layout else self.device
             notes.append(f'estimated time per epoch of {self.epoch_size:,} rows on '
                          f'{where}: {self.seconds_per_epoch:,.2f} s')
+        if self.speeds:
+            notes.append('measured training rows/s: ' + ', '.join(
+                f'{name} {speed:,.0f}' for name, speed in self.speeds.items()))
         return notes
 
     def __str__(self):
@@ -192,15 +195,17 @@ def net_size_of(net, calibrate=True, verbose=True):
 
     The calibration times the memory layout the net trains in: for a net with
     convolutions that has none chosen yet, it makes the choice ``train`` would
-    make (:func:`pydnn2.model.layout.choose`) and keeps it in
+    make (:meth:`pydnn2.net.NN.speed_choice`), which also reports the measured
+    speed of each precision the hardware offers, and keeps it in
     ``net.memory_layout``."""
     graph = net.graph
     labels = {n.id: f'{n.id} {n.call}: {n.op}' for n in graph.nodes if n.op != 'input'}
     report = graph_report(graph, labels, net.batch_size)
     pre = net.preprocessor
     if calibrate and graph.output.spec.final:
-        choice = layout.choose(net)
+        choice = net.speed_choice()
         report.layout = 'channels-last' if choice and choice.channels_last else ''
+        report.speeds = dict(choice.speeds or {}) if choice is not None else {}
         report.seconds_per_sample = time_training(graph.module,
                                                   example_batches(graph, net.device),
                                                   net.batch_size, net.device,

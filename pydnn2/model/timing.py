@@ -108,9 +108,12 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_training(module, make_batch, batch_size, device, budget=1.0, channels_last=False):
+def time_training(module, make_batch, batch_size, device, budget=1.0, channels_last=False,
+                  autocast=None, steps=False):
     """Seconds per row of training steps (forward, backward, SGD) on a copy of
-    ``module``, in channels-last order when asked.
+    ``module``, in channels-last order when asked, the forward passes under
+    ``autocast`` (a context factory) when given; with ``steps``, ``(seconds per row,
+    steps run)``.
 
     ``module`` itself (weights, buffers, train/eval modes, hooks) is not
     touched, and torch's global generators, which the random rows and dropout
@@ -120,15 +123,16 @@ def time_training(module, make_batch, batch_size, device, budget=1.0, channels_l
     """
     with module_lock(module), rngs.forked(device):
         step = _stepper(bare_copy(module, device, channels_last), make_batch, batch_size,
-                        channels_last)
+                        channels_last, autocast)
         for _ in range(2):
             step()
         _sync(device)
-        windows = []       # the median of several short windows shrugs off bursts of other work
+        windows, count = [], 2  # the median of several short windows shrugs off bursts of load
         for _ in range(5):
-            seconds, steps = _window(step, device, budget / 5, min_steps=2, max_steps=20)
-            windows.append(seconds / (steps * batch_size))
-        return statistics.median(windows)
+            seconds, n = _window(step, device, budget / 5, min_steps=2, max_steps=20)
+            windows.append(seconds / (n * batch_size))
+            count += n
+        return (statistics.median(windows), count) if steps else statistics.median(windows)
 
 
 def time_layouts(module, make_batch, batch_size, device, budget=0.5, autocast=None,

@@ -40,6 +40,24 @@ def preprocessor_class(name: str) -> type[Preprocessor]:
             f'before loading. Known: {sorted(_REGISTRY)}') from None
 
 
+def _renamed(old, new):
+    warnings.warn(f'Preprocessor.{old} is now {new} (a preprocessor\'s state_dict holds its '
+                  f'statistics, {new} its random generators); {old} goes in the next release',
+                  DeprecationWarning, stacklevel=3)
+
+
+def _adopt_old_names(cls):
+    """A subclass written for the old protocol (its own ``get_state`` / ``set_state``,
+    no ``random_state``) keeps working: its methods serve the new names, with a
+    DeprecationWarning when the class is defined."""
+    for old, new in (('get_state', 'random_state'), ('set_state', 'set_random_state')):
+        if old in vars(cls) and new not in vars(cls):
+            setattr(cls, new, vars(cls)[old])
+            warnings.warn(f'{cls.__name__}.{old}: the preprocessor protocol names it {new} '
+                          f'now; define {new} ({old} goes in the next release)',
+                          DeprecationWarning, stacklevel=3)
+
+
 class Preprocessor(abc.ABC):
     """The protocol between data and a net (pydnn's preprocessor protocol, made explicit).
 
@@ -52,8 +70,8 @@ class Preprocessor(abc.ABC):
       :meth:`max_token`, :meth:`has_data`;
     - **training**: :meth:`source` (a :class:`~pydnn2.preprocess.sources.BatchSource`
       per set: the loop iterates its batches), :meth:`num_rows`, :meth:`labels`,
-      and :meth:`get_state` / :meth:`set_state` (the random state that makes an
-      epoch's augmentation, for checkpoints);
+      and :meth:`random_state` / :meth:`set_random_state` (the random state that
+      makes an epoch's augmentation, for checkpoints);
     - **prediction**: :meth:`preprocess` (raw rows -> channels), :meth:`prepare` and
       :meth:`standardizer` (what an exported net takes, and the standardisation
       built into it);
@@ -79,6 +97,7 @@ class Preprocessor(abc.ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        _adopt_old_names(cls)
 
     # -- what a net asks when it is built ---------------------------------------------------
 
@@ -153,14 +172,25 @@ class Preprocessor(abc.ABC):
         self.device = torch.device(device)
         return self
 
-    def get_state(self) -> Any:
-        """The mutable training-time state (random generators, augmentation
-        schedule) as plain data, for checkpoints; none by default."""
+    def random_state(self) -> Any:
+        """The random state that makes each epoch's set (generators, augmentation
+        schedule) as plain data, for checkpoints; none by default. (Statistics are
+        :meth:`state_dict`'s.)"""
         return {}
 
-    def set_state(self, state: Any) -> None:
-        """Restore :meth:`get_state`'s state, so training resumes exactly."""
+    def set_random_state(self, state: Any) -> None:
+        """Restore :meth:`random_state`'s state, so training resumes exactly."""
         return None                 # no state by default: nothing to restore
+
+    def get_state(self) -> Any:
+        """Deprecated name of :meth:`random_state` (kept for one release)."""
+        _renamed('get_state', 'random_state')
+        return self.random_state()
+
+    def set_state(self, state: Any) -> None:
+        """Deprecated name of :meth:`set_random_state` (kept for one release)."""
+        _renamed('set_state', 'set_random_state')
+        self.set_random_state(state)
 
     # -- what prediction and export ask -----------------------------------------------------
 

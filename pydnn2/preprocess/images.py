@@ -413,16 +413,16 @@ class ImagePreprocessor(Preprocessor):
         stay on the host: the loop moves each batch where it trains)."""
         return super().to(device)
 
-    def get_state(self):
+    def random_state(self):
         """The augmentation schedule and generator state, as plain data and tensors.
 
-        Restoring it with :meth:`set_state` makes the following epochs
+        Restoring it with :meth:`set_random_state` makes the following epochs
         exactly those that would have followed (for checkpoints).
         """
         return self._schedule.state_dict()
 
-    def set_state(self, state):
-        """Restore the schedule saved by :meth:`get_state`."""
+    def set_random_state(self, state):
+        """Restore the schedule saved by :meth:`random_state`."""
         covered, held = len(state['offsets']), sum(len(images) for images, _, _ in self._sets
                                                    or ())
         if self.has_data() and covered != held:
@@ -445,7 +445,7 @@ class ImagePreprocessor(Preprocessor):
                 'options': {'fill': self.fill, 'orient': self.orient, 'dtype': self.dtype.name,
                             'geometry_threshold': self.geometry_threshold,
                             'chunk_size': self.chunk_size},
-                'stats': stats, 'schedule': self.get_state()}
+                'stats': stats, 'schedule': self.random_state()}
 
     @classmethod
     def from_state(cls, state):
@@ -464,5 +464,5 @@ class ImagePreprocessor(Preprocessor):
         self._stats = {k: v if k in ('image_mean', 'image_std') else v.numpy().astype(np.float64)
                        for k, v in state['stats'].items()}
         self._schedule = Schedule(self.augmentation, 0)
-        self.set_state(state['schedule'])
+        self.set_random_state(state['schedule'])
         return self

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from .. import checks
 from ..errors import ConfigError
-from .best import BestWeights
+from .best import BestNet
 
 RESET_CHOICES = (None, 'training', 'validation')
 
@@ -109,10 +109,10 @@ class LearningRateAdjuster(KeyedState):
         if self._training_rule is rule:
             self._training_rule = None
 
-    def attach(self, keepers):
-        """Called when training starts with the session's
-        :class:`~pydnn2.train.best.Keepers`, for annealers that keep weights;
-        nothing here."""
+    def attach(self, best):
+        """Called when training starts with the run's :class:`~pydnn2.train.best.BestNet`,
+        the one keeper of the best weights, for annealers that reset to them (they ask
+        its documented hooks ``track`` and ``restore``); nothing here."""
 
     def final_epochs(self) -> str | None:
         """Called once before the final epochs (which do not step the annealer);
@@ -363,36 +363,34 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
         self.best_train_loss = self.best_valid_loss = math.inf
         self.frust_train_loss = self.frust_valid_loss = math.inf
         self.best_valid_rate = rate
-        self._keeper, self._shared = None, False   # the best weights, for reset_on_decay
+        self._best, self._shared = None, False   # the keeper of the best weights, for resets
 
-    def attach(self, keepers):
-        """Keep the best weights in the training session's keeper of them (one
-        copy, shared with patience and EarlyStopping, checkpointed with the
-        session) instead of a keeper of its own."""
+    def attach(self, best):
+        """For ``reset_on_decay``: track the best weights in the training run's
+        :class:`~pydnn2.train.best.BestNet` (one copy, shared with patience and
+        EarlyStopping, checkpointed with the run), and reset through its
+        :meth:`~pydnn2.train.best.BestNet.restore`, instead of keeping them itself."""
         if self.reset_on_decay:
-            self._keeper = keepers.get(self._MONITORS[self.reset_on_decay])
-            self._shared = True
+            self._best, self._shared = best, True
+            best.track(self._MONITORS[self.reset_on_decay])
 
-    @property
-    def kept_params(self):
-        """The weights a decay would reset the net to (a dict of tensors), or None."""
-        return None if self._keeper is None else self._keeper.params
-
-    def _kept(self):
-        if self._keeper is None:
-            self._keeper = BestWeights(self._MONITORS[self.reset_on_decay])
-        return self._keeper
+    def _own(self):
+        """The keeper of the best weights: the run's, or one of its own when the annealer
+        runs outside ``train`` (``simulate``, a hand-written loop)."""
+        if self._best is None:
+            self._best = BestNet(self._MONITORS[self.reset_on_decay])
+        return self._best
 
     def state_dict(self):
-        """The changing state; the kept weights too unless a session keeps them."""
-        own = self._keeper is not None and not self._shared
-        return {**super().state_dict(), 'kept': self._keeper.state_dict() if own else None}
+        """The changing state; the kept weights too unless a training run keeps them."""
+        own = self._best is not None and not self._shared
+        return {**super().state_dict(), 'kept': self._best.main.state_dict() if own else None}
 
     def load_state_dict(self, state):
         """Restore what :meth:`state_dict` returned."""
         super().load_state_dict(state)
         if state.get('kept') is not None and not self._shared:
-            self._kept().load_state_dict(state['kept'])
+            self._own().main.load_state_dict(state['kept'])
 
     def epoch_done(self, epoch, train_loss, valid_loss, net):
         """Record the bests; end or add to the frustration; drop the rate or stop."""
@@ -418,10 +416,10 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
         elif self.best_valid_loss == math.inf and train_loss < self.best_train_loss:
             self.best_valid_rate = self.learning_rate     # no validation set: the training loss
         self.best_train_loss = min(self.best_train_loss, train_loss)
-        if self.reset_on_decay and net is not None:
+        if self.reset_on_decay and net is not None and not self._shared:   # (else the run's)
             loss = train_loss if self.reset_on_decay == 'training' else valid_loss
             monitor = self._MONITORS[self.reset_on_decay]
-            self._kept().update({'epoch': epoch + 1, monitor: loss}, net)
+            self._own().update({'epoch': epoch + 1, monitor: loss}, net)
 
     def _decay(self, net):
         rate = self.learning_rate / 10
@@ -431,7 +429,8 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
         self.learning_rate = rate
         self.frustration = 0
         message = f'frustrated for {self.patience + 1} epochs; learning rate decayed to {rate:g}'
-        if self.reset_on_decay and net is not None and self._kept().restore(net):
+        if self.reset_on_decay and net is not None and self._own().restore(
+                net, self._MONITORS[self.reset_on_decay]):
             message += f'; weights reset to those of the best {self.reset_on_decay} loss'
         return False, message
 

@@ -6,13 +6,26 @@ epoch table (``epoch, phase, train_loss, train_error, valid_loss,
 valid_error, test_loss, test_error, learning_rate, seconds`` and any
 ``valid_<metric>``); for a batch, ``epoch``, ``batch`` and ``loss`` (a
 device tensor: reading it with ``float()`` waits for the device, so only do
-it when you need it). A hook stops the current phase by raising
-:class:`StopTraining`.
+it when you need it).
+
+A hook asks training to stop by raising :class:`StopTraining` (or by
+calling ``self.trainer.stop.ask(reason)``): the request ends the phase after
+the epoch, or before the next batch from a batch hook (under torchrun, at
+the ranks' next vote, which carries it to every rank); see
+:mod:`pydnn2.train.stop`. :class:`StopTraining` is caught where the hooks are
+called, so the callbacks after the one that raised it still run.
 
 A callback's own state (what it has counted or collected) comes back after
 a resume: checkpoints save each callback's :meth:`Callback.state_dict` and
 a resumed run loads it into the callback of the same class in the same
-place of the list, before ``on_train_begin``.
+place of the list, before ``on_train_begin``. State is what changes while
+training runs; the constructor's arguments are configuration, never state, so
+a resumed callback built with new arguments uses them.
+
+While training runs, ``self.trainer`` is the
+:class:`~pydnn2.train.trainer.Trainer` (``trainer.net``, ``trainer.config``,
+``trainer.rule``, ``trainer.run``, ``trainer.strategy``, ``trainer.stop``,
+``trainer.session``, ``trainer.history``).
 
 Callbacks that write files or print (``rank_zero_only = True``) run only on
 the first process when training is distributed with ``torch.distributed``.
@@ -30,10 +43,12 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import io
 import json
 import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,13 +64,17 @@ if TYPE_CHECKING:
 
 
 class StopTraining(Exception):
-    """Raised by a callback to end the current phase after this epoch or batch."""
+    """Raised by a callback to end the current phase after this epoch (or, from a batch
+    hook, before the next batch)."""
 
 
 def is_rank_zero():
-    """True unless this is a non-first process of a distributed run."""
-    dist = torch.distributed
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    """Deprecated: whether this process is rank 0 (the run's strategy says so now:
+    :attr:`~pydnn2.train.strategy.Strategy.is_writer`)."""
+    warnings.warn('is_rank_zero is deprecated; a callback asks self.trainer.strategy.is_writer',
+                  DeprecationWarning, stacklevel=2)
+    from .strategy import process_is_writer
+    return process_is_writer()
 
 
 class Callback:
@@ -64,22 +83,39 @@ class Callback:
     A callback that counts or collects something across epochs returns it
     from :meth:`state_dict` (plain data and tensors) and takes it back in
     :meth:`load_state_dict`, so that it goes on exactly after a resume. The
-    default saves the instance attributes that are plain data.
+    default saves the instance attributes that are plain data, except those
+    named like a parameter of the class's ``__init__`` (configuration, which the
+    resumed run's own arguments give).
+
+    Attributes
+    ----------
+    trainer : pydnn2.train.loop.Trainer
+        The run's trainer, set when training starts (None before).
+    session : pydnn2.train.trainer.Trainer
+        The former name of ``trainer`` (it answers what the old session did:
+        ``run``, ``config``, ``rule``, ``optimizer``, ``keepers``, ``stop_signal``,
+        ``best_file`` ...), kept for callbacks written before the trainer existed.
     """
 
     rank_zero_only = False
-    session = None     # the training session, set when training starts
+    trainer = None     # the run's Trainer, set when training starts
+    session = None     # the former name of trainer
 
     def state_dict(self) -> dict[str, Any]:
-        """What the callback has collected so far (by default: its plain attributes;
-        numpy scalars and enums are saved as the Python numbers they equal)."""
+        """What the callback has collected so far (by default: its plain attributes
+        that are not constructor arguments; numpy scalars and enums are saved as the
+        Python numbers they equal)."""
+        configuration = _init_parameters(type(self))
         return {k: _plain(copy.deepcopy(v)) for k, v in vars(self).items()
-                if k != 'session' and _is_state(v)}
+                if k not in configuration and _is_state(v)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Take back :meth:`state_dict`'s state (after a resume)."""
+        """Take back :meth:`state_dict`'s state (after a resume); entries named like a
+        constructor argument (which older checkpoints saved) are left out."""
+        configuration = _init_parameters(type(self))
         for key, value in state.items():
-            setattr(self, key, copy.deepcopy(value))
+            if key not in configuration:
+                setattr(self, key, copy.deepcopy(value))
 
     def on_train_begin(self, net: NN, logs: dict[str, Any]) -> None:
         """Before the first epoch; ``logs`` holds the training options."""
@@ -98,6 +134,22 @@ class Callback:
 
     def on_minibatch_end(self, net: NN, logs: dict[str, Any]) -> None:
         """After a batch's update; ``logs`` adds ``loss`` (a device tensor)."""
+
+    def on_checkpoint(self, net: NN, logs: dict[str, Any]) -> None:
+        """After a finished epoch's ``on_epoch_end``, its annealer and learning rule: the
+        run's state is what a checkpoint of it holds (``logs`` holds ``epoch``,
+        ``phase`` and ``epochs_done``). :class:`~pydnn2.train.checkpoints.ModelCheckpoint`
+        writes here."""
+
+
+def _init_parameters(cls):
+    """The names of ``cls.__init__``'s parameters (its configuration), plus the
+    attributes the trainer sets."""
+    try:
+        names = set(inspect.signature(cls.__init__).parameters) - {'self'}
+    except (TypeError, ValueError):
+        names = set()
+    return names | {'trainer', 'session'}
 
 
 def overrides(callback, hook):
@@ -135,24 +187,48 @@ def _is_state(value):
 
 
 class CallbackList:
-    """Calls a hook on every callback (respecting rank_zero_only)."""
+    """Calls a hook on every callback, in order; the one place a callback's
+    :class:`StopTraining` is caught.
 
-    def __init__(self, callbacks, session=None):
+    Parameters
+    ----------
+    callbacks : list of Callback
+    trainer : pydnn2.train.loop.Trainer, optional
+        Given to every callback as ``callback.trainer`` (and by its former name,
+        ``callback.session``).
+    writer : bool
+        Whether this process is rank 0: the others leave out ``rank_zero_only``
+        callbacks.
+    stop : pydnn2.train.stop.StopRequest, optional
+        Asked when a hook raises :class:`StopTraining` (without one, it propagates).
+    say : callable, optional
+        Told ``'stopped by ...'`` when a hook asks to stop.
+    """
+
+    def __init__(self, callbacks, trainer=None, writer=True, stop=None, say=None):
         callbacks = list(callbacks or [])
         for c in callbacks:
             if not isinstance(c, Callback):
                 raise ConfigError('callbacks must be pydnn2 Callback instances; '
                                   f'received {type(c).__name__}')
-            c.session = session
-        if not is_rank_zero():
+            c.trainer = c.session = trainer
+        if not writer:
             callbacks = [c for c in callbacks if not c.rank_zero_only]
-        self.callbacks = callbacks
+        self.callbacks, self.stop, self.say = callbacks, stop, say
         self.batch_hooks = any(overrides(c, h) for c in callbacks
                                for h in ('on_minibatch_begin', 'on_minibatch_end'))
 
     def __call__(self, hook, net, logs):
         for c in self.callbacks:
-            getattr(c, hook)(net, logs)
+            try:
+                getattr(c, hook)(net, logs)
+            except StopTraining as exc:
+                if self.stop is None:
+                    raise
+                reason = f'{type(c).__name__}: {exc}' if str(exc) else type(c).__name__
+                if self.say is not None:
+                    self.say(f'      stopped by {reason}')
+                self.stop.ask(reason)
 
     def state_dict(self):
         """Each callback's class name and state, in order."""
@@ -212,9 +288,14 @@ class EpochTable(Callback):
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved for ``patience`` epochs.
 
-    The best value and its weights are kept by the session's keeper of
-    ``monitor`` (:mod:`pydnn2.train.best`), shared with anything else that
-    keeps the same best, and checkpointed with it.
+    The best value, its epoch and its weights are kept by the run's
+    :class:`~pydnn2.train.best.BestNet`: this callback asks it for the record
+    of its criterion when training starts (:meth:`~pydnn2.train.best.BestNet.track`,
+    shared with anything else that keeps the same best, and checkpointed
+    there) and, when it stops training with ``restore_best``, to put the best
+    weights back (:meth:`~pydnn2.train.best.BestNet.restore`).
+    ``train(patience=n)`` adds one on the best net's own criterion, for the
+    main phase, that restores nothing itself (``restore_best`` decides).
 
     Parameters
     ----------
@@ -229,35 +310,43 @@ class EarlyStopping(Callback):
         The least change that counts as an improvement.
     restore_best : bool
         When it stops training, put back the weights of the best epoch.
+    phase : {None, 'main', 'final'}
+        Watch the epochs of this phase only (None: both).
     """
 
     def __init__(self, monitor='valid_loss', patience=10, mode='min', min_delta=0.0,
-                 restore_best=True):
+                 restore_best=True, phase=None):
         self.mode = checks.one_of(mode, 'mode', ('min', 'max'), where='EarlyStopping')
         self.patience = checks.integer(patience, 'patience', 1, where='EarlyStopping')
         self.monitor, self.restore_best = monitor, restore_best
         self.min_delta = checks.number(min_delta, 'min_delta', at_least=0,
                                        where='EarlyStopping')
+        self.phase = checks.one_of(phase, 'phase', (None, 'main', 'final'),
+                                   where='EarlyStopping')
+        self.keeper = None      # the BestNet's record of this criterion, while training
 
     def on_train_begin(self, net, logs):
-        self.keeper = self.session.keepers.get(self.monitor, self.mode, self.min_delta)
+        self.keeper = self.trainer.best.track(self.monitor, self.mode, self.min_delta)
 
     def on_epoch_end(self, net, logs):
+        if self.phase is not None and logs.get('phase') != self.phase:
+            return
         if logs.get(self.monitor) is None:
             if logs.get('phase') == 'main':
                 raise ConfigError(f'EarlyStopping: the epoch row has no {self.monitor!r}; '
-                                  f'available: {sorted(k for k, v in logs.items() if v is not None)}')
+                                  'available: '
+                                  f'{sorted(k for k, v in logs.items() if v is not None)}')
             return
-        keeper = self.keeper
+        keeper = self.keeper     # (once per epoch: a figure another callback added counts)
         if keeper.update(logs, net) or keeper.since < self.patience:
             return
         if self.restore_best:
-            keeper.restore(net)
+            self.trainer.best.restore(net, self.monitor, self.mode, self.min_delta)
         raise StopTraining(f'{self.monitor} has not improved for {self.patience} epochs '
                            f'(best {keeper.best:.4g} in epoch {keeper.epoch})')
 
     def state_dict(self):
-        """Nothing of its own: the keeper holds the best and is checkpointed with the session."""
+        """Nothing of its own: the BestNet holds the best and is checkpointed."""
         return {}
 
 

@@ -9,7 +9,9 @@ callback's state). A checkpoint taken mid-epoch (after Ctrl-C) also records
 the epoch's starting generators and how many batches were done, so resuming
 rebuilds the same epoch and skips those batches.
 
-Files are named ``<name>_checkpoint_<epochs done>.pt`` (periodic) and
+:class:`ModelCheckpoint` writes the periodic ones (``train(checkpoint_every=n,
+keep_checkpoints=k)`` adds one); the trainer writes the interrupted one
+itself. Files are named ``<name>_checkpoint_<epochs done>.pt`` (periodic) and
 ``<name>_checkpoint_<epochs done>_interrupted.pt`` (Ctrl-C, SIGTERM). Each
 carries its run's record (``'run'``: id and start, see
 :mod:`pydnn2.train.runs`) and what a resume compares (``'checks'``); pruning
@@ -24,8 +26,9 @@ from stat import S_ISREG
 
 import torch
 
-from .. import files
+from .. import checks, files
 from ..errors import ConfigError, FileFormatError
+from .callbacks import Callback
 
 _NAME = re.compile(r'_checkpoint_(\d+)(_interrupted)?\.pt$')
 
@@ -107,11 +110,6 @@ def _one_run(net, found):
     return [p for p in found if owners[p] is None or owners[p].get('id') in ids]
 
 
-def newest(net):
-    """The path of :func:`newest_state`'s checkpoint."""
-    return newest_state(net)[0]
-
-
 def newest_state(net):
     """``(path, contents)`` of the newest intact checkpoint of this net's run, or a clear
     error if there is none.
@@ -147,31 +145,55 @@ def prune(net, keep, run_id):
             pass
 
 
-def capture(session, unfinished=None):
-    """The checkpoint dict of a training session (``unfinished``: an
-    :class:`~pydnn2.train.session.EpochState` when taken mid-epoch)."""
-    return {**files.header('checkpoint'), 'run': session.run.record(),
-            'checks': session.run.checks, 'net': files.net_state(session.net),
-            'session': session.state_dict(),
+def capture(net, run, state, unfinished=None):
+    """The checkpoint dict of a training run: ``net``'s weights, the ``run``'s identity
+    and checks, ``state`` (:meth:`pydnn2.train.trainer.Trainer.state_dict`) and
+    ``unfinished`` (an :class:`~pydnn2.train.session.EpochState` when taken mid-epoch)."""
+    return {**files.header('checkpoint'), 'run': run.record(), 'checks': run.checks,
+            'net': files.net_state(net), 'session': state,
             'epoch_state': None if unfinished is None else unfinished.as_dict()}
 
 
-def write(session, unfinished=None):
-    """Write a checkpoint atomically, prune old ones; returns its path."""
-    path = file_name(session.net, session.epoch, interrupted=unfinished is not None)
-    files.atomic_save(capture(session, unfinished), path)
-    prune(session.net, session.config.keep_checkpoints, session.run.id)
+def write(net, run, state, epoch, keep, unfinished=None):
+    """Write the checkpoint of ``epoch`` atomically (see :func:`capture`), prune all but the
+    newest ``keep`` of the run; returns its path."""
+    path = file_name(net, epoch, interrupted=unfinished is not None)
+    files.atomic_save(capture(net, run, state, unfinished), path)
+    prune(net, keep, run.id)
     return path
 
 
-def restore(session, path, state):
-    """Load checkpoint ``state`` (read from ``path`` and accepted by
-    :func:`pydnn2.train.compat.check`) into a session built for the same net and rule;
-    returns the unfinished epoch's state (a dict) or None."""
-    try:
-        session.net.module.load_state_dict(state['net']['weights'])
-        session.load_state_dict(state['session'])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise FileFormatError(f'{path!r} could not be restored: {type(exc).__name__}: {exc}'
-                              ) from None
-    return state['epoch_state']
+class ModelCheckpoint(Callback):
+    """Write a checkpoint every ``every`` epochs, keeping the newest ``keep`` of the run.
+
+    ``train(checkpoint_every=n, keep_checkpoints=k)`` adds one. It writes in the
+    :meth:`~pydnn2.train.callbacks.Callback.on_checkpoint` hook, after the
+    epoch's annealer and learning rule, through the trainer (rank 0 writes,
+    holding every rank's generators). The interrupted checkpoint a signal
+    asks for is the trainer's own, written with or without a ModelCheckpoint.
+    Needs a net with an ``output_dir`` (not None).
+
+    Parameters
+    ----------
+    every : int
+        Epochs between two checkpoints (counting both phases).
+    keep : int
+        How many of the run's newest checkpoints stay.
+    """
+
+    def __init__(self, every=1, keep=3):
+        self.every = checks.integer(every, 'every', 1, where='ModelCheckpoint')
+        self.keep = checks.integer(keep, 'keep', 1, where='ModelCheckpoint')
+
+    def on_train_begin(self, net, logs):
+        if net.output_dir is None:
+            raise ConfigError('ModelCheckpoint needs a folder to write in; received a net '
+                              'with output_dir=None (give it an output_dir)')
+
+    def on_checkpoint(self, net, logs):
+        if logs['epochs_done'] % self.every == 0:
+            self.trainer.write_checkpoint(keep=self.keep)
+
+    def state_dict(self):
+        """Nothing of its own: the files are the run's."""
+        return {}

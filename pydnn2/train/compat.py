@@ -119,15 +119,15 @@ def _outline(value, path, out, settings):
 
 
 def _fits(what, saved, owner, diffs):
-    """Try ``owner.set_state(saved)`` and put the owner's state back; a failure is a
-    difference. (What a random state accepts is the owner's to say.)"""
-    before = owner.get_state()
+    """Try ``owner.set_random_state(saved)`` and put the owner's state back; a failure is
+    a difference. (What a random state accepts is the owner's to say.)"""
+    before = owner.random_state()
     try:
-        owner.set_state(saved)
+        owner.set_random_state(saved)
     except Exception as exc:  # noqa: BLE001 - any refusal is reported, not raised
         diffs.append(f'{what}: {type(exc).__name__}: {exc}')
     finally:
-        owner.set_state(before)
+        owner.set_random_state(before)
 
 
 def _compare(what, saved, here, diffs):

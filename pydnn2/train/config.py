@@ -22,13 +22,13 @@ from .callbacks import Callback
 class Speed:
     """How training runs on the device (none of it changes what is learned much)."""
 
-    amp: str = None               # None, 'bf16' or 'fp16': mixed precision with autocast
+    amp: str = None               # None, 'bf16', 'fp16' (autocast) or 'auto' (measured)
     channels_last: bool = None    # NHWC feature maps; None: the faster layout, measured once
     compile: bool = False         # torch.compile the module for the training steps
     data_on_device: bool = None   # None: keep sets on the device when they fit
 
     def __post_init__(self):
-        checks.one_of(self.amp, 'amp', (None, 'bf16', 'fp16'))
+        checks.one_of(self.amp, 'amp', (None, 'auto', 'bf16', 'fp16'))
         if self.channels_last is not None:
             self.channels_last = bool(self.channels_last)
         self.compile = bool(self.compile)

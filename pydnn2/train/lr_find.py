@@ -4,9 +4,9 @@
 rate grows exponentially from ``start_lr`` to ``end_lr``, records each
 batch's loss, and stops early once the loss explodes. The sweep runs
 through the training loop's own machinery (a
-:class:`~pydnn2.train.session.Session`, :func:`~pydnn2.train.loop.start_epoch`
-and :func:`~pydnn2.train.loop.train_batches`, with a callback that sets the
-rate before each batch), on a copy of the learning rule. Afterwards
+:class:`~pydnn2.train.trainer.Trainer`'s ``start_epoch`` and ``train_batches``,
+with a callback that sets the rate before each batch and asks the run's stop
+request when the sweep is done), on a copy of the learning rule. Afterwards
 everything it touched is put back bit for bit (:class:`Snapshot`): the
 weights and buffers, each module's train/eval mode, and every random
 generator (torch's CPU and CUDA ones, numpy's and Python's global ones, the
@@ -27,20 +27,19 @@ before the loss is lowest.
 import copy
 import dataclasses
 import math
-import random
 
 import numpy as np
 import torch
 
 from .. import checks, rng as rngs
-from ..errors import ConfigError, TrainingDivergedError
+from ..errors import TrainingDivergedError
 from ..evaluate import plots
 from .callbacks import Callback
 from .config import TrainConfig
 from .live import show_figure
-from .loop import check_ready, start_epoch, train_batches
-from .rules import Adam, LearningRule, set_learning_rate
-from .session import Session
+from .loop import check_ready
+from .rules import Adam, check_rule, set_learning_rate
+from .trainer import Trainer
 
 
 def sweep_rates(start_lr, end_lr, num_steps):
@@ -145,10 +144,7 @@ class Snapshot:
         self.net = net
         self.weights = {k: v.detach().clone() for k, v in net.module.state_dict().items()}
         self.modes = [m.training for m in net.module.modules()]
-        self.rng = {**rngs.torch_states(), 'numpy': np.random.get_state(),
-                    'python': random.getstate(), 'net_rng': rngs.numpy_state(net.rng),
-                    'init': net.graph.generator.get_state(),
-                    'preprocessor': copy.deepcopy(net.preprocessor.get_state())}
+        self.rng = rngs.snapshot(net, everything=True)    # every generator there is
         self.cudnn_benchmark = torch.backends.cudnn.benchmark
 
     def restore(self):
@@ -159,12 +155,7 @@ class Snapshot:
                 value.copy_(self.weights[key])
         for module, mode in zip(net.module.modules(), self.modes):
             module.training = mode
-        rngs.set_torch_states(rng)
-        np.random.set_state(rng['numpy'])
-        random.setstate(rng['python'])
-        rngs.set_numpy_state(net.rng, rng['net_rng'])
-        net.graph.generator.set_state(rng['init'])
-        net.preprocessor.set_state(rng['preprocessor'])
+        rngs.restore(rng, net)
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
 
 
@@ -185,7 +176,7 @@ class _Sweep(Callback):
         return self.exploded or len(self.losses) == len(self.rates)
 
     def on_minibatch_begin(self, net, logs):
-        set_learning_rate(self.session.optimizer, self.rates[len(self.losses)])
+        set_learning_rate(self.trainer.optimizer, self.rates[len(self.losses)])
 
     def on_minibatch_end(self, net, logs):
         loss = float(logs['loss'])
@@ -197,15 +188,14 @@ class _Sweep(Callback):
             smoothed = self.average / (1 - self.beta ** len(self.losses))
             self.best = min(self.best, smoothed)
             self.exploded = len(self.losses) > 1 and smoothed > self.diverge * self.best
-        self.session.stop_requested = self.done
+        if self.done:
+            self.trainer.stop.ask('the learning-rate sweep is done')
 
 
 def _check(updater, start_lr, end_lr, num_steps, diverge):
     if updater is None:
         updater = Adam(0.001)          # (its rate is never used: the sweep sets the rates)
-    if not isinstance(updater, LearningRule):
-        raise ConfigError('lr_find: updater must be a learning rule (StochasticGradientDescent, '
-                          f'Momentum, Adam or AdaDelta); received {type(updater).__name__}')
+    check_rule(updater, 'lr_find: updater')
     start_lr = checks.number(start_lr, 'start_lr', above=0, where='lr_find')
     end_lr = checks.number(end_lr, 'end_lr', above=start_lr, where='lr_find',
                            expected=f'a number above start_lr = {start_lr}')
@@ -218,13 +208,14 @@ def _run_sweep(net, updater, sweep, l1_reg, l2_reg):
     """Train on reshuffled epochs of the training set until the sweep is done."""
     config = TrainConfig(epochs=0, l1_reg=l1_reg, l2_reg=l2_reg, verbose=False,
                          progress=False, callbacks=[sweep])
-    session = Session(net, copy.deepcopy(updater), config)   # a copy: the rule is untouched
+    trainer = Trainer(net, copy.deepcopy(updater), config)   # a copy: the rule is untouched
     try:
         while not sweep.done:
-            state, batches = start_epoch(session, 'main')
-            train_batches(session, batches, state)
+            state, batches = trainer.start_epoch('main')
+            trainer.train_batches(batches, state)
     finally:
-        session.writer.close()
+        trainer.saves.close()
+        trainer.close()
 
 
 def lr_find(net, updater=None, start_lr=1e-6, end_lr=1.0, num_steps=100, diverge=4.0,

@@ -49,6 +49,24 @@ def set_learning_rate(optimizer, rate):
         group['lr'] = float(rate)
 
 
+_RULES = []      # every LearningRule subclass, in the order they were defined
+
+
+def rule_names():
+    """The learning rules defined so far, by class name, in order: ``'Momentum, Adam or
+    AdaDelta'`` for error messages."""
+    names = [cls.__name__ for cls in _RULES if not cls.__name__.startswith('_')]
+    return ', '.join(names[:-1]) + f' or {names[-1]}' if len(names) > 1 else ''.join(names)
+
+
+def check_rule(updater, where='updater'):
+    """``updater`` if it is a :class:`LearningRule`, else a ConfigError naming the rules."""
+    if not isinstance(updater, LearningRule):
+        raise ConfigError(f'{where} must be a learning rule ({rule_names()}); received '
+                          f'{type(updater).__name__}')
+    return updater
+
+
 class LearningRule(KeyedState):
     """Base class of the learning rules; each makes a torch optimizer.
 
@@ -70,6 +88,10 @@ class LearningRule(KeyedState):
 
     optimizer_slots = 0      # tensors the optimizer keeps per parameter (memory model)
     step_temporaries = 0     # parameter-sized temporaries of one update (memory model)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _RULES.append(cls)
 
     def __init__(self, learning_rate):
         self.annealer = _as_annealer(learning_rate)

@@ -39,7 +39,7 @@ import uuid
 import warnings
 import weakref
 
-from .. import distributed, files
+from .. import files
 from ..errors import ConfigError, FileFormatError
 from ..tracebacks import is_internal
 from . import checkpoints, compat
@@ -127,15 +127,19 @@ def identify(net, rule, config):
 class OwnedRun:
     """``with OwnedRun(net, rule, config) as run``: the run, identified, locked
     (:class:`RunLock`) and claimed (:func:`claim`) for the block; the lock goes when it
-    ends. Under torchrun rank 0 alone does this, and every other rank receives the
-    run, or raises the error rank 0 met."""
+    ends. A net with ``output_dir=None`` writes no file: its run is identified only. Under torchrun rank 0 alone does this, and every other rank receives the
+    run, or raises the error rank 0 met: ``on_writer`` is the run's strategy's
+    :meth:`~pydnn2.train.strategy.Strategy.on_writer` (by default this process does it)."""
 
-    def __init__(self, net, rule, config):
+    def __init__(self, net, rule, config, on_writer=None):
         self.net, self.rule, self.config = net, rule, config
+        self.on_writer = on_writer or (lambda function: function())
         self.stack = contextlib.ExitStack()
 
     def _take(self):
         run = identify(self.net, self.rule, self.config)
+        if self.net.output_dir is None:        # writes no file: nothing to lock or claim
+            return run
         lock = self.stack.enter_context(RunLock(self.net, run.id, self.config.resume == 'auto'))
         claim(self.net, self.rule, self.config, run, lock)  # nothing has changed before this
         remove_orphans(self.net)
@@ -143,7 +147,7 @@ class OwnedRun:
 
     def __enter__(self):
         try:
-            return distributed.on_writer(self._take)
+            return self.on_writer(self._take)
         except BaseException:
             self.stack.close()
             raise

@@ -20,8 +20,7 @@ import torch
 from pydnn2 import neuralnet as nn, preprocess
 from pydnn2.model.memory import training_memory
 from pydnn2.train.config import TrainConfig
-from pydnn2.train.loop import train_step
-from pydnn2.train.session import Session
+from pydnn2.train.trainer import Trainer
 
 RULES = {'adam': lambda: nn.Adam(1e-3), 'momentum': lambda: nn.Momentum(0.9, 0.9, 0.01),
          'sgd': lambda: nn.StochasticGradientDescent(0.01),
@@ -61,18 +60,18 @@ def build(kind, batch):
 def main(kind, batch, rule_name):
     torch.set_num_threads(1)
     net, rule = build(kind, batch), RULES[rule_name]()
-    session = Session(net, rule, TrainConfig(verbose=False))
+    trainer = Trainer(net, rule, TrainConfig(verbose=False))
     x, y = net.preprocessor.get_train()
     x, y = {k: v[:batch] for k, v in x.items()}, y[:batch]
     net.module.train()
     small = {k: v[:2] for k, v in x.items()}
     torch.nn.functional.cross_entropy(net.module(small), y[:2]).backward()
-    session.optimizer.zero_grad(set_to_none=True)
+    trainer.optimizer.zero_grad(set_to_none=True)
     before = status_bytes('VmRSS')
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')                                   # the peak starts again from here
     for _ in range(3):
-        train_step(session, x, y)
+        trainer.train_step(x, y)
     measured = status_bytes('VmHWM') - before
     model = training_memory(net.graph, batch, rule.optimizer_slots, rule.step_temporaries)
     print(json.dumps({'measured': measured, 'model': model.total - model.weights}))

@@ -3,7 +3,7 @@
 Usage: python distributed_child.py OUTPUT_DIR RESULT [--epochs N] [--resume PATH|auto]
                                    [--slow SECONDS] [--pids FOLDER] [--devices N]
                                    [--checkpoint-every N] [--hold RANK:EPOCH:FOLDER]
-                                   [--pause RANK:EPOCH.BATCH:BEACON]
+                                   [--pause RANK:EPOCH.BATCH:BEACON] [--stop RANK:EPOCH:HOOK]
 
 The same script runs in one process (``python distributed_child.py ...``) and
 under ``torchrun``: nothing in it names a rank except what it records. Trains
@@ -23,6 +23,9 @@ that very batch; ``--pids`` writes each rank's pid to FOLDER/rank<r>.<restart>
 ``--hold RANK:EPOCH:FOLDER`` makes rank RANK of the first attempt (torchrun's
 restart 0) write FOLDER/held when EPOCH begins and then wait for signals, so a
 test can kill it in that epoch without timing anything.
+``--stop RANK:EPOCH:HOOK`` makes rank RANK alone raise in EPOCH: StopTraining from
+``on_epoch_begin`` (HOOK ``epoch_begin``) or from its third batch's
+``on_minibatch_end`` (``batch``), or a ValueError there (``error``).
 """
 
 import argparse
@@ -70,6 +73,33 @@ class Hold(nn.Callback):
             os.replace(os.path.join(self.folder, 'held.tmp'), os.path.join(self.folder, 'held'))
             while True:
                 signal.pause()
+
+
+class StopOn(nn.Callback):
+    """Raises in ``epoch`` on this rank alone: see ``--stop``."""
+
+    def __init__(self, epoch, hook):
+        self.epoch, self.hook = epoch, hook
+
+    def on_epoch_begin(self, net, logs):
+        if logs['epoch'] == self.epoch and self.hook == 'epoch_begin':
+            raise nn.StopTraining(f'asked on rank {distributed.rank()} in on_epoch_begin')
+
+    def on_minibatch_end(self, net, logs):
+        if logs['epoch'] != self.epoch or logs['batch'] != 3:
+            return
+        if self.hook == 'batch':
+            raise nn.StopTraining(f'asked on rank {distributed.rank()} in a batch hook')
+        if self.hook == 'error':
+            raise ValueError(f'a callback failed on rank {distributed.rank()}')
+
+
+def stop_on(spec):
+    """The ``StopOn`` callback ``--stop RANK:EPOCH:HOOK`` asks of this process, or None."""
+    if spec is None:
+        return None
+    rank, epoch, hook = spec.split(':')
+    return StopOn(int(epoch), hook) if distributed.rank() == int(rank) else None
 
 
 def hold(spec):
@@ -149,12 +179,13 @@ def ranks_seen(offset):
 def dropout_draws(output_dir):
     """For pydnn2.launch: what each rank's training session draws first from torch's
     global generator (dropout's), gathered on rank 0."""
-    from pydnn2.train import Session, TrainConfig
+    from pydnn2.train import DataParallel, TrainConfig, Trainer
     distributed.init('cpu')
     net = build(output_dir)
-    session = Session(net, nn.StochasticGradientDescent(0.1), TrainConfig(), parallel=True)
+    trainer = Trainer(net, nn.StochasticGradientDescent(0.1), TrainConfig(),
+                      strategy=DataParallel())
     draws = torch.rand(4).tolist()
-    session.close()
+    trainer.close()
     return distributed.all_gather_objects(draws)
 
 
@@ -182,6 +213,7 @@ def main():
     parser.add_argument('--checkpoint-every', type=int, default=1)
     parser.add_argument('--hold', default=None)
     parser.add_argument('--pause', default=None)
+    parser.add_argument('--stop', default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     tempfile.gettempdir()         # (torch probes it with a write on first use: not ours)
@@ -194,7 +226,7 @@ def main():
     written, printed = [], io.StringIO()
     callbacks = ([Slow(args.slow)] if args.slow else []) + pause_callbacks(args.pause, rank,
                                                                            restart)
-    callbacks += [c for c in [hold(args.hold)] if c is not None]
+    callbacks += [c for c in [hold(args.hold), stop_on(args.stop)] if c is not None]
     interrupted = None
     with watched_writes(written), contextlib.redirect_stdout(printed), \
             contextlib.redirect_stderr(printed):

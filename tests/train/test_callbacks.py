@@ -131,3 +131,63 @@ def test_numpy_numbers_enums_and_named_tuples_of_a_callback_survive_a_checkpoint
     build(sets, tmp_path).train(nn.Adam(0.01), epochs=1, resume=True, callbacks=[again])
     assert (again.best, again.count, again.signal, again.pair) == (0.5, 3, 15, (1, 2.0))
     assert type(again.best) is float and type(again.signal) is int
+
+
+class Score(Callback):
+    """Puts a constant 'score' into every epoch row, so that EarlyStopping(monitor='score')
+    sees no improvement after epoch 1."""
+
+    def on_epoch_end(self, net, logs):
+        logs['score'] = 1.0
+
+
+class Every(Callback):
+    """Counts epochs; ``every`` is configuration, ``count`` and ``marks`` state."""
+
+    def __init__(self, every):
+        self.every, self.count, self.marks = every, 0, []
+
+    def on_epoch_end(self, net, logs):
+        self.count += 1
+        if self.count % self.every == 0:
+            self.marks.append(logs['epoch'])
+
+
+def test_a_resumed_callback_takes_its_new_arguments_and_its_collected_state(sets, tmp_path):
+    every = Every(5)
+    build(sets, tmp_path).train(nn.Adam(0.01), epochs=3, checkpoint_every=1,
+                                callbacks=[Score(), EarlyStopping('score', patience=5), every])
+    assert every.count == 3 and every.marks == []
+    stopper, again = EarlyStopping('score', patience=2), Every(2)
+    history = build(sets, tmp_path).train(nn.Adam(0.01), epochs=10, resume=True,
+                                          callbacks=[Score(), stopper, again])
+    # patience 2 (not the 5 the run started with): epoch 1 was the best, so epoch 4,
+    # the first after the resume, stops it (patience 5 would have run to epoch 6)
+    assert history['epoch'] == [1, 2, 3, 4]
+    assert stopper.patience == 2 and again.every == 2          # the new arguments
+    assert again.count == 4 and again.marks == [4]             # the collected state went on
+
+
+def test_model_checkpoint_writes_every_n_epochs_and_keeps_k(sets, tmp_path):
+    from pydnn2.train.checkpoints import ModelCheckpoint, list_checkpoints
+    net = build(sets, tmp_path)
+    net.train(nn.Adam(0.01), epochs=5, callbacks=[ModelCheckpoint(every=2, keep=1)])
+    assert [p.rsplit('_', 1)[1] for p in list_checkpoints(net)] == ['0004.pt']
+    net.output_dir = None
+    with pytest.raises(ConfigError, match='ModelCheckpoint needs a folder.*output_dir=None'):
+        net.train(nn.Adam(0.01), epochs=1, callbacks=[ModelCheckpoint()])
+
+
+def test_output_dir_none_writes_nothing_and_still_restores_the_best_weights(sets, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    net = build(sets, tmp_path)
+    net.output_dir = None
+    history = net.train(nn.Adam(0.05), epochs=4, patience=3)
+    assert sorted(tmp_path.iterdir()) == []             # no lock, best net or checkpoint
+    best = min(history['valid_loss'])
+    x, y = net.preprocessor.get_valid()
+    assert evaluate_set(net, x, y)[0] == pytest.approx(best, rel=1e-5)   # restored
+    for options in ({'checkpoint_every': 1}, {'resume': True}, {'resume': 'auto'}):
+        with pytest.raises(ConfigError, match='needs a folder.*output_dir=None'):
+            net.train(nn.Adam(0.05), epochs=1, **options)

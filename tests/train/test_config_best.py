@@ -84,16 +84,19 @@ def test_keepers_share_one_per_criterion_and_round_trip():
     assert again.get('valid_loss', min_delta=0.1).best == 0.3
 
 
-def test_early_stopping_patience_and_wacky_share_the_sessions_keeper(small_net):
+def test_early_stopping_patience_and_wacky_share_the_runs_best_net(small_net):
     net = small_net()
     stopper = nn.EarlyStopping('valid_loss', patience=50)
     wacky = nn.WackyLearningRateAnnealer(0.01, 0.0001, patience=50, reset_on_decay='validation')
 
     class Spy(nn.Callback):
         def on_train_end(self, net, logs):
-            self.same = (stopper.keeper is self.session.best is wacky._keeper)
+            best = self.trainer.best
+            self.same = (stopper.keeper is best.track('valid_loss') is best.main
+                         and wacky._best is best and self.session is self.trainer)
+            self.kept = best.params is not None
 
     spy = Spy()
     net.train(nn.Adam(wacky), epochs=2, patience=5, callbacks=[stopper, spy], verbose=False)
     assert spy.same
-    assert wacky.kept_params is not None and wacky.state_dict()['kept'] is None
+    assert spy.kept and wacky.state_dict()['kept'] is None     # (the run's, not its own)

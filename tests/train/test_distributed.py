@@ -56,9 +56,33 @@ def finish(children, timeout=TIMEOUT):
     return outputs
 
 
+def descendants(pid):
+    """The pids of every process below ``pid`` (read from /proc; none elsewhere): torchrun
+    starts its workers in sessions of their own, which killing its group misses."""
+    parents = {}
+    for entry in os.listdir('/proc') if os.path.isdir('/proc') else []:
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                parents.setdefault(int(f.read().rsplit(')', 1)[1].split()[1]), []).append(
+                    int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        below = parents.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def kill(children):
     """SIGKILL the process groups of ``children`` (torchrun and its workers)."""
     for child in children:
+        for pid in descendants(child.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.killpg(child.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -245,3 +269,34 @@ def test_a_process_killed_before_its_first_checkpoint_restarts_afresh_with_resum
     assert_close(runs / 'one.pt', tmp_path / 'again.pt', tolerance=0)
     assert sorted(os.listdir(out)) == ['dp_best_net.pt', 'dp_checkpoint_0003.pt']
     assert {run_of(str(out / name))['id'] for name in os.listdir(out)} == {dead}
+
+
+@pytest.mark.parametrize('hook', ['epoch_begin', 'batch'])
+def test_stop_training_raised_on_one_rank_stops_every_rank(tmp_path, hook):
+    # issue 21, items 2 and 3: the stop vote carries it (on main both ranks hung)
+    for name in ('one', 'two'):
+        (tmp_path / name).mkdir()
+    finish([alone(tmp_path / 'one', tmp_path / 'one.pt', '--stop', f'0:2:{hook}'),
+            ranks(tmp_path / 'two', tmp_path / 'two.pt', '--stop', f'1:2:{hook}')])
+    first, second = record(tmp_path / 'two.pt', 0), record(tmp_path / 'two.pt', 1)
+    assert first['history'] == second['history']
+    assert first['history']['epoch'] == [1]                  # epoch 2 did not count
+    one = record(tmp_path / 'one.pt')['history']
+    assert first['history']['train_error'] == one['train_error']
+    for key in ('train_loss', 'valid_loss', 'test_loss'):
+        assert first['history'][key] == pytest.approx(one[key], rel=1e-5)
+    assert_close(tmp_path / 'one.pt', tmp_path / 'two.pt')   # the best (epoch 1) weights
+    assert not (tmp_path / 'two' / 'dp_checkpoint_0002.pt').exists()
+
+
+def test_an_error_on_one_rank_ends_every_rank_with_that_error(tmp_path):
+    (tmp_path / 'out').mkdir()
+    child = ranks(tmp_path / 'out', tmp_path / 'failed.pt', '--stop', '1:2:error')
+    try:
+        output = child.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        kill([child])
+        pytest.fail('the ranks did not end within 60 s of one failing')
+    assert child.returncode != 0
+    assert 'ValueError: a callback failed on rank 1' in output
+    assert not (tmp_path / 'failed.pt.rank0.json').exists()      # rank 0 did not finish

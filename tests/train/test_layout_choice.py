@@ -104,7 +104,7 @@ def test_the_measurement_leaves_weights_modes_and_generators_alone(digits_sets, 
     weights = net.get_params()
     rngs = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate(),
             net.rng.get_state()[1].copy(), net.graph.generator.get_state())
-    choice = layout.choose(net)                     # the real timer
+    choice = net.speed_choice()                     # the real timer
     assert choice.steps > 4 and choice.speedup > 0 and net.memory_layout is choice
     for key, value in net.get_params().items():
         assert torch.equal(value, weights[key]) and value.stride() == weights[key].stride()

@@ -12,7 +12,8 @@ from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError, DataError, NetBuildError, TrainingDivergedError
 from pydnn2.evaluate import evaluate_set
 from pydnn2.train.config import TrainConfig
-from pydnn2.train.session import HISTORY_KEYS, Session
+from pydnn2.train.session import HISTORY_KEYS
+from pydnn2.train.trainer import Trainer
 
 
 @pytest.fixture(scope='module')
@@ -128,11 +129,11 @@ def test_save_and_load_predict_identically(sets, tmp_path):
 
 def test_l2_penalty_matches_its_formula_and_shrinks_weights(sets, tmp_path):
     net = build(sets, tmp_path)
-    session = Session(net, nn.StochasticGradientDescent(0.1),
+    trainer = Trainer(net, nn.StochasticGradientDescent(0.1),
                       TrainConfig(l1_reg=0.001, l2_reg=0.01, verbose=False, progress=False))
     weights = [p for n, p in net.module.named_parameters() if n.endswith('weight') and p.dim() > 1]
     expected = sum(0.001 * w.abs().sum().item() + 0.01 * (w ** 2).sum().item() for w in weights)
-    assert float(session.penalty().detach()) == pytest.approx(expected, rel=1e-5)
+    assert float(trainer.penalty().detach()) == pytest.approx(expected, rel=1e-5)
     norms = []
     for l2 in (0, 0.05):
         trained = build(sets, tmp_path / str(l2))

@@ -44,7 +44,7 @@ def snapshot(net, rule):
     """Every tensor and random state a resume could touch."""
     return {'weights': {k: v.clone() for k, v in net.module.state_dict().items()},
             'torch': torch.get_rng_state(), 'net_rng': copy.deepcopy(net.rng.get_state()),
-            'preprocessor': files.plain_tree(net.preprocessor.get_state()),
+            'preprocessor': files.plain_tree(net.preprocessor.random_state()),
             'rule': copy.deepcopy(rule.state_dict())}
 
 

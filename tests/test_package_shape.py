@@ -1,6 +1,8 @@
 """The package's shape holds: no import cycle (counting imports inside functions),
 no module over 500 lines, no function over 50 lines of code, a docstring on
-every public module, class and function."""
+every public module, class and function; and in train/, no function takes a
+Session, the Session holds at most 12 fields, and only train/strategy* asks
+whether training is parallel."""
 
 import ast
 import os
@@ -161,3 +163,95 @@ def _overrides(method):
         'step', 'state_dict', 'load_state_dict', 'training', 'prediction', 'from_state',
         'get_train', 'get_all_train', 'get_valid', 'get_test', 'get_raw_x', 'preprocess',
         'set_data', 'get_state', 'set_state', 'to'}
+
+
+# -- the training package: the Session is state, the Strategy alone knows the ranks ----------
+
+TRAIN = sorted(name for name in MODULES if name.startswith('pydnn2.train.'))
+SESSION_FIELDS = 12
+#: What asks whether training runs over several processes.
+PARALLEL_CALLS = {'active', 'init', 'world_size', 'rank', 'is_writer', 'environment',
+                  'is_initialized', 'get_rank', 'get_world_size'}
+
+
+def takes_a_session(source):
+    """The functions of ``source`` with a parameter named ``session`` or annotated as a
+    Session."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            for arg in args.posonlyargs + args.args + args.kwonlyargs:
+                annotation = ast.unparse(arg.annotation) if arg.annotation else ''
+                if arg.arg == 'session' or annotation.split('.')[-1] == 'Session':
+                    found.append(getattr(node, 'name', 'lambda'))
+    return found
+
+
+def session_fields(source, name='Session'):
+    """The attributes class ``name`` of ``source`` sets on ``self`` (or declares)."""
+    fields = set()
+    for cls in ast.walk(ast.parse(source)):
+        if not (isinstance(cls, ast.ClassDef) and cls.name == name):
+            continue
+        for node in ast.walk(cls):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                fields.add(node.target.id)               # a dataclass field
+            if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) \
+                    and isinstance(node.value, ast.Name) and node.value.id == 'self':
+                fields.add(node.attr)
+    return fields
+
+
+def asks_if_parallel(source):
+    """What in ``source`` asks whether training is parallel: a ``parallel`` attribute or
+    import, ``torch.distributed``, or pydnn2.distributed's questions about the group."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr == 'parallel':
+            found.append(ast.unparse(node))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in PARALLEL_CALLS \
+                and ast.unparse(node.func.value).split('.')[-1] in ('distributed', 'dist'):
+            found.append(ast.unparse(node.func))
+        elif isinstance(node, ast.ImportFrom) and any(a.name in ('parallel', 'distributed')
+                                                      for a in node.names):
+            found.append(f'import {node.module}: {[a.name for a in node.names]}')
+        elif isinstance(node, ast.Import) and any('distributed' in a.name for a in node.names):
+            found.append(f'import {[a.name for a in node.names]}')
+    return found
+
+
+def read(name):
+    return open(MODULES[name][0], encoding='utf-8').read()
+
+
+@pytest.mark.parametrize('name', TRAIN)
+def test_no_function_in_train_takes_a_session(name):
+    assert not takes_a_session(read(name)), f'{name}: {takes_a_session(read(name))}'
+
+
+def test_the_session_has_at_most_12_fields():
+    fields = session_fields(read('pydnn2.train.session'))
+    assert 5 < len(fields) <= SESSION_FIELDS, sorted(fields)
+
+
+@pytest.mark.parametrize('name', [n for n in TRAIN if not n.startswith('pydnn2.train.strategy')])
+def test_only_the_strategy_asks_whether_training_is_parallel(name):
+    assert not asks_if_parallel(read(name)), f'{name}: {asks_if_parallel(read(name))}'
+
+
+def test_the_training_checks_find_what_they_look_for():
+    assert takes_a_session('def f(x, session):\n    pass') == ['f']
+    assert takes_a_session('class T:\n    def g(self, s: Session): pass') == ['g']
+    assert takes_a_session('def f(trainer):\n    pass') == []
+    fat = 'class Session:\n    def __init__(self):\n' + ''.join(
+        f'        self.f{i} = {i}\n' for i in range(13))
+    assert len(session_fields(fat)) == 13
+    assert len(session_fields('class Session:\n    a: int = 0\n    def f(self):\n'
+                              '        self.b, self.c = 1, 2\n        x.d = 3')) == 3
+    assert asks_if_parallel('if session.parallel:\n    pass') == ['session.parallel']
+    assert asks_if_parallel('from .. import distributed\n') != []
+    assert asks_if_parallel('import torch.distributed as dist\n') != []
+    assert asks_if_parallel('ok = dist.is_initialized()') == ['dist.is_initialized']
+    assert asks_if_parallel('self.strategy.reduce_batches(x)') == []

@@ -1,6 +1,7 @@
-"""The data-parallel pieces that need no second process: each rank's rows of a global
+"""The strategies' pieces that need no second process: each rank's rows of a global
 batch, each rank's dropout generator from a checkpoint, the checks before a
-data-parallel run (test_distributed.py runs the real thing under torchrun)."""
+data-parallel run, one stop request (test_distributed.py runs the real thing under
+torchrun)."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ import torch
 from pydnn2 import data, distributed, preprocess
 from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError
-from pydnn2.train import parallel
+from pydnn2.preprocess.sources import EpochPlan, Shard, batch_rows
+from pydnn2.train import strategy as strategies
+from pydnn2.train.stop import StopRequest
 from pydnn2.train.config import TrainConfig
 
 
@@ -24,8 +27,8 @@ def test_the_ranks_rows_of_each_global_batch_are_disjoint_and_make_the_batch(mon
     order = torch.randperm(70, generator=torch.Generator().manual_seed(0))
     parts = []
     for rank in range(world):
-        as_rank(monkeypatch, rank, world)
-        parts.append(parallel.rank_order(order, 16).view(4, 16 // world))   # (steps, b)
+        rows = batch_rows(len(order), EpochPlan(batch_size=16, shard=Shard(rank, world)), order)
+        parts.append(torch.cat(rows).view(4, 16 // world))                  # (steps, b)
     together = torch.cat(parts, 1)                                          # (steps, G)
     assert torch.equal(together, order[:64].view(4, 16))   # batch by batch, the tail left out
 
@@ -35,15 +38,15 @@ def test_each_rank_resumes_its_own_dropout_generator(monkeypatch):
     checkpoint = {'torch': states[0], 'ranks': [{'torch': s} for s in states]}
     drawn = []
     for rank in range(3):
-        parallel.restore_torch_states(checkpoint, rank, 'cpu')
+        strategies.SingleProcess(Shard(rank, 3)).restore_rng_states(checkpoint, 'cpu')
         drawn.append(torch.rand(3))
     assert torch.equal(drawn[0], torch.rand(3, generator=torch.Generator().manual_seed(1)))
     assert torch.equal(drawn[1], torch.rand(3, generator=torch.Generator().manual_seed(2)))
-    parallel.restore_torch_states(checkpoint, 2, 'cpu')       # a rank the checkpoint lacks:
+    strategies.SingleProcess(Shard(2, 3)).restore_rng_states(checkpoint, 'cpu')       # a rank the checkpoint lacks:
     assert torch.equal(torch.rand(3), drawn[2])               # seeded, reproducibly
     assert not torch.equal(drawn[2], drawn[0])
     single = {'torch': states[1]}                               # one process's checkpoint
-    parallel.restore_torch_states(single, 0, 'cpu')
+    strategies.SingleProcess().restore_rng_states(single, 'cpu')
     assert torch.equal(torch.rand(3), drawn[1])
 
 
@@ -62,18 +65,48 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch):
     as_rank(monkeypatch, 0, 4)
     with pytest.raises(ConfigError, match='batch_size 30 does not split evenly over 4 '
                                           'processes.*per_rank_batch=True'):
-        parallel.start(net, TrainConfig())
+        strategies.select(net, TrainConfig())
     with pytest.raises(ConfigError, match='global batch of 1200 rows'):
         net.batch_size = 300
-        parallel.start(net, TrainConfig(per_rank_batch=True))
+        strategies.select(net, TrainConfig(per_rank_batch=True))
 
 
 def test_sync_batch_norm_needs_cuda():
     net = digits_net()
     with pytest.raises(ConfigError, match='sync_batch_norm=True needs a CUDA net'):
-        parallel.sync_batch_norm(net.module, 'cpu')
+        strategies.convert_sync_batch_norm(net.module, 'cpu')
 
 
 def test_one_process_is_not_data_parallel():
     net = digits_net()
-    assert not parallel.start(net, TrainConfig())
+    strategy = strategies.select(net, TrainConfig())
+    assert isinstance(strategy, strategies.SingleProcess) and strategy.is_writer
+    assert strategy.shard == Shard(0, 1) and strategy.wrap(net.module, 'cpu') is net.module
+
+
+def test_a_stop_request_keeps_its_first_reason_and_turns_into_an_interrupt():
+    stop = StopRequest()
+    assert not stop.requested and stop.code == 0
+    stop.ask('EarlyStopping: no improvement')
+    stop.ask('the annealer')
+    assert stop.reason == 'EarlyStopping: no improvement' and not stop.interrupts
+    assert stop.code == 1
+    stop.ask('SIGTERM', 'SIGTERM')
+    assert stop.interrupts and stop.code == 15 and stop.reason == 'EarlyStopping: no improvement'
+    stop.phase_done()
+    assert stop.requested                             # a signal's request ends the run
+
+
+def test_a_rank_that_did_not_ask_takes_over_the_agreed_request(monkeypatch):
+    class Voting(strategies.SingleProcess):       # another rank's vote is the largest
+        vote_every = 4
+
+        def all_reduce_max(self, values):
+            return [max(list(values) + [15])]
+
+    stop, strategy = StopRequest('asked here'), Voting()
+    assert not strategy.should_stop(stop, 3)               # not a voting batch
+    assert strategy.should_stop(stop, 4) and stop.signal == 'SIGTERM' and stop.interrupts
+    assert stop.reason == 'asked here'
+    quiet = StopRequest()
+    assert strategy.should_stop(quiet, 0) and quiet.reason == 'SIGTERM on another rank'
