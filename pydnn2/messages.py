@@ -2,12 +2,12 @@
 
 Training's messages (the measured speeds, resuming from, best net saved,
 stopped by, interrupted) are ``logging`` records of the ``pydnn2.train`` logger
-(a child of ``pydnn2``) at INFO level, sent by :func:`say` on rank 0. A net's ``verbose`` (or ``train``'s) decides
-whether they are shown on the console: pydnn2's :data:`console` handler prints
-the records marked to be shown on stdout, beside the progress bars, as the epoch
-table is printed. An application that configures ``logging`` receives every
-record, shown or not, through the usual propagation; to keep pydnn2 off the
-console then, remove the handler:
+(a child of ``pydnn2``) at INFO level, sent by :func:`say` on rank 0. A net's
+``verbose`` (or ``train``'s) decides whether they are shown on the console:
+pydnn2's :data:`console` handler prints the records marked to be shown on
+stdout, beside the progress bars, as the epoch table is printed. An
+application that configures ``logging`` receives every record, shown or not,
+through the usual propagation; to keep pydnn2 off the console then, remove the handler:
 ``logging.getLogger('pydnn2').removeHandler(pydnn2.messages.console)``.
 
 Warnings stay :mod:`warnings`; the epoch table and the progress bars stay on

@@ -1,10 +1,9 @@
 """NN: the network a user builds, trains and predicts with.
 
-``NN`` is a thin front: it owns a :class:`~pydnn2.model.graph.Graph` (and
-through it the one ``torch.nn.Module``), a preprocessor and a device. Its
-``add_*`` methods come from :class:`~pydnn2.model.builder.Builder`; training,
-prediction, sizing and files are handed to :mod:`pydnn2.train`,
-:mod:`pydnn2.evaluate`, :mod:`pydnn2.model.size` and :mod:`pydnn2.files`.
+``NN`` is a thin front: it owns a :class:`~pydnn2.model.graph.Graph` (and through it
+the one ``torch.nn.Module``), a preprocessor and a device; its ``add_*`` methods come
+from :class:`~pydnn2.model.builder.Builder`; training, prediction, sizing and files
+are handed to :mod:`pydnn2.train`, :mod:`.evaluate`, :mod:`.model.size`, :mod:`.files`.
 """
 
 from __future__ import annotations
@@ -92,7 +91,7 @@ class NN(Builder):
     def __init__(self, preprocessor: Preprocessor, channel: str, num_classes: int,
                  batch_size: int, rng: np.random.RandomState | np.random.Generator | int,
                  activation: Callable[..., Any] | str = relu, name: str = 'net',
-                 output_dir: str = '', *, device: str | torch.device | None = None,
+                 output_dir: str | None = '', *, device: str | torch.device | None = None,
                  verbose: bool = True, initialization: str = 'pydnn') -> None:
         if not isinstance(preprocessor, Preprocessor):
             raise ConfigError('preprocessor must be a pydnn2.preprocess.Preprocessor (e.g. '
@@ -118,17 +117,14 @@ class NN(Builder):
         self.check_data()
 
     def check_data(self) -> None:
-        """Raise :class:`~pydnn2.errors.DataError` unless the preprocessor's sets fit
-        the net: every label in ``0 .. num_classes - 1``, and a training set of at
-        least one batch. Run when the net is made and again when training starts,
-        so that sets attached later with ``preprocessor.set_data`` are checked
-        before any step."""
+        """Raise :class:`~pydnn2.errors.DataError` unless every label is in ``0 ..
+        num_classes - 1`` and the training set holds a batch (when the net is made,
+        and when training starts: sets attached later are checked before any step)."""
         pre = self.preprocessor
         if not pre.has_data():
             return
         for set_name, name in zip(('training', 'validation', 'test'), ('train', 'valid', 'test')):
-            y = pre.labels(name)
-            if y is None:                   # a stream: its labels are checked as they come
+            if (y := pre.labels(name)) is None:     # a stream: checked as its labels come
                 continue
             y = np.asarray(y)
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
@@ -306,18 +302,9 @@ class NN(Builder):
 
     def speed_choice(self, amp: str | None = None, recorded: Any = None, log: Any = None,
                      across: Any = None) -> Any:
-        """How this net trains fastest: its :class:`~pydnn2.model.layout.LayoutChoice`
-        (memory layout, and the measured speed of each precision the hardware offers),
-        measured once and kept in ``memory_layout``; None when there is nothing to
-        choose. See :func:`pydnn2.model.layout.choose` (``recorded``: a resumed
-        checkpoint's choice; ``log``: told what a new measurement found; ``across``:
-        runs the choice on rank 0 for every rank)."""
-        def decide() -> Any:
-            return layout.choose(self, amp, recorded, log)
-        choice = across(decide) if across is not None else decide()
-        if choice is not None:
-            self.memory_layout = choice
-        return choice
+        """How this net trains fastest, measured once and kept in ``memory_layout``;
+        see :func:`pydnn2.model.layout.speed_choice`."""
+        return layout.speed_choice(self, amp, recorded, log, across)
 
     @property
     def initialized(self) -> bool:

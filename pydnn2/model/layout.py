@@ -90,7 +90,7 @@ class LayoutChoice:
     steps: int              # training steps the measurement ran
     device: str             # the device it was measured on
     key: str                # what it was measured for (architecture, batch, device, amp)
-    speeds: dict = None     # rows/s of each choice timed, by label ('fp32 NCHW': 515.0);
+    speeds: dict | None = None  # rows/s of each choice timed, by label ('fp32 NCHW': 515.0);
     #                         None in records written before precisions were measured
 
     def __str__(self):
@@ -222,6 +222,20 @@ def choose(net, amp=None, recorded=None, log=None):
     choice = _CHOSEN[key] = measure(net, amp)
     if log is not None:
         log(str(choice))
+    return choice
+
+
+def speed_choice(net, amp=None, recorded=None, log=None, across=None):
+    """How ``net`` trains fastest: its :class:`LayoutChoice` (memory layout, and the
+    measured speed of each precision the hardware offers), measured once and kept in
+    ``net.memory_layout``; None when there is nothing to choose. See :func:`choose`
+    (``recorded``: a resumed checkpoint's choice; ``log``: told what a new
+    measurement found; ``across``: runs the choice on rank 0 for every rank)."""
+    def decide():
+        return choose(net, amp, recorded, log)
+    choice = across(decide) if across is not None else decide()
+    if choice is not None:
+        net.memory_layout = choice
     return choice
 
 

@@ -50,7 +50,7 @@ class SizeReport:
     device: str = ''
     memory: Memory | None = None        # memory_bytes by what holds them
     layout: str = ''                    # 'channels-last' when the net trains in it
-    speeds: dict = None                 # measured training rows/s of each choice offered
+    speeds: dict | None = None          # measured training rows/s of each choice offered
 
     def _cells(self):
         """The table's rows as strings, the totals last."""

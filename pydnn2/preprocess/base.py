@@ -40,13 +40,13 @@ def preprocessor_class(name: str) -> type[Preprocessor]:
             f'before loading. Known: {sorted(_REGISTRY)}') from None
 
 
-def _renamed(old, new):
+def _renamed(old: str, new: str) -> None:
     warnings.warn(f'Preprocessor.{old} is now {new} (a preprocessor\'s state_dict holds its '
                   f'statistics, {new} its random generators); {old} goes in the next release',
                   DeprecationWarning, stacklevel=3)
 
 
-def _adopt_old_names(cls):
+def _adopt_old_names(cls: type) -> None:
     """A subclass written for the old protocol (its own ``get_state`` / ``set_state``,
     no ``random_state``) keeps working: its methods serve the new names, with a
     DeprecationWarning when the class is defined."""

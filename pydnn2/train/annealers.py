@@ -437,4 +437,5 @@ class WackyLearningRateAnnealer(LearningRateAdjuster):
     def final_epochs(self):
         """The final epochs use the rate of the best validation loss (pydnn's rule)."""
         self.learning_rate = self.best_valid_rate
-        return f'final epochs at the learning rate of the best validation loss, {self.learning_rate:g}'
+        return ('final epochs at the learning rate of the best validation loss, '
+                f'{self.learning_rate:g}')

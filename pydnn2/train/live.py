@@ -115,7 +115,8 @@ class LiveCurves(Callback):
 
     Examples
     --------
-    >>> net.train(nn.Adam(0.003), epochs=10, callbacks=[LiveCurves('curves.png')])  # doctest: +SKIP
+    >>> net.train(nn.Adam(0.003), epochs=10,
+    ...           callbacks=[LiveCurves('curves.png')])  # doctest: +SKIP
     """
 
     rank_zero_only = True

@@ -148,7 +148,8 @@ def train(net, updater, epochs=200, final_epochs=0, l1_reg=0, l2_reg=0, config=N
     check_ready(net, updater, config)
     strategy = strategies.select(net, config)      # under torchrun: the process group
     strategy.on_writer(lambda: check_files(net, config))     # (rank 0's folder alone)
-    with runs.OwnedRun(net, updater, config, strategy.on_writer) as run:    # identified, locked, claimed (rank 0)
+    # identified, locked, claimed (by rank 0)
+    with runs.OwnedRun(net, updater, config, strategy.on_writer) as run:
         updater.annealer.bind(updater)
         try:
             with rngs.forked(net.device):      # the caller's global torch generators stay theirs

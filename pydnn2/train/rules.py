@@ -49,7 +49,7 @@ def set_learning_rate(optimizer, rate):
         group['lr'] = float(rate)
 
 
-_RULES = []      # every LearningRule subclass, in the order they were defined
+_RULES: list = []      # every LearningRule subclass, in the order they were defined
 
 
 def rule_names():

@@ -127,7 +127,8 @@ def identify(net, rule, config):
 class OwnedRun:
     """``with OwnedRun(net, rule, config) as run``: the run, identified, locked
     (:class:`RunLock`) and claimed (:func:`claim`) for the block; the lock goes when it
-    ends. A net with ``output_dir=None`` writes no file: its run is identified only. Under torchrun rank 0 alone does this, and every other rank receives the
+    ends. A net with ``output_dir=None`` writes no file: its run is identified only.
+    Under torchrun rank 0 alone does this, and every other rank receives the
     run, or raises the error rank 0 met: ``on_writer`` is the run's strategy's
     :meth:`~pydnn2.train.strategy.Strategy.on_writer` (by default this process does it)."""
 

@@ -2,7 +2,8 @@
 
 A :class:`Session` is what changes while a call of ``train`` runs: the epoch
 count and whether the main phase is done, the history, the keeper of the
-best weights (:class:`~pydnn2.train.best.BestNet`), the learning rule (its annealer's state) and its optimizer, the
+best weights (:class:`~pydnn2.train.best.BestNet`), the learning rule (its
+annealer's state) and its optimizer, the
 shuffle generator and the callbacks' collected state. ``state_dict()``
 gathers it (the random generators are added by the
 :class:`~pydnn2.train.trainer.Trainer`, which knows the ranks), and

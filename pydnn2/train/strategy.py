@@ -62,8 +62,8 @@ class Strategy:
 
     vote_every = 1
 
-    def __init__(self, shard=Shard()):
-        self.shard = shard
+    def __init__(self, shard=None):
+        self.shard = Shard() if shard is None else shard
 
     # -- the collectives -------------------------------------------------------------
 

@@ -42,7 +42,8 @@ def test_each_rank_resumes_its_own_dropout_generator(monkeypatch):
         drawn.append(torch.rand(3))
     assert torch.equal(drawn[0], torch.rand(3, generator=torch.Generator().manual_seed(1)))
     assert torch.equal(drawn[1], torch.rand(3, generator=torch.Generator().manual_seed(2)))
-    strategies.SingleProcess(Shard(2, 3)).restore_rng_states(checkpoint, 'cpu')       # a rank the checkpoint lacks:
+    # a rank the checkpoint lacks:
+    strategies.SingleProcess(Shard(2, 3)).restore_rng_states(checkpoint, 'cpu')
     assert torch.equal(torch.rand(3), drawn[2])               # seeded, reproducibly
     assert not torch.equal(drawn[2], drawn[0])
     single = {'torch': states[1]}                               # one process's checkpoint
