@@ -10,7 +10,7 @@ application that configures ``logging`` receives every record, shown or not,
 through the usual propagation; to keep pydnn2 off the console then, remove the handler:
 ``logging.getLogger('pydnn2').removeHandler(pydnn2.messages.console)``.
 
-Warnings stay :mod:`warnings`; the epoch table and the progress bars stay on
+Warnings stay ``warnings``; the epoch table and the progress bars stay on
 stdout.
 
 >>> say('hello from pydnn2')

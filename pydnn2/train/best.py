@@ -164,7 +164,7 @@ class BestNet:
         self.path, self._write = path, write
 
     monitor = property(lambda self: self.main.monitor, doc='The best net\'s criterion.')
-    best = property(lambda self: self.main.best, doc='Its best value so far (None: none).')
+    best = property(lambda self: self.main.best, doc='The best value so far, or None.')
     since = property(lambda self: self.main.since, doc='Epochs since that best.')
     params = property(lambda self: self.main.params, doc='The best net\'s weights (or None).')
 

@@ -89,7 +89,7 @@ class Callback:
 
     Attributes
     ----------
-    trainer : pydnn2.train.loop.Trainer
+    trainer : pydnn2.train.trainer.Trainer
         The run's trainer, set when training starts (None before).
     session : pydnn2.train.trainer.Trainer
         The former name of ``trainer`` (it answers what the old session did:
@@ -193,7 +193,7 @@ class CallbackList:
     Parameters
     ----------
     callbacks : list of Callback
-    trainer : pydnn2.train.loop.Trainer, optional
+    trainer : pydnn2.train.trainer.Trainer, optional
         Given to every callback as ``callback.trainer`` (and by its former name,
         ``callback.session``).
     writer : bool

@@ -48,13 +48,13 @@ class StopRequest:
 
     @property
     def interrupts(self):
-        """Whether a signal asked: the run ends, not just the phase."""
+        """Whether a signal asked (then the run ends, not just the phase)."""
         return self.signal is not None
 
     @property
     def code(self):
-        """What this rank says in a stop vote: 0 (go on), :data:`ASKED`, or the number
-        of the signal that asked (the largest wins)."""
+        """What this rank says in a stop vote (0 to go on, :data:`ASKED`, or the number
+        of the signal that asked; the largest wins)."""
         if self.signal is not None:
             return signals.Signals[self.signal].value
         return ASKED if self.requested else 0
