@@ -32,6 +32,9 @@ TYPECHECK = [PYTHON, '-m', 'mypy']          # its settings: pyproject.toml's [to
 DOCS = [PYTHON, '-m', 'sphinx', '-W', '--keep-going', '-E', '-q', '-b', 'html', 'docs',
         DOCS_OUT]
 PYTEST = [PYTHON, '-m', 'pytest', '-q']
+# The full suite in two pytest-xdist workers: most tests run one torch thread
+# (tests/conftest.py), so one process leaves the second core of CI idle.
+XDIST = ['-n', '2', '--dist', 'worksteal']
 EXTRAS = {'demo': '', 'test': '[test]', 'docs': '[docs]', 'bench': '[test]'}
 USAGE = 'usage: python3 dev.py {demo|test [--fast]|docs|bench} [extra arguments]'
 
@@ -81,7 +84,7 @@ def test_steps(args):
     if fast:
         return steps + [('fast tests (pytest -m "not slow")', PYTEST + ['-m', 'not slow'] + args)]
     return steps + [('docs (sphinx, warnings are errors)', DOCS),
-                    ('tests (pytest)', PYTEST + args)]
+                    ('tests (pytest, two workers)', PYTEST + XDIST + args)]
 
 
 def main(argv):
