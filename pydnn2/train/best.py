@@ -151,6 +151,8 @@ class BestNet:
         ``write(state, path)``: how the file is written (the trainer's background
         writer on rank 0; None on the other ranks).
 
+    Examples
+    --------
     >>> best = BestNet('valid_loss')
     >>> best.update({'epoch': 1, 'valid_loss': 0.5}), best.update({'epoch': 2, 'valid_loss': 0.6})
     (True, False)
