@@ -193,7 +193,7 @@ def test_image_tiles_of_any_sizes_and_kinds(tmp_path):
 
 
 def schedule(pre):
-    state = pre.get_state()
+    state = pre.random_state()
     return {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
 
 
@@ -221,7 +221,7 @@ def test_augmentation_shows_the_next_epoch_without_moving_the_schedule(image_net
     _, served, _ = plots.augmented_samples(image_net, count=5)
     x, _ = pre.get_train()                            # the epoch training would see next
     np.testing.assert_allclose(served, x['images'][:5].numpy())
-    pre.set_state(before)
+    pre.set_random_state(before)
 
 
 @needs_matplotlib

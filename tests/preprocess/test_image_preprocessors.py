@@ -119,7 +119,7 @@ def test_get_train_serves_the_scheduled_rotations_and_moves_on():
         grey = x['images'][:, 0].numpy() * std + mean[0]  # back to grey levels
         for image, out, angle in zip(raw, grey, angles):
             np.testing.assert_allclose(out, np.rot90(image, int(angle) // 90), atol=1e-2)
-    assert pre.get_state()['epoch'] == 4
+    assert pre.random_state()['epoch'] == 4
 
 
 def test_flips_are_random_per_image_and_epoch():
@@ -209,10 +209,10 @@ def test_schedule_state_resumes_the_exact_next_epoch():
     pre = Rotator360(sets, (9, 9), StretchResizer(), 0, flip_ud=True, stretch=(0.8, 1.2))
     for _ in range(3):
         pre.get_train()
-    state = through_torch_save(pre.get_state())
+    state = through_torch_save(pre.random_state())
     expected = pre.get_train()[0]['images']
     resumed = Rotator360(sets, (9, 9), StretchResizer(), 99, flip_ud=True, stretch=(0.8, 1.2))
-    resumed.set_state(state)
+    resumed.set_random_state(state)
     assert torch.equal(resumed.get_train()[0]['images'], expected)
     loaded = Rotator360.from_state(through_torch_save(pre.state_dict()))
     loaded.set_data(sets)

@@ -219,10 +219,10 @@ def test_streamed_sets_refuse_what_they_cannot_do(folder):
 
 def test_a_streamed_pass_resumed_at_a_batch_serves_the_rest_of_the_same_pass(folder):
     pre = Rotator360(streamed_split(folder[0]), SHAPE, StretchResizer(), 0, num_workers=2)
-    state, order = pre.get_state(), torch.Generator().manual_seed(9)
+    state, order = pre.random_state(), torch.Generator().manual_seed(9)
     shuffle = order.get_state()
     whole = list(pre.source('train').batches(EpochPlan(8, order=order)))
-    pre.set_state(state)
+    pre.set_random_state(state)
     order.set_state(shuffle)
     rest = list(pre.source('train').batches(EpochPlan(8, order=order, start=2)))
     assert len(rest) == len(whole) - 2 > 0

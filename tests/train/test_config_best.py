@@ -25,7 +25,7 @@ def test_options_become_one_checked_config():
     (dict(callbacks='history.csv'), ('callbacks must be a pydnn2 Callback or a list of them; '
                                      'received str')),
     (dict(resume=3), "resume must be None, True, 'auto' or a checkpoint path"),
-    (dict(amp='fp8'), "amp must be one of None, 'bf16', 'fp16'"),
+    (dict(amp='fp8'), "amp must be one of None, 'auto', 'bf16', 'fp16'"),
 ])
 def test_bad_options_are_refused_before_training(options, message, small_net):
     net = small_net()

@@ -52,7 +52,7 @@ def generators(net):
     """Every random generator's state, as comparable plain data."""
     state = {**rngs.torch_states(), 'numpy': np.random.get_state(),
              'python': random.getstate(), 'net_rng': rngs.numpy_state(net.rng),
-             'init': net.graph.generator.get_state(), 'pre': net.preprocessor.get_state()}
+             'init': net.graph.generator.get_state(), 'pre': net.preprocessor.random_state()}
     return state
 
 

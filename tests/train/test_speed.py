@@ -59,7 +59,7 @@ def test_bf16_autocast_trains(sets, tmp_path):
 
 
 def test_bad_amp_is_refused(sets, tmp_path):
-    with pytest.raises(ConfigError, match="amp must be one of None, 'bf16', 'fp16'"):
+    with pytest.raises(ConfigError, match="amp must be one of None, 'auto', 'bf16', 'fp16'"):
         build(sets, tmp_path).train(nn.Adam(0.01), epochs=1, amp='fp8')
 
 
