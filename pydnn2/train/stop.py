@@ -10,9 +10,8 @@ Whatever wants training to stop asks the run's one request:
 - ``lr_find``, when its sweep is done.
 
 The trainer asks the strategy whether the ranks agree
-(:meth:`~pydnn2.train.strategy.Strategy.should_stop` between batches,
-:meth:`~pydnn2.train.strategy.Strategy.reduce_boolean_decision` after an
-epoch), so every rank stops after the same batch or epoch. A request without
+(:meth:`~pydnn2.train.strategy.Strategy.should_stop`, between batches and
+after each epoch), so every rank stops after the same batch or epoch. A request without
 a signal ends the phase (the main phase, then the final epochs still run, as in
 pydnn); a signal's ends the run, with an interrupted checkpoint.
 
