@@ -60,7 +60,10 @@ class MLflowLogger(Callback):
     - artifacts at the end: the best net file (``net/``), the learning curves
       the confusion matrix on the validation set (PNG and CSV) and its worst
       mistakes (PNG);
-    - tags: ``pydnn2.run_id`` (the id every file of the run carries), ``pydnn2.net``.
+    - tags: ``pydnn2.run_id`` (the id every file of the run carries), ``pydnn2.net``;
+    - status: FINISHED, KILLED when a signal stopped training, FAILED when training
+      raised (the MLflow run of a process killed outright stays RUNNING until a
+      resume goes on in it).
 
     Only the first process logs under torchrun (one MLflow run). Each epoch's
     metrics are queued for MLflow's logging thread (``log_batch(...,
@@ -196,11 +199,25 @@ class MLflowLogger(Callback):
         self._log_epoch(logs)
 
     def on_train_end(self, net, logs):
-        self.flush()
         stopped = getattr(self.session, 'stop_signal', None)
-        if self.artifacts and not stopped:
-            self._log_artifacts(net)
-        self._client.set_terminated(self.run_id, 'KILLED' if stopped else 'FINISHED')
+        status = 'FAILED'             # unless the epochs and artifacts are all logged
+        try:
+            self.flush()
+            if self.artifacts and not stopped:
+                self._log_artifacts(net)
+            status = 'KILLED' if stopped else 'FINISHED'
+        finally:
+            self._client.set_terminated(self.run_id, status)
+
+    def on_train_error(self, net, logs):
+        """The epochs logged so far are written and the MLflow run is marked FAILED
+        (a resume of the training run makes it RUNNING again and goes on in it)."""
+        if self._client is None or self.run_id is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._client.set_terminated(self.run_id, 'FAILED')
 
     def _log_artifacts(self, net):
         """The best (and final) net file, the learning curves and the confusion matrix."""

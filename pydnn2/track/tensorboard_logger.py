@@ -103,3 +103,9 @@ class TensorBoardLogger(Callback):
         self._writer.close()
         self._writer = None
 
+    def on_train_error(self, net, logs):
+        """The event file is closed with the epochs logged so far."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+

@@ -123,6 +123,15 @@ class Callback:
     def on_train_end(self, net: NN, logs: dict[str, Any]) -> None:
         """After the last phase; ``logs['history']`` is the history."""
 
+    def on_train_error(self, net: NN, logs: dict[str, Any]) -> None:
+        """When training raises instead of ending (an error in the loop, a callback or
+        the data; not a signal, which ends training through ``on_train_end``):
+        ``logs['error']`` is the exception, ``logs['history']`` the epochs done. Release
+        what the callback holds (files, a tracking run) here; the error is raised
+        again after every callback's hook has run, and an error raised by this hook
+        is reported as a warning rather than hiding it. Called on the callbacks
+        whose ``on_train_begin`` had run."""
+
     def on_epoch_begin(self, net: NN, logs: dict[str, Any]) -> None:
         """Before an epoch; ``logs`` holds ``epoch``, ``phase``, ``learning_rate``."""
 
@@ -215,11 +224,12 @@ class CallbackList:
         if not writer:
             callbacks = [c for c in callbacks if not c.rank_zero_only]
         self.callbacks, self.stop, self.say = callbacks, stop, say
+        self.begun = 0     # how many have run on_train_begin (on_train_error goes to these)
         self.batch_hooks = any(overrides(c, h) for c in callbacks
                                for h in ('on_minibatch_begin', 'on_minibatch_end'))
 
     def __call__(self, hook, net, logs):
-        for c in self.callbacks:
+        for k, c in enumerate(self.callbacks):
             try:
                 getattr(c, hook)(net, logs)
             except StopTraining as exc:
@@ -229,6 +239,19 @@ class CallbackList:
                 if self.say is not None:
                     self.say(f'      stopped by {reason}')
                 self.stop.ask(reason)
+            if hook == 'on_train_begin':
+                self.begun = k + 1
+
+    def failed(self, net, logs):
+        """Call ``on_train_error`` on the callbacks whose ``on_train_begin`` has run,
+        each in turn even when one raises: their errors become warnings, so that the
+        error training raised is the one the caller sees."""
+        for c in self.callbacks[:self.begun]:
+            try:
+                c.on_train_error(net, logs)
+            except Exception as exc:        # noqa: BLE001 - reported, the first error goes on
+                warnings.warn(f'{type(c).__name__}.on_train_error raised '
+                              f'{type(exc).__name__}: {exc}', RuntimeWarning, stacklevel=2)
 
     def state_dict(self):
         """Each callback's class name and state, in order."""

@@ -140,6 +140,9 @@ class OwnedRun:
     def _take(self):
         run = identify(self.net, self.rule, self.config)
         if self.net.output_dir is None:        # writes no file: nothing to lock or claim
+            if run.state is not None:          # but a checkpoint given by path must fit
+                compat.check(run.state, run.path, self.net, self.rule, run.checks['data'],
+                             self.config.accept_data_change)
             return run
         lock = self.stack.enter_context(RunLock(self.net, run.id, self.config.resume == 'auto'))
         claim(self.net, self.rule, self.config, run, lock)  # nothing has changed before this

@@ -186,12 +186,16 @@ class Trainer:
         return state
 
     def state_dict(self):
-        """The run's checkpointed state: the session's and the generators' (a collective)."""
-        return {**self.session.state_dict(), 'rng': self.rng_state()}
+        """The run's checkpointed state: the session's, the fp16 loss scale's and the
+        generators' (a collective)."""
+        return {**self.session.state_dict(), 'precision': self.precision.state_dict(),
+                'rng': self.rng_state()}
 
     def load_state_dict(self, state):
-        """Restore :meth:`state_dict` (each rank its own torch generators)."""
+        """Restore :meth:`state_dict` (each rank its own torch generators); a checkpoint
+        written before the loss scale was kept starts the scale afresh."""
         self.session.load_state_dict(state)
+        self.precision.load_state_dict(state.get('precision', {}))
         rng = state['rng']
         with module_lock(self.net.module):
             self.strategy.restore_rng_states(rng, self.net.device)
@@ -382,17 +386,22 @@ class Trainer:
             run.state = None                # (its tensors are not kept while training)
             self.log(f'resuming from {run.path} after {self.session.epoch} epochs')
         net.history = self.session.history
-        self.callbacks('on_train_begin', net, {'epochs': config.epochs,
-                                               'final_epochs': config.final_epochs,
-                                               'epochs_done': self.session.epoch})
-        with StopSignals(self.stop, self.log):
-            try:
-                stopped_at = self.run_phases(resumed)
-            except BaseException:
-                self.saves.close()
-                raise
-            # the best net is on disk before train returns (on every rank)
-            self.strategy.on_writer(self.saves.close)
+        try:
+            self.callbacks('on_train_begin', net, {'epochs': config.epochs,
+                                                   'final_epochs': config.final_epochs,
+                                                   'epochs_done': self.session.epoch})
+            with StopSignals(self.stop, self.log):
+                try:
+                    stopped_at = self.run_phases(resumed)
+                except BaseException:
+                    self.saves.close()
+                    raise
+                # the best net is on disk before train returns (on every rank)
+                self.strategy.on_writer(self.saves.close)
+        except BaseException as error:
+            # the callbacks release what they hold (a tracking run is marked failed)
+            self.callbacks.failed(net, {'error': error, 'history': self.session.history})
+            raise
         self.callbacks('on_train_end', net, {'history': self.session.history})
         if stopped_at is not None:
             epochs = self.session.epoch

@@ -83,6 +83,25 @@ def test_a_run_resumed_with_a_new_logger_logs_the_epochs_before_its_checkpoint(
         assert steps(client, run.info.run_id, key) == history_series(history, key), key
 
 
+class Explodes(nn.Callback):
+    def on_epoch_end(self, net, logs):
+        if logs['epoch'] == 2:
+            raise RuntimeError('the data went away')
+
+
+def test_a_run_that_raises_is_failed_in_mlflow_with_the_epochs_before(small_net,
+                                                                      tracking_uri):
+    logger = MLflowLogger(tracking_uri, 'raises', artifacts=False)
+    with pytest.raises(RuntimeError, match='the data went away'):
+        small_net(name='raises').train(nn.Adam(0.01), epochs=4,
+                                       callbacks=[logger, Explodes()])
+    (run,) = runs_of(tracking_uri, 'raises')
+    client = mlflow.MlflowClient(tracking_uri)
+    assert run.info.status == 'FAILED' and run.info.end_time is not None
+    # epoch 2 raised in a later callback's on_epoch_end, after the logger had logged it
+    assert [s for s, _ in steps(client, run.info.run_id, 'train_loss')] == [1, 2]
+
+
 def test_bad_arguments_and_a_missing_mlflow_are_named(small_net, monkeypatch):
     with pytest.raises(ConfigError, match='experiment must be a non-empty name'):
         MLflowLogger(experiment='')

@@ -53,6 +53,23 @@ def test_a_resumed_run_replaces_the_epochs_after_its_checkpoint(small_net, tmp_p
     assert scalars == expected_scalars(history)
 
 
+class Explodes(nn.Callback):
+    def on_epoch_end(self, net, logs):
+        if logs['epoch'] == 3:
+            raise RuntimeError('the data went away')
+
+
+def test_a_run_that_raises_closes_its_event_file_with_the_epochs_before(small_net, tmp_path):
+    logger = TensorBoardLogger(tmp_path / 'tb')
+    with pytest.raises(RuntimeError, match='the data went away'):
+        small_net().train(nn.Adam(0.01), epochs=5, callbacks=[logger, Explodes()])
+    assert logger._writer is None                     # closed: its events are on disk
+    scalars = scalars_by_tag(tmp_path / 'tb')
+    assert [s for s, _ in scalars['loss/train']] == [1, 2, 3]
+    assert 'images' not in load_events(tmp_path / 'tb').Tags() or \
+        not load_events(tmp_path / 'tb').Tags()['images']    # no end figures after a failure
+
+
 def test_bad_arguments_and_a_missing_tensorboard_are_named(small_net, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match='log_dir must be a file or folder path'):
         TensorBoardLogger('')

@@ -68,6 +68,58 @@ def test_hooks_are_called_in_order_with_what_happened(sets, tmp_path):
     assert recorder.events[-1] == ('train_end', 3)
 
 
+class Failing(Callback):
+    """Raises ``error`` at the end of epoch ``at``."""
+
+    def __init__(self, at, error):
+        self.at, self.error = at, error
+
+    def on_epoch_end(self, net, logs):
+        if logs['epoch'] == self.at:
+            raise self.error
+
+
+class Released(Callback):
+    """Records on_train_error's logs; raises from it when ``broken``."""
+
+    def __init__(self, broken=False):
+        self.broken, self.seen = broken, []
+
+    def on_train_error(self, net, logs):
+        self.seen.append((type(logs['error']).__name__, list(logs['history']['epoch'])))
+        if self.broken:
+            raise OSError('store is gone')
+
+
+def test_on_train_error_reaches_every_begun_callback_and_the_first_error_is_raised(
+        sets, tmp_path):
+    first, broken, last = Released(), Released(broken=True), Released()
+    net = build(sets, tmp_path)
+    with pytest.warns(RuntimeWarning, match='Released.on_train_error raised OSError: store'):
+        with pytest.raises(ZeroDivisionError, match='at epoch 2'):
+            net.train(nn.Adam(0.01), epochs=4, callbacks=[
+                first, broken, Failing(2, ZeroDivisionError('at epoch 2')), last])
+    # epoch 2's row joined the history before its on_epoch_end raised
+    assert first.seen == broken.seen == last.seen == [('ZeroDivisionError', [1, 2])]
+
+
+class FailsToBegin(Callback):
+    def on_train_begin(self, net, logs):
+        raise ValueError('cannot begin')
+
+
+def test_on_train_error_skips_the_callbacks_that_never_began(sets, tmp_path):
+    before, after = Released(), Released()
+    net = build(sets, tmp_path)
+    with pytest.raises(ValueError, match='cannot begin'):
+        net.train(nn.Adam(0.01), epochs=2, callbacks=[before, FailsToBegin(), after])
+    assert before.seen == [('ValueError', [])] and after.seen == []
+    # a training run that ends normally calls no on_train_error
+    fine = Released()
+    build(sets, tmp_path / 'fine').train(nn.Adam(0.01), epochs=1, callbacks=[fine])
+    assert fine.seen == []
+
+
 def test_early_stopping_stops_and_restores_the_best_monitored_weights(sets, tmp_path):
     net = build(sets, tmp_path)
     stopper = EarlyStopping('valid_error', patience=2)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pydnn2 import data, preprocess
+from pydnn2 import data, files, preprocess
 from pydnn2 import neuralnet as nn
 from pydnn2.net import load_checkpoint
 from pydnn2.train.checkpoints import list_checkpoints
@@ -75,6 +75,40 @@ def test_resume_from_a_checkpoint_ends_bit_identical(rule, sets, tmp_path):
     assert again['phase'] == ['main'] * 4 + ['final']
 
 
+class Scale(nn.Callback):
+    """The fp16 loss scaler's state (scale, steps since it last changed) after each epoch."""
+
+    def __init__(self):
+        self.states = []
+
+    def on_epoch_end(self, net, logs):
+        state = self.trainer.precision.scaler.state_dict()
+        self.states.append((state['scale'], state['_growth_tracker']))
+
+
+def test_an_fp16_run_resumes_with_its_loss_scale(sets, tmp_path):
+    """The GradScaler's scale and its count of steps towards the next growth are
+    checkpointed: an fp16 run (CPU autocast) resumed from epoch 2 goes on counting
+    where the straight run was, so it grows (or backs off) the scale at the same step."""
+    straight, seen = build(sets, tmp_path / 'straight'), Scale()
+    history = straight.train(RULES['momentum'](), epochs=4, restore_best=False, amp='fp16',
+                             callbacks=[seen])
+    steps = seen.states[0][1]
+    assert steps > 0 and [t for _, t in seen.states] == [steps * k for k in (1, 2, 3, 4)]
+    build(sets, tmp_path / 'partial').train(RULES['momentum'](), epochs=2, checkpoint_every=1,
+                                            restore_best=False, amp='fp16')
+    state = files.read_file(list_checkpoints(build(sets, tmp_path / 'partial'))[-1],
+                            'checkpoint')
+    kept = state['session']['precision']
+    assert (kept['scale'], kept['_growth_tracker']) == seen.states[1]
+    resumed, again_seen = build(sets, tmp_path / 'partial'), Scale()
+    again = resumed.train(RULES['momentum'](), epochs=4, restore_best=False, amp='fp16',
+                          resume=True, callbacks=[again_seen])
+    assert again_seen.states == seen.states[2:]
+    assert again['train_loss'] == history['train_loss']
+    assert_same(weights(resumed), weights(straight))
+
+
 def test_ctrl_c_mid_epoch_writes_an_interrupted_checkpoint_and_resumes_exactly(sets, tmp_path):
     straight = build(sets, tmp_path / 'straight')
     straight.train(RULES['momentum'](), epochs=3, restore_best=False)
@@ -120,6 +154,26 @@ def test_resume_refuses_a_different_net_or_rule_or_a_missing_file(sets, tmp_path
         build(sets, tmp_path).train(RULES['sgd'](), resume=str(tmp_path / 'nope.pt'))
     with pytest.raises(FileFormatError, match='found no checkpoint'):
         build(sets, tmp_path / 'empty').train(RULES['sgd'](), resume=True)
+
+
+def test_a_net_without_a_folder_resumes_by_path_only_a_checkpoint_that_fits(sets, tmp_path):
+    written = build(sets, tmp_path)
+    written.train(RULES['sgd'](), epochs=2, checkpoint_every=1, restore_best=False)
+    path = list_checkpoints(written)[0]                      # after epoch 1
+
+    def folderless(hidden=24):
+        net = build(sets, tmp_path / 'unused', hidden=hidden)
+        net.output_dir = None
+        return net
+
+    with pytest.raises(ConfigError, match='different net'):
+        folderless(hidden=25).train(RULES['sgd'](), epochs=2, resume=path)
+    with pytest.raises(ConfigError, match='with the same learning rule'):
+        folderless().train(RULES['adam'](), epochs=2, resume=path)
+    resumed = folderless()
+    resumed.train(RULES['sgd'](), epochs=2, resume=path, restore_best=False)
+    assert_same(weights(resumed), weights(written))
+    assert not (tmp_path / 'unused').exists()
 
 
 def test_patience_stops_early_and_restores_the_best_weights(sets, tmp_path):
