@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import checks
 from ..errors import ConfigError, DataError, MissingDependencyError
+from ..files import atomic_write
 from .confusion import checked_counts
 from .interpret import Interpretation, input_row, interpret
 
@@ -61,10 +62,11 @@ def _new_figure(size):
 
 
 def _finish(fig, path, dpi=100):
-    """Write ``fig`` to ``path`` when given; return it."""
+    """Write ``fig`` to ``path`` when given (atomically: a picture being redrawn is
+    never seen half-written); return it."""
     if path is not None:
-        os.makedirs(os.path.dirname(os.fspath(path)) or '.', exist_ok=True)
-        fig.savefig(path, dpi=dpi, facecolor='white')
+        kind = os.path.splitext(os.fspath(path))[1][1:].lower() or None
+        atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, facecolor='white'))
     return fig
 
 

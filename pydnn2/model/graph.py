@@ -234,10 +234,11 @@ class Graph:
 
     @contextlib.contextmanager
     def recording(self, call):
-        """Run one top-level builder call: on failure undo every node it added; on
-        success record ``call`` (a dict with 'pathway', 'method', 'args') and
-        update the module's plan."""
-        snapshot = len(self.nodes), copy.deepcopy(self.pathways)
+        """Run one top-level builder call: on failure undo every node it added and
+        rewind the weight generator (so the next call draws what it would have drawn
+        had the failed one never been made); on success record ``call`` (a dict with
+        'pathway', 'method', 'args') and update the module's plan."""
+        snapshot = len(self.nodes), copy.deepcopy(self.pathways), self.generator.get_state()
         self._call = call
         try:
             yield
@@ -251,7 +252,8 @@ class Graph:
         self.refresh()
 
     def _restore(self, snapshot):
-        count, pathways = snapshot
+        count, pathways, generator = snapshot
+        self.generator.set_state(generator)
         for node in self.nodes[count:]:
             if node.key in self.module.layers:
                 del self.module.layers[node.key]

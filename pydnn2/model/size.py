@@ -94,11 +94,14 @@ def node_row(graph, node, label):
                 pool_loss=cost.pool_loss)
 
 
-def graph_report(graph, labels, batch_size):
+def graph_report(graph, labels, batch_size, updater=None):
     """A :class:`SizeReport` (not calibrated) of the nodes in ``labels``
-    (``{node id: row label}``)."""
+    (``{node id: row label}``); the memory is that of training with the learning
+    rule ``updater`` (by default Adam's: two slots per parameter, one temporary)."""
     rows = [node_row(graph, graph.nodes[i], label) for i, label in labels.items()]
-    memory = training_memory(graph, batch_size)
+    slots = {} if updater is None else {'optimizer_slots': updater.optimizer_slots,
+                                        'step_temporaries': updater.step_temporaries}
+    memory = training_memory(graph, batch_size, **slots)
     return SizeReport(rows, sum(r['mults'] for r in rows), sum(r['adds'] for r in rows),
                       sum(p.numel() for p in graph.module.parameters()), memory.total,
                       memory=memory)
@@ -189,9 +192,13 @@ def net_size(root, layers, batch_size=128, epoch_size=None, calibrate=True, devi
     return report
 
 
-def net_size_of(net, calibrate=True, verbose=True):
+def net_size_of(net, calibrate=True, verbose=True, updater=None):
     """Size of a built net: per-layer costs (parameters counted from the module),
     memory, and a calibrated epoch time for its training set on its device.
+
+    The memory is that of training with the learning rule ``updater`` (its
+    ``optimizer_slots`` and ``step_temporaries``: SGD keeps no state, Momentum one
+    tensor per parameter, Adam and AdaDelta two); without one, Adam's.
 
     The calibration times the memory layout the net trains in: for a net with
     convolutions that has none chosen yet, it makes the choice ``train`` would
@@ -200,7 +207,11 @@ def net_size_of(net, calibrate=True, verbose=True):
     ``net.memory_layout``."""
     graph = net.graph
     labels = {n.id: f'{n.id} {n.call}: {n.op}' for n in graph.nodes if n.op != 'input'}
-    report = graph_report(graph, labels, net.batch_size)
+    if updater is not None and not all(isinstance(getattr(updater, k, None), int) for k in (
+            'optimizer_slots', 'step_temporaries')):
+        raise ConfigError(f'net_size: updater must be a learning rule (nn.Adam(...), '
+                          f'nn.Momentum(...), ...); received {type(updater).__name__}')
+    report = graph_report(graph, labels, net.batch_size, updater)
     pre = net.preprocessor
     if calibrate and graph.output.spec.final:
         choice = net.speed_choice()

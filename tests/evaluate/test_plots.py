@@ -97,6 +97,21 @@ def test_learning_curves_of_a_history_without_epochs(tmp_path):
     assert all('no epochs yet' in [t.get_text() for t in ax.texts] for ax in fig.axes)
 
 
+@needs_matplotlib
+def test_a_picture_is_written_whole_in_the_format_its_name_asks_for(tmp_path):
+    history = {'epoch': [1, 2], 'phase': ['main'] * 2, 'train_loss': [1.0, 0.5],
+               'learning_rate': [0.1, 0.1]}
+    plots.plot_history(history, path=tmp_path / 'curves.png')
+    plots.plot_history(history, path=tmp_path / 'curves.pdf')
+    plots.plot_history(history, path=tmp_path / 'curves.png')           # replaced in place
+    assert sorted(os.listdir(tmp_path)) == ['curves.pdf', 'curves.png']   # no temporary left
+    assert Image.open(tmp_path / 'curves.png').format == 'PNG'
+    assert (tmp_path / 'curves.pdf').read_bytes().startswith(b'%PDF')
+    with pytest.raises(ValueError, match='xyz'):
+        plots.plot_history(history, path=tmp_path / 'curves.xyz')
+    assert sorted(os.listdir(tmp_path)) == ['curves.pdf', 'curves.png']
+
+
 @pytest.mark.slow
 @needs_matplotlib
 def test_confusion_matrix_counts_and_rows_with_numbers_in_small_matrices(digits_net, tmp_path):

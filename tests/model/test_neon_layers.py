@@ -307,6 +307,20 @@ def test_bad_token_channels_are_refused(tokens, message):
                           token_channels=['words'])
 
 
+def test_a_call_that_fails_after_drawing_weights_leaves_the_generator_where_it_was():
+    """add_lookup_table draws its table, then finds a token past vocab_size: the net
+    that goes on draws the weights of a net that never made the failed call."""
+    straight, failed = make_net('tokens'), make_net('tokens')
+    with pytest.raises(NetBuildError, match='holds token'):
+        failed.add_lookup_table(VOCAB - 1, 3)
+    for net in (straight, failed):
+        net.add_lookup_table(VOCAB, 3)
+        net.add_logistic()
+    for (name, a), (_, b) in zip(straight.module.state_dict().items(),
+                                 failed.module.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 @pytest.mark.parametrize('channel, call, message', [
     ('images', lambda n: n.add_lstm(4), 'add_lstm needs a (T, F) sequence input; got (3, 10, 10)'),
     ('images', lambda n: n.add_recurrent_sum(), 'add_recurrent_sum needs a (T, F) sequence'),

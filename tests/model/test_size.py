@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import pydnn2
+from pydnn2 import neuralnet as pnn
 from pydnn2.errors import ConfigError
 from pydnn2.model.size import SizeReport, net_size
 
@@ -276,6 +277,22 @@ def test_net_size_counts_the_module_parameters(small_net, build):
     assert report.total_params == sum(r['params'] for r in report.rows)
     table = [r for r in net.layer_table() if r['in_shape']]       # not the channel inputs
     assert [r['params'] for r in report.rows] == [r['params'] for r in table]
+
+
+def test_net_size_counts_the_optimizer_state_of_the_rule_it_is_given(small_net):
+    net = small_net()
+    params = sum(p.numel() * p.element_size() for p in net.module.parameters())
+    sizes = {name: net.net_size(calibrate=False, verbose=False, updater=rule).memory
+             for name, rule in (('sgd', pnn.StochasticGradientDescent(0.1)),
+                                ('momentum', pnn.Momentum(0.5, 0.9, 0.1)),
+                                ('adam', pnn.Adam(0.01)), ('default', None))}
+    assert (sizes['sgd'].optimizer, sizes['sgd'].step) == (0, 0)
+    assert (sizes['momentum'].optimizer, sizes['momentum'].step) == (params, 0)
+    assert (sizes['adam'].optimizer, sizes['adam'].step) == (2 * params, params)
+    assert sizes['default'] == sizes['adam']
+    assert sizes['adam'].total - sizes['sgd'].total == 3 * params
+    with pytest.raises(ConfigError, match='updater must be a learning rule'):
+        net.net_size(calibrate=False, verbose=False, updater='adam')
 
 
 @pytest.mark.parametrize('build', NET_BUILDS, ids=lambda b: b.__name__)
