@@ -62,8 +62,7 @@ def _new_figure(size):
 
 
 def _finish(fig, path, dpi=100):
-    """Write ``fig`` to ``path`` when given (atomically: a picture being redrawn is
-    never seen half-written); return it."""
+    """Write ``fig`` to ``path`` when given, atomically (in the format its name says)."""
     if path is not None:
         kind = os.path.splitext(os.fspath(path))[1][1:].lower() or None
         atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, facecolor='white'))
