@@ -116,13 +116,41 @@ def lost_worker(exc, name, step):
 @contextlib.contextmanager
 def watching(iterator, name, source=None, kept=False):
     """:func:`watch` the workers of ``iterator`` for the ``with`` block; then forget them,
-    unless the loader is ``kept`` (its workers live on until :func:`forget`)."""
+    unless the loader is ``kept`` (its workers live on until :func:`forget`). A pass
+    left part-way (an error, a stop, a generator closed) has its workers ended at once
+    (:func:`abandon`)."""
     watch(iterator, name, source)
+    finished = False
     try:
         yield iterator
+        finished = True
     finally:
         if not kept:
             forget(iterator)
+            if not finished:
+                abandon(iterator)
+
+
+def abandon(iterator):
+    """End the workers of a ``DataLoader`` iterator left part-way, at once.
+
+    A worker that has produced what it was asked for ends by itself, but at its
+    exit waits until this process has read the batches still in its pipe, which
+    nobody will now read: ``DataLoader``'s shutdown then waits 5 seconds per
+    worker before it terminates them (seen: 10 s after a bad item with two
+    workers, whenever the abandoned iterator happened to be collected). The
+    workers are told apart from the ones torch's SIGCHLD handler watches first,
+    so their end is no error."""
+    workers = getattr(iterator, '_workers', None) or ()
+    if not workers or getattr(iterator, '_shutdown', True):
+        return
+    if getattr(iterator, '_worker_pids_set', False):
+        torch.utils.data._utils.signal_handling._remove_worker_pids(id(iterator))
+        iterator._worker_pids_set = False
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    iterator._shutdown_workers()
 
 
 def watch(iterator, name, source=None):

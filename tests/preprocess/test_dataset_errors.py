@@ -7,6 +7,7 @@ The faults appear in the second epoch (a callback lays a file the dataset looks 
 after the first), so that a checkpoint and a best net are on disk when they strike.
 """
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -152,6 +153,21 @@ def test_a_bad_item_of_a_stream_is_named_cleanly(fault, tmp_path):
     for part in expected:
         assert part in message
     assert 'Caught' not in message and 'Traceback' not in message
+
+
+def test_a_pass_left_part_way_ends_its_workers_with_the_error(tmp_path):
+    """The workers of a stream abandoned at a bad item are gone when train raises (they
+    used to stay until the iterator was collected, then held it 5 s each)."""
+    make, _ = FAULTS['shape']
+    pre = DatasetPreprocessor(PoisonedStream(make, str(tmp_path / 'on')), num_workers=2)
+    net = small_net(pre, tmp_path)
+    before = {p.pid for p in multiprocessing.active_children()}
+    with pytest.raises(DataError, match='item 37'):
+        net.train(nn.Adam(0.003), epochs=3, channels_last=False,
+                  callbacks=[Trigger(str(tmp_path / 'on'))])
+    assert net.history['epoch'] == [1]                # the first pass ended whole
+    left = [p for p in multiprocessing.active_children() if p.pid not in before]
+    assert left == []
 
 
 class Empty(IterableDataset):
