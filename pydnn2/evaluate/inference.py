@@ -361,8 +361,9 @@ def iter_source(net, source, shard=_ONE_PROCESS, batch_size=None):
                      device=torch.device(net.device), shard=shard, whole_batches=False,
                      num_classes=net.num_classes)
     adaptive = batch_size is None and torch.device(net.device).type == 'cuda'
-    for x, y in source.batches(plan):
-        yield _logits(net, x, adaptive), y
+    with source.batches(plan) as batches:
+        for x, y in batches:
+            yield _logits(net, x, adaptive), y
 
 
 def source_sums(net, source, shard=_ONE_PROCESS, batch_size=None):

@@ -148,6 +148,19 @@ class Batches:
             raise TypeError('a stream of unknown length has no len()')
         return self.steps
 
+    def close(self) -> None:
+        """End the pass here, read to the end or not: a source reading through
+        ``DataLoader`` workers lets them go at once (``with batches:`` does it too)."""
+        close = getattr(self._iterator, 'close', None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Batches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def resident(device: str | torch.device, nbytes: int, option: bool | None = None,
              fraction: float = DEVICE_FRACTION) -> bool:

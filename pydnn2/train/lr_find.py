@@ -212,7 +212,8 @@ def _run_sweep(net, updater, sweep, l1_reg, l2_reg):
     try:
         while not sweep.done:
             state, batches = trainer.start_epoch('main')
-            trainer.train_batches(batches, state)
+            with batches:
+                trainer.train_batches(batches, state)
     finally:
         trainer.saves.close()
         trainer.close()

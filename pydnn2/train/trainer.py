@@ -302,8 +302,9 @@ class Trainer:
         session, started = self.session, time.perf_counter()
         rate = self.rule.annealer.learning_rate
         state, batches = self.start_epoch(phase, resumed)
-        if not self.train_batches(batches, state):
-            return EpochResult(unfinished=state)
+        with batches:                        # a pass left part-way lets its workers go
+            if not self.train_batches(batches, state):
+                return EpochResult(unfinished=state)
         row = dict(epoch=session.epoch + 1, phase=phase,
                    train_loss=check_losses(state.losses, session.epoch),
                    train_error=state.errors / state.rows, valid_loss=None,
