@@ -81,8 +81,10 @@ def test_steps(args):
     fast = '--fast' in args
     args = [a for a in args if a != '--fast']
     steps = [('lint (ruff)', LINT), ('type check (mypy)', TYPECHECK)]
-    if fast:
-        return steps + [('fast tests (pytest -m "not slow")', PYTEST + ['-m', 'not slow'] + args)]
+    if fast:       # the whole fast subset in two workers; a selection (paths, -k) in one
+        workers = [] if args else XDIST
+        return steps + [('fast tests (pytest -m "not slow")',
+                         PYTEST + workers + ['-m', 'not slow'] + args)]
     return steps + [('docs (sphinx, warnings are errors)', DOCS),
                     ('tests (pytest, two workers)', PYTEST + XDIST + args)]
 

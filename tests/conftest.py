@@ -20,8 +20,9 @@ SEED = 1234
 
 def pytest_configure(config):
     """Register the markers the tests use."""
-    config.addinivalue_line('markers', 'slow: a test that takes a minute or more '
-                                       "(deselect with -m 'not slow')")
+    config.addinivalue_line('markers', 'slow: takes more than a few seconds (a subprocess, '
+                                       'a torchrun launch, a real training run); '
+                                       "deselect with -m 'not slow'")
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ naming the dataset and the item or batch.
 import dataclasses
 import os
 import random
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -340,8 +341,10 @@ class LoaderSource(BatchSource):
 
     def close(self):
         """Let the kept workers go (a later pass starts new ones)."""
-        for loader, _ in self._kept.values():
+        for loader, _, release in self._kept.values():
             pool.forget(loader._iterator)
+            if release is not None:
+                release()
         self._kept.clear()
 
     def _open(self, plan, keys):
@@ -359,10 +362,14 @@ class LoaderSource(BatchSource):
         if pin not in self._kept:
             sampler = _Keys()
             self._kept[pin] = (pool.open_loader(reader, options, workers, pin, sampler,
-                                                persistent=True), sampler)
-        loader, sampler = self._kept[pin]
+                                                persistent=True), sampler, None)
+        loader, sampler, release = self._kept[pin]
         sampler.keys = keys
-        return iter(loader), True
+        iterator = iter(loader)
+        if release is None:     # its workers end with this source (torch's own end of
+            # an idle kept loader, whenever it is collected, waited 5 s per worker)
+            self._kept[pin] = (loader, sampler, weakref.finalize(self, pool.release, iterator))
+        return iterator, True
 
     def _served(self, keys, plan, rows, epoch):
         iterator, kept = self._open(plan, keys)

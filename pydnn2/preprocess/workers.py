@@ -131,6 +131,13 @@ def watching(iterator, name, source=None, kept=False):
                 abandon(iterator)
 
 
+def release(iterator):
+    """Let a kept loader's workers go at once: forgotten (their end is no error), then
+    :func:`abandon`\\ ed."""
+    forget(iterator)
+    abandon(iterator)
+
+
 def abandon(iterator):
     """End the workers of a ``DataLoader`` iterator left part-way, at once.
 
