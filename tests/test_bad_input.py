@@ -412,6 +412,7 @@ def only_our_errors(call):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(x=raw_inputs(), labels=st.data())
+@pytest.mark.slow
 def test_random_input_to_predict_and_evaluate_predicts_or_raises_our_errors(x, labels):
     result = only_our_errors(lambda: FUZZ_NET.predict(x))
     event('predicted' if result is not None else 'refused')

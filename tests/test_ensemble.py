@@ -64,6 +64,7 @@ def test_evaluate_confusion_and_interpretation_follow_the_mean(members):
     assert found.num_errors == len(mistakes) and len(found.top_losses) == 5
 
 
+@pytest.mark.slow
 def test_the_onnx_export_equals_predict(members, tmp_path):
     onnxruntime = pytest.importorskip('onnxruntime')
     pytest.importorskip('onnxscript')

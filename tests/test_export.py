@@ -161,6 +161,7 @@ def test_torch_formats_equal_predict(trained, name, format):
     lambda sets, rng: preprocess.Rotator360PlusGeometry(
         sets, (10, 10), preprocess.PreserveAspectRatioResizer(), rng)],
     ids=['Canonicalizer-orient', 'Rotator360PlusGeometry'])
+@pytest.mark.slow
 def test_the_other_image_preprocessors_export_their_channels(make, tmp_path):
     rng = np.random.RandomState(0)
     pre = make(preprocess.split_training_data(dark_boxes(40, rng), 8, 60, 20, 20), rng)
@@ -177,6 +178,7 @@ def test_the_other_image_preprocessors_export_their_channels(make, tmp_path):
                                net.predict(raw)[1], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_inputs_are_named_channels_with_a_dynamic_batch(trained):
     expected = {'image': [('images', 'tensor(uint8)', [1, 12, 12]),
                           ('shapes', 'tensor(float)', [2])],

@@ -122,6 +122,7 @@ def _sets(tmp_path, digits):
     return arrays, shards
 
 
+@pytest.mark.slow
 def test_a_net_trains_from_shards_as_from_the_same_rows_in_memory(tmp_path, digits, small_net):
     arrays, shards = _sets(tmp_path, digits)
     results = []
@@ -232,6 +233,7 @@ def test_a_sample_without_its_class_or_with_a_foreign_member(tmp_path):
         ShardDataset([{'url': str(path), 'nsamples': 2}], channels=['images'])[1]
 
 
+@pytest.mark.slow
 def test_decode_image_reads_bytes_as_read_image_reads_the_file(tmp_path):
     from pydnn2.data import decode_image, read_image
     rng = np.random.RandomState(1)

@@ -78,6 +78,7 @@ def test_datasets_and_loaders_predict_what_arrays_predict(trained, kind):
 
 @pytest.mark.parametrize('kind', ['TensorDataset (x, y)', 'DataLoader, collate_fn',
                                   'IterableDataset'])
+@pytest.mark.slow
 def test_evaluate_outputs_confusion_and_interpret_take_labelled_datasets(trained, kind):
     net, x, y = trained
     data = DATA[kind](x, y)

@@ -11,6 +11,7 @@ mlflow = pytest.importorskip('mlflow')
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, 'examples', 'search.py')
 
 
+@pytest.mark.slow
 def test_the_search_example_runs(tmp_path, tracking_uri, capsys):
     spec = importlib.util.spec_from_file_location('search_example', EXAMPLE)
     example = importlib.util.module_from_spec(spec)

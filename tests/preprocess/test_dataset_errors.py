@@ -145,6 +145,7 @@ def test_a_bad_item_of_a_map_style_dataset_is_named_cleanly(fault, tmp_path):
 
 
 @pytest.mark.parametrize('fault', ['shape', 'class', 'nan', 'raises'])
+@pytest.mark.slow
 def test_a_bad_item_of_a_stream_is_named_cleanly(fault, tmp_path):
     make, expected = FAULTS[fault]
     message = train_until_it_fails(PoisonedStream(make, str(tmp_path / 'on')), tmp_path,

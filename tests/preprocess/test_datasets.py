@@ -25,6 +25,7 @@ def trained(pre, epochs, tmp_path, **options):
     return net, history
 
 
+@pytest.mark.slow
 def test_a_map_style_dataset_that_augments_trains_the_digits_cnn(tmp_path):
     train, valid, test = split()
     pre = DatasetPreprocessor(DigitItems(train, augment=True), DigitItems(valid),
@@ -34,6 +35,7 @@ def test_a_map_style_dataset_that_augments_trains_the_digits_cnn(tmp_path):
     assert history['valid_error'][-1] < 0.05
 
 
+@pytest.mark.slow
 def test_an_iterable_dataset_trains_the_digits_cnn(tmp_path):
     train, valid, test = split()
     pre = DatasetPreprocessor(DigitStream(train, augment=True), DigitStream(valid, False),
@@ -61,6 +63,7 @@ class CheckedCollate:
         return stack_collate(items)
 
 
+@pytest.mark.slow
 def test_a_users_dataloader_with_workers_and_its_collate_fn_trains_the_digits_cnn(tmp_path):
     train, valid, test = split()
     # its batch_size (7), shuffle and drop_last give way to the net's batch of 64; the
@@ -75,6 +78,7 @@ def test_a_users_dataloader_with_workers_and_its_collate_fn_trains_the_digits_cn
     assert accuracy(net, test) >= 0.97
 
 
+@pytest.mark.slow
 def test_an_iterable_stream_trains_the_same_batches_on_0_and_2_workers(tmp_path):
     train, valid, _ = split(train=640, valid=100)
     weights = []
@@ -112,6 +116,7 @@ def served(pre, rank, world, batch=8, start=0, name='train'):
 
 
 @pytest.mark.parametrize('workers', [0, 2])
+@pytest.mark.slow
 def test_a_stream_is_shared_so_every_item_trains_once_as_one_process_would(workers):
     pre = DatasetPreprocessor(Indices(37), normalize=None, num_workers=workers)
     alone = served(pre, 0, 1)
@@ -206,6 +211,7 @@ def test_a_users_map_style_dataloader_keeps_its_workers_and_worker_init_fn():
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == sorted(i % 10 for i in range(32))
 
 
+@pytest.mark.slow
 def test_an_iterable_dataloader_is_read_as_it_is():
     loader = DataLoader(Indices(23), batch_size=5)
     pre = DatasetPreprocessor(loader, normalize=None)
@@ -231,6 +237,7 @@ def test_final_epochs_chain_a_stream_with_map_style_sets(tmp_path):
     assert np.isfinite(history['train_loss']).all()
 
 
+@pytest.mark.slow
 def test_validation_and_test_sets_may_be_dataloaders_of_either_kind(tmp_path):
     train, valid, test = split(train=320, valid=100)
     plain = DatasetPreprocessor(DigitItems(train), DigitItems(valid), DigitItems(test[:100]),

@@ -27,7 +27,8 @@ CHILD = os.path.join(os.path.dirname(__file__), 'shard_memory_child.py')
 ROWS, WIDTH = 64_000, 784                  # 0.2 GB of float32
 KINDS = ['memmap']                         # the data each rank reads its share of
 MB = 2 ** 20
-pytestmark = [pytest.mark.skipif(not os.path.exists('/proc/self/io'), reason='needs /proc'),
+pytestmark = [pytest.mark.slow,     # two torchrun launches and a memmap
+              pytest.mark.skipif(not os.path.exists('/proc/self/io'), reason='needs /proc'),
               pytest.mark.skipif(not torch.distributed.is_available()
                                  or not torch.distributed.is_gloo_available(),
                                  reason='needs torch.distributed with gloo')]

@@ -90,6 +90,7 @@ def batches_of(pre, name, epochs=2, batch_size=8):
 
 @pytest.mark.parametrize('cls, workers', [(Rotator360, 2), (Rotator360PlusGeometry, 0),
                                           (Canonicalizer, 0)])
+@pytest.mark.slow
 def test_a_streamed_preprocessor_serves_the_in_memory_batches(folder, cls, workers,
                                                               monkeypatch):
     in_memory, streamed = both_splits(folder[0])
@@ -133,6 +134,7 @@ def small_net(pre, output_dir):
     return net
 
 
+@pytest.mark.slow
 def test_a_streamed_net_trains_saves_loads_and_predicts_as_the_in_memory_one(folder, tmp_path):
     train_dir, test_dir = folder
     in_memory, streamed = both_splits(train_dir)

@@ -28,6 +28,7 @@ METRIC_KEYS = ('train_loss', 'train_error', 'valid_loss', 'valid_error', 'test_l
                'test_error', 'learning_rate', 'seconds')
 
 
+@pytest.mark.slow
 def test_a_run_records_params_every_epoch_artifacts_and_tags(small_net, tracking_uri,
                                                               tmp_path):
     net = small_net(name='logged')
@@ -61,6 +62,7 @@ def test_a_run_records_params_every_epoch_artifacts_and_tags(small_net, tracking
     np.testing.assert_array_equal(matrix, net.interpret('valid').confusion)
 
 
+@pytest.mark.slow
 def test_training_again_with_the_same_logger_makes_a_new_run(small_net, tracking_uri):
     logger = MLflowLogger(tracking_uri, 'again', artifacts=False)
     small_net(name='a').train(nn.Adam(0.01), epochs=1, callbacks=[logger])
@@ -72,6 +74,7 @@ def test_training_again_with_the_same_logger_makes_a_new_run(small_net, tracking
     assert [s for s, _ in steps(client, logger.run_id, 'train_loss')] == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_run_resumed_with_a_new_logger_logs_the_epochs_before_its_checkpoint(
         small_net, tracking_uri, tmp_path):
     small_net(name='late').train(nn.Adam(0.01), epochs=2, checkpoint_every=1)
@@ -89,6 +92,7 @@ class Explodes(nn.Callback):
             raise RuntimeError('the data went away')
 
 
+@pytest.mark.slow
 def test_a_run_that_raises_is_failed_in_mlflow_with_the_epochs_before(small_net,
                                                                       tracking_uri):
     logger = MLflowLogger(tracking_uri, 'raises', artifacts=False)
@@ -143,6 +147,7 @@ def wait_for(path, child):
 
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+@pytest.mark.slow
 def test_a_run_killed_after_logging_past_its_checkpoint_resumes_in_the_same_mlflow_run(
         tracking_uri, tmp_path):
     out, logs = tmp_path / 'out', tmp_path / 'logs'
@@ -172,6 +177,7 @@ def test_a_run_killed_after_logging_past_its_checkpoint_resumes_in_the_same_mlfl
 
 @pytest.mark.skipif(not (torch.distributed.is_available()
                          and torch.distributed.is_gloo_available()), reason='needs gloo')
+@pytest.mark.slow
 def test_two_torchrun_ranks_make_one_mlflow_run(tracking_uri, tmp_path):
     out, logs = tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()

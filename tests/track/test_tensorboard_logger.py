@@ -28,6 +28,7 @@ def expected_scalars(history, momentum=None):
     return expected
 
 
+@pytest.mark.slow
 def test_every_scalar_of_every_epoch_equals_the_history(small_net, tmp_path):
     net = small_net()
     history = net.train(nn.Momentum(0.5, 0.9, 0.05), epochs=3, final_epochs=1,

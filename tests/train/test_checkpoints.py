@@ -49,6 +49,7 @@ def assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_checkpoints_are_written_named_and_pruned(sets, tmp_path):
     net = build(sets, tmp_path)
     net.train(RULES['adam'](), epochs=5, checkpoint_every=2, keep_checkpoints=1)
@@ -86,6 +87,7 @@ class Scale(nn.Callback):
         self.states.append((state['scale'], state['_growth_tracker']))
 
 
+@pytest.mark.slow
 def test_an_fp16_run_resumes_with_its_loss_scale(sets, tmp_path):
     """The GradScaler's scale and its count of steps towards the next growth are
     checkpointed: an fp16 run (CPU autocast) resumed from epoch 2 goes on counting

@@ -72,6 +72,7 @@ def straight(tmp_path_factory):
 
 @pytest.mark.parametrize('kind', ['map', 'stream'])
 @pytest.mark.parametrize('how', ['SIGKILL', 'SIGTERM'])
+@pytest.mark.slow
 def test_stopped_mid_epoch_then_resumed_is_bit_identical(kind, how, straight, tmp_path):
     folder, stall = tmp_path / 'run', str(tmp_path / 'stalled')
     child = start(kind, folder, tmp_path / 'unused.pt', '--stall', stall)

@@ -46,6 +46,7 @@ def history(result, rank=0):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_two_ranks_sharing_a_stream_train_as_one_process(tmp_path):
     for name in ('one', 'two'):
         (tmp_path / name).mkdir()
@@ -63,6 +64,7 @@ def test_two_ranks_sharing_a_stream_train_as_one_process(tmp_path):
     assert all(round(e * 500, 6) == int(round(e * 500)) for e in alone['train_error'])
 
 
+@pytest.mark.slow
 def test_a_stream_that_ends_early_on_one_rank_is_a_data_error_on_every_rank(tmp_path):
     run([*TORCHRUN, CHILD, 'short', tmp_path, tmp_path / 'short'])
     # 250 items a rank in batches of 16 (the last 10 short); rank 1's share 40 items short

@@ -18,9 +18,10 @@ from test_distributed import TORCHRUN, assert_close, finish, start
 
 CHILD = os.path.join(os.path.dirname(__file__), 'dataset_child.py')
 TRAIN_ROWS, PREDICT_ROWS = 1024, 517
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available()
-                                or not torch.distributed.is_gloo_available(),
-                                reason='needs torch.distributed with gloo')
+pytestmark = [pytest.mark.slow,     # a torchrun launch shared by the module
+              pytest.mark.skipif(not torch.distributed.is_available()
+                                 or not torch.distributed.is_gloo_available(),
+                                 reason='needs torch.distributed with gloo')]
 
 
 def child(root, name, *flags, nproc=None):

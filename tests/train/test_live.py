@@ -79,6 +79,7 @@ def test_a_second_run_gets_a_display_of_its_own(sets, tmp_path, notebook):
     assert [len(h.updates) for h in notebook] == [2, 1]
 
 
+@pytest.mark.slow
 def test_outside_a_notebook_nothing_is_shown_and_a_path_gets_the_picture(
         sets, tmp_path, monkeypatch):
     shown = []
@@ -94,6 +95,7 @@ def test_outside_a_notebook_nothing_is_shown_and_a_path_gets_the_picture(
     assert not [p for p in path.parent.iterdir() if p.name != 'live.png']   # no temporary left
 
 
+@pytest.mark.slow
 def test_a_path_and_a_notebook_together(sets, tmp_path, notebook):
     net = build(sets, tmp_path)
     net.train(nn.Adam(0.01), epochs=2, callbacks=[LiveCurves(tmp_path / 'c.svg')])

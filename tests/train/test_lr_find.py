@@ -121,6 +121,7 @@ def history_without_times(history):
 
 
 @pytest.mark.parametrize('augment', [False, True], ids=['arrays', 'rotating-images'])
+@pytest.mark.slow
 def test_training_after_lr_find_is_training_without_it(sets, tmp_path, augment):
     nets = [build(sets, tmp_path / name, rotating(sets) if augment else None)
             for name in ('plain', 'after')]
@@ -132,6 +133,7 @@ def test_training_after_lr_find_is_training_without_it(sets, tmp_path, augment):
         assert torch.equal(a, b), key
 
 
+@pytest.mark.slow
 def test_the_plot_writes_a_picture(sets, tmp_path):
     net = build(sets, tmp_path)
     path = tmp_path / 'lr.png'

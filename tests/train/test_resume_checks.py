@@ -127,6 +127,7 @@ def canonicalizer_sets(digits):
     return preprocess.split_training_data((images, digits[1][:320]), 32, 60, 20, 20)
 
 
+@pytest.mark.slow
 def test_a_canonicalizer_net_refuses_an_incompatible_checkpoint_untouched(digits, tmp_path):
     sets = canonicalizer_sets(digits)
     canon = preprocess.Canonicalizer(sets, (10, 10), preprocess.StretchResizer(),

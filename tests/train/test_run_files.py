@@ -78,6 +78,7 @@ def one_checkpoint(tmp_path_factory):
 
 @pytest.mark.skipif(not hasattr(os, 'mkfifo'), reason='needs named pipes')
 @pytest.mark.parametrize('resume', ['none', 'true', 'auto'])
+@pytest.mark.slow
 def test_a_named_pipe_named_like_a_checkpoint_is_refused_not_opened(one_checkpoint, tmp_path,
                                                                     resume):
     for name in os.listdir(one_checkpoint):
@@ -154,6 +155,7 @@ def test_orphaned_temporary_files_of_the_nets_run_files_go_when_a_run_starts(sma
 
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+@pytest.mark.slow
 def test_a_checkpoint_write_killed_half_way_leaves_nothing_after_the_resume(tmp_path):
     out, marker = tmp_path / 'out', tmp_path / 'hung'
     out.mkdir()

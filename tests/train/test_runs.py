@@ -26,6 +26,7 @@ def run_ids(folder):
             for name in os.listdir(folder) if name.endswith('.pt')}
 
 
+@pytest.mark.slow
 def test_a_fresh_run_refuses_a_folder_holding_another_runs_files(small_net, tmp_path):
     small_net(name='d').train(nn.Adam(0.01), epochs=10, checkpoint_every=1)
     before = contents(tmp_path)

@@ -150,6 +150,7 @@ def steps(digits_sets):
     (signal.SIGINT, 3, None, 'after main'),  # after the main phase's last batch
     (signal.SIGTERM, 4, 3, 'final'),       # in the final phase
 ])
+@pytest.mark.slow
 def test_a_signal_anywhere_raises_and_the_resumed_run_is_bit_identical(
         signum, epoch, batch, phase, small_net, digits_sets, tmp_path):
     straight = trained(small_net(output_dir=tmp_path / 'straight'))

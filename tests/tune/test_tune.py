@@ -105,6 +105,7 @@ def finish(children, folder):
         pytest.fail(f'a worker ended with {codes}:\n{logs}')
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study_and_the_best_net_loads(digits_sets, tmp_path):
     url, out, logs = f'sqlite:///{tmp_path}/search.db', tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
@@ -132,6 +133,7 @@ def test_two_workers_share_one_sqlite_study_and_the_best_net_loads(digits_sets, 
 
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+@pytest.mark.slow
 def test_a_killed_workers_trial_fails_after_the_heartbeat_and_runs_again(tmp_path):
     url, out, logs = f'sqlite:///{tmp_path}/search.db', tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
