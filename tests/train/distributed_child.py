@@ -44,9 +44,9 @@ import torch
 
 from pydnn2 import data, distributed, files, preprocess
 from pydnn2 import neuralnet as nn
+from pause import PauseAt
 
 INTERRUPTED = 3           # the exit status after a signal stopped training
-_OPEN = builtins.open     # the beacon is the test's file, not one training wrote
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -111,25 +111,6 @@ def hold(spec):
     if restart or distributed.rank() != int(rank):
         return None
     return Hold(int(epoch), folder)
-
-
-class PauseAt(nn.Callback):
-    """After batch ``batch`` of epoch ``epoch``, writes ``beacon`` and waits for a
-    signal: the synchronisation point of the test that sends it."""
-
-    def __init__(self, epoch, batch, beacon):
-        self.epoch, self.batch, self.beacon = epoch, batch, beacon
-
-    def on_minibatch_end(self, net, logs):
-        if (logs['epoch'], logs['batch']) == (self.epoch, self.batch):
-            with _OPEN(f'{self.beacon}.part', 'w') as f:
-                f.write(str(os.getpid()))
-            os.replace(f'{self.beacon}.part', self.beacon)
-            signal.pause()          # SIGKILL ends here; SIGTERM's handler returns
-
-    def state_dict(self):
-        """Nothing to checkpoint: a restarted or resumed run has no pause."""
-        return {}
 
 
 def pause_callbacks(spec, rank, restart):

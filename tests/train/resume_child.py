@@ -17,8 +17,6 @@ and exits with REFUSED.
 """
 
 import json
-import os
-import signal
 import sys
 import time
 
@@ -27,6 +25,7 @@ import torch
 
 from pydnn2 import data, preprocess
 from pydnn2 import neuralnet as nn
+from pause import PauseAt
 
 RULES = {
     'sgd': lambda: nn.StochasticGradientDescent(nn.LearningRateDecay(0.05, 0.1)),
@@ -43,25 +42,6 @@ class Slow(nn.Callback):
 
     def on_minibatch_end(self, net, logs):
         time.sleep(0.01)
-
-
-class PauseAt(nn.Callback):
-    """After batch ``batch`` of epoch ``epoch``, writes ``beacon`` and waits for a
-    signal: the synchronisation point of the parent that sends it."""
-
-    def __init__(self, epoch, batch, beacon):
-        self.epoch, self.batch, self.beacon = epoch, batch, beacon
-
-    def on_minibatch_end(self, net, logs):
-        if (logs['epoch'], logs['batch']) == (self.epoch, self.batch):
-            with open(f'{self.beacon}.part', 'w') as f:
-                f.write(str(os.getpid()))
-            os.replace(f'{self.beacon}.part', self.beacon)
-            signal.pause()          # SIGKILL ends here; SIGTERM/SIGINT's handler returns
-
-    def state_dict(self):
-        """Nothing to checkpoint: the resumed run has no pause."""
-        return {}
 
 
 def pause_callbacks(argv):
