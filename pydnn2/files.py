@@ -201,6 +201,13 @@ def atomic_write_text(path, text):
     return atomic_write(path, lambda f: f.write(text.encode('utf-8')))
 
 
+def atomic_write_figure(fig, path, dpi=100):
+    """Write a matplotlib figure to ``path`` atomically, in the format its extension
+    names (PNG without one)."""
+    kind = os.path.splitext(os.fspath(path))[1][1:].lower() or 'png'
+    return atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, facecolor='white'))
+
+
 def header(kind):
     """The fields every pydnn2 file starts with: marker, versions, kind."""
     return {'format': FORMAT, 'format_version': FORMAT_VERSION, 'kind': kind,

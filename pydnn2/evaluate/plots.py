@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import checks
 from ..errors import ConfigError, DataError, MissingDependencyError
-from ..files import atomic_write
+from ..files import atomic_write_figure
 from .confusion import checked_counts
 from .interpret import Interpretation, input_row, interpret
 
@@ -64,8 +64,7 @@ def _new_figure(size):
 def _finish(fig, path, dpi=100):
     """Write ``fig`` to ``path`` when given, atomically (in the format its name says)."""
     if path is not None:
-        kind = os.path.splitext(os.fspath(path))[1][1:].lower() or None
-        atomic_write(path, lambda f: fig.savefig(f, format=kind, dpi=dpi, facecolor='white'))
+        atomic_write_figure(fig, path, dpi)
     return fig
 
 

@@ -25,7 +25,7 @@ import tempfile
 
 from ..errors import ConfigError, MissingDependencyError
 from ..evaluate.plots import PLOT_EXTRA, plot_history
-from ..files import atomic_write
+from ..files import atomic_write_figure
 from .callbacks import Callback
 
 
@@ -87,13 +87,6 @@ def check_figure_path(path):
     return path
 
 
-def save_figure(fig, path):
-    """Write ``fig`` to ``path`` atomically, in the format its extension names."""
-    kind = _format_of(path)
-    atomic_write(os.fspath(path), lambda f: fig.savefig(f, format=kind, dpi=100,
-                                                        facecolor='white'))
-
-
 class LiveCurves(Callback):
     """Learning curves redrawn after every epoch, in place.
 
@@ -147,7 +140,7 @@ class LiveCurves(Callback):
             else:
                 self.handle.update(self.figure)
         if self.path and save:
-            save_figure(self.figure, self.path)
+            atomic_write_figure(self.figure, self.path)
 
     def state_dict(self):
         """Nothing to keep: the curves are drawn from the history."""
