@@ -22,6 +22,8 @@ from pydnn2.evaluate import Accuracy
 from pydnn2.track import MLflowLogger
 from tracking_store import history_series, mlflow, runs_of, steps
 
+import tracking_child
+
 CHILD = os.path.join(os.path.dirname(__file__), 'tracking_child.py')
 TIMEOUT = 180
 METRIC_KEYS = ('train_loss', 'train_error', 'valid_loss', 'valid_error', 'test_loss',
@@ -149,10 +151,11 @@ def wait_for(path, child):
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
 @pytest.mark.slow
 def test_a_run_killed_after_logging_past_its_checkpoint_resumes_in_the_same_mlflow_run(
-        tracking_uri, tmp_path):
+        tracking_uri, tmp_path, digits_cached):
     out, logs = tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
+    tracking_child.save_digits(out, digits_cached)
     args = [sys.executable, CHILD, out, tracking_uri, 'killed']
     child = start([*args, '--hold-at', 3], logs)   # epoch 3 logged; checkpoint 2 on disk
     wait_for(out / 'held', child)
@@ -161,7 +164,8 @@ def test_a_run_killed_after_logging_past_its_checkpoint_resumes_in_the_same_mlfl
     (run,) = runs_of(tracking_uri, 'killed')
     client = mlflow.MlflowClient(tracking_uri)
     assert [s for s, _ in steps(client, run.info.run_id, 'train_loss')] == [1, 2, 3]
-    finish(start([*args, '--resume'], logs), logs)
+    with pytest.warns(UserWarning, match=rf"took over the stale lock .* of process {child.pid}"):
+        tracking_child.main(out, tracking_uri, 'killed', resume=True)  # here, in this process
     with open(out / 'history.json') as f:
         history = json.load(f)
     assert history['epoch'] == [1, 2, 3, 4, 5]
@@ -178,10 +182,11 @@ def test_a_run_killed_after_logging_past_its_checkpoint_resumes_in_the_same_mlfl
 @pytest.mark.skipif(not (torch.distributed.is_available()
                          and torch.distributed.is_gloo_available()), reason='needs gloo')
 @pytest.mark.slow
-def test_two_torchrun_ranks_make_one_mlflow_run(tracking_uri, tmp_path):
+def test_two_torchrun_ranks_make_one_mlflow_run(tracking_uri, tmp_path, digits_cached):
     out, logs = tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
+    tracking_child.save_digits(out, digits_cached)
     finish(start([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                   '--nproc_per_node=2', CHILD, out, tracking_uri, 'ranks'], logs), logs)
     (run,) = runs_of(tracking_uri, 'ranks')

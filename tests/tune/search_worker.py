@@ -3,12 +3,14 @@
 Usage: python search_worker.py STORAGE_URL OUTPUT_DIR N_TRIALS [--ready FOLDER COUNT]
                                [--hold]
 
-Every worker runs this same script against the same Optuna storage (study
-'digits', heartbeat every second, a trial lost after 2 s without one, retried
-once). ``--ready`` writes FOLDER/ready.<pid> and waits until COUNT workers
-have, so that they start together. ``--hold`` makes the worker stop in its
-first trial after epoch 1: it writes OUTPUT_DIR/held.<trial number> and
-waits for ever (for the parent's SIGKILL).
+The digits come from OUTPUT_DIR/digits.npz (``save_digits``), so that a worker
+need not import scikit-learn. Every worker runs this same script against the
+same Optuna storage (study 'digits', heartbeat every second, a trial lost after
+2 s without one, retried once). ``--ready`` writes FOLDER/ready.<pid> and waits
+until COUNT workers have, so that they start together. ``--hold`` makes the
+worker stop in its first trial after epoch 1: it writes
+OUTPUT_DIR/held.<trial number> and waits for ever (for the parent's SIGKILL).
+A test can also be a worker itself, with ``main``.
 """
 
 import os
@@ -18,7 +20,9 @@ import time
 
 import torch
 
-from pydnn2 import data, preprocess, tune
+import numpy as np
+
+from pydnn2 import preprocess, tune
 from pydnn2 import neuralnet as nn
 
 EPOCHS = 2
@@ -70,16 +74,27 @@ def wait_until_ready(folder, count):
         time.sleep(0.01)
 
 
+def save_digits(output_dir, digits):
+    """Write ``digits`` (``(images, classes, file_indices)``) for the workers to read."""
+    np.savez(os.path.join(output_dir, 'digits.npz'), *digits)
+
+
 def main(url, output_dir, n_trials, ready=None, hold=False):
-    torch.set_num_threads(1)
-    sets = preprocess.split_training_data(data.load_digits(), 32, 60, 20, 20)
-    pre = preprocess.ArrayPreprocessor(sets)
+    """Run this worker's part of the search (see the module's docstring) on one thread."""
+    with np.load(os.path.join(output_dir, 'digits.npz')) as saved:
+        digits = tuple(saved[f'arr_{i}'] for i in range(3))
+    pre = preprocess.ArrayPreprocessor(preprocess.split_training_data(digits, 32, 60, 20, 20))
     if ready:
         wait_until_ready(*ready)
-    result = tune.search(build, options(output_dir, hold), pre, 'images', 10, 32,
-                         n_trials=n_trials, storage=url, study_name='digits',
-                         output_dir=output_dir, net_options={'device': 'cpu'},
-                         heartbeat_interval=1, grace_period=2, max_retry=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = tune.search(build, options(output_dir, hold), pre, 'images', 10, 32,
+                             n_trials=n_trials, storage=url, study_name='digits',
+                             output_dir=output_dir, net_options={'device': 'cpu'},
+                             heartbeat_interval=1, grace_period=2, max_retry=1)
+    finally:
+        torch.set_num_threads(threads)
     print(result, flush=True)
 
 

@@ -15,6 +15,8 @@ from pydnn2 import files, preprocess, tune
 from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError, MissingDependencyError
 
+import search_worker
+
 optuna = pytest.importorskip('optuna')
 WORKER = os.path.join(os.path.dirname(__file__), 'search_worker.py')
 TIMEOUT = 180
@@ -106,10 +108,12 @@ def finish(children, folder):
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_sqlite_study_and_the_best_net_loads(digits_sets, tmp_path):
+def test_two_workers_share_one_sqlite_study_and_the_best_net_loads(digits_sets, digits_cached,
+                                                                   tmp_path):
     url, out, logs = f'sqlite:///{tmp_path}/search.db', tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
+    search_worker.save_digits(out, digits_cached)
     finish([start(logs, url, out, 4, '--ready', logs, 2) for _ in range(2)], logs)
     study = optuna.load_study(study_name='digits', storage=url)
     trials = study.trials
@@ -134,10 +138,12 @@ def test_two_workers_share_one_sqlite_study_and_the_best_net_loads(digits_sets, 
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
 @pytest.mark.slow
-def test_a_killed_workers_trial_fails_after_the_heartbeat_and_runs_again(tmp_path):
+def test_a_killed_workers_trial_fails_after_the_heartbeat_and_runs_again(digits_cached,
+                                                                          tmp_path):
     url, out, logs = f'sqlite:///{tmp_path}/search.db', tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
+    search_worker.save_digits(out, digits_cached)
     held = start(logs, url, out, 1, '--hold')
     deadline = time.monotonic() + TIMEOUT
     while not any(n.startswith('held.') for n in os.listdir(out)) and held.poll() is None \
@@ -147,7 +153,10 @@ def test_a_killed_workers_trial_fails_after_the_heartbeat_and_runs_again(tmp_pat
     assert markers, f'the holding worker ended ({held.poll()}) before its first trial held'
     os.killpg(held.pid, signal.SIGKILL)
     held.wait()
-    finish([start(logs, url, out, 1)], logs)       # waits for the lost trial, runs its retry
+    killed_at = time.monotonic()
+    search_worker.main(url, out, 1)   # this process, a worker: fails the lost trial, retries it
+    # not failed early: 2 s of grace after the last beat, at most 1 s before the kill
+    assert time.monotonic() - killed_at >= 1
     study = optuna.load_study(study_name='digits', storage=url)
     lost = study.trials[int(markers[0].split('.')[1])]
     assert lost.state.name == 'FAIL' and 'error' not in lost.user_attrs
