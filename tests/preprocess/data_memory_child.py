@@ -3,9 +3,8 @@
 Usage: python data_memory_child.py write PATH ROWS WIDTH
        python data_memory_child.py train KIND ROWS WIDTH [PATH]
 
-``write`` makes a float32 file of ROWS x WIDTH (written in its own process: a
-memmap being written keeps its dirty pages resident), each row's first SIGNAL
-columns filled and the rest left a hole. ``train`` builds the
+``write`` makes a float32 file of ROWS x WIDTH (in its own process), each row's
+first SIGNAL columns filled and the rest left a hole. ``train`` builds the
 data (KIND ``memory``: float32 arrays made here; ``memmap``: PATH opened
 read-only), cuts train and valid sets as slices of it (split_training_data
 would shuffle a copy), an ArrayPreprocessor over them, a 16-unit MLP, trains
@@ -14,6 +13,7 @@ process's peak resident memory (VmHWM).
 """
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -40,13 +40,25 @@ def fill(x, rows, width):
 
 
 def write(path, rows, width):
-    """The file: every row's first SIGNAL columns filled, the rest left a hole (zeros).
-    Each row is still read whole (pread copies a hole's zeros as it copies data, so
-    the reading process's memory is what it would be); the disk is spared writing
-    and reading back gigabytes, which held every other test's fsyncs meanwhile."""
-    x = np.memmap(path, np.float32, 'w+', shape=(rows, width))
-    fill(x[:, :SIGNAL], rows, min(width, SIGNAL))
-    x.flush()
+    """The file: every row's first SIGNAL columns filled (as :func:`fill` fills them), the
+    rest left a hole (zeros). Each row is still read whole (pread copies a hole's zeros
+    as it copies data, so the reading process's memory is what it would be); the disk
+    is spared writing and reading back gigabytes, which held every other test's fsyncs
+    meanwhile. Written with pwrite: stores through a mapping allocate the whole file
+    on some file systems (ext4 here), holes and all."""
+    signal = min(width, SIGNAL)
+    noise = np.random.RandomState(0).rand(CHUNK, signal).astype(np.float32)
+    with open(path, 'wb') as f:
+        f.truncate(rows * width * 4)
+        for start in range(0, rows, CHUNK):
+            stop = min(rows, start + CHUNK)
+            block = (noise[:stop - start]
+                     + (np.arange(start, stop) % 10)[:, None]).astype(np.float32)
+            if signal == width:                 # whole rows: one write
+                os.pwrite(f.fileno(), block.tobytes(), start * width * 4)
+            else:
+                for i, row in enumerate(block):
+                    os.pwrite(f.fileno(), row.tobytes(), (start + i) * width * 4)
 
 
 def data(kind, rows, width, path):

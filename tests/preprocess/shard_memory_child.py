@@ -1,10 +1,9 @@
 """Child process of test_shard_memory.py: one epoch from a memmap, alone or as a rank.
 
-Usage: python shard_memory_child.py write PATH ROWS WIDTH
-       python shard_memory_child.py train KIND PATH ROWS WIDTH OUTPUT_DIR RESULT
+Usage: python shard_memory_child.py write KIND PATH ROWS WIDTH
+       python shard_memory_child.py train KIND PATH ROWS WIDTH BATCH OUTPUT_DIR RESULT
 
-``write`` is data_memory_child.py's (its own process: a memmap being written
-keeps its dirty pages resident). ``train`` makes the data of KIND (one of
+``write`` writes the file of KIND (in its own process). ``train`` makes the data of KIND (one of
 :data:`KINDS`) from PATH, trains a 16-unit MLP one epoch, then predicts the
 validation rows with ``shard=True``, and writes RESULT.rank<r>.json: the peak
 resident memory (VmHWM), the bytes this process read (``rchar`` of
@@ -12,6 +11,7 @@ resident memory (VmHWM), the bytes this process read (``rchar`` of
 """
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -48,16 +48,40 @@ def memmap(path, rows, width):
     return pre, x[cut:], y[cut:]
 
 
-#: The data a rank reads a share of. A streamed image folder joins here (issue 17's
-#: streaming: its per-rank figures), with test_shard_memory.KINDS.
-KINDS = {'memmap': memmap}
+def wide(path, rows, width):
+    """:func:`memmap` of uint8 rows (an image file's bytes, each row read whole and made
+    float32 in the batch: 5 bytes of memory per byte of a batch), served without
+    standardising (no statistics pass over the file)."""
+    x = np.memmap(path, np.uint8, 'r', shape=(rows, width))
+    y = np.arange(rows) % 10
+    cut = rows * 9 // 10
+    pre = preprocess.ArrayPreprocessor(((x[:cut], y[:cut]), (x[cut:], y[cut:]), (x[:0], y[:0])),
+                                       normalize=False)
+    return pre, x[cut:], y[cut:]
 
 
-def train(kind, path, rows, width, output_dir, result):
+def write_wide(path, rows, width):
+    """The uint8 file of :func:`wide`: each row's first page (4,096 bytes) class-dependent
+    (``(row % 10) * 20`` plus noise below 20), the rest a hole."""
+    noise = np.random.RandomState(0).randint(0, 20, (64, 4096)).astype(np.uint8)
+    with open(path, 'wb') as f:
+        f.truncate(rows * width)
+        for row in range(rows):
+            os.pwrite(f.fileno(), (noise[row % 64] + row % 10 * 20).tobytes(), row * width)
+
+
+#: The data a rank reads a share of, and how its file is written. A streamed image
+#: folder joins here (issue 17's streaming: its per-rank figures), with
+#: test_shard_memory.KINDS.
+KINDS = {'memmap': memmap, 'wide': wide}
+WRITERS = {'memmap': data_memory_child.write, 'wide': write_wide}
+
+
+def train(kind, path, rows, width, batch, output_dir, result):
     torch.set_num_threads(1)
     pre, x, y = KINDS[kind](path, rows, width)
-    net = nn.NN(pre, 'images', 10, 256, 0, output_dir=output_dir, verbose=False, device='cpu')
-    net.add_hidden(16)
+    net = nn.NN(pre, 'images', 10, batch, 0, output_dir=output_dir, verbose=False, device='cpu')
+    net.add_hidden(16, batch_normalize=kind != 'wide')   # (batch norm: per-rank statistics)
     net.add_logistic()
     reads = Reads()
     history = net.train(nn.Adam(0.01), epochs=1, progress=False, callbacks=[reads])
@@ -66,13 +90,14 @@ def train(kind, path, rows, width, output_dir, result):
     predict_read = bytes_read() - start
     with open(f'{result}.rank{distributed.rank()}.json', 'w') as f:
         json.dump({'peak': data_memory_child.status_bytes('VmHWM'), 'train_read': reads.read,
-                   'predict_read': predict_read, 'data_bytes': rows * width * 4,
+                   'predict_read': predict_read, 'data_bytes': os.path.getsize(path),
                    'valid_error': history['valid_error'][-1],
                    'predict_accuracy': float(np.mean(classes == y))}, f)
 
 
 if __name__ == '__main__':
     if sys.argv[1] == 'write':
-        data_memory_child.write(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        WRITERS[sys.argv[2]](sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
-        train(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:])
+        train(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]),
+              *sys.argv[7:])
