@@ -42,6 +42,7 @@ Examples
 """
 
 import dataclasses
+import os
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ from ..data.imagefiles import ImageFiles
 from ..errors import ConfigError, DataError
 from .augment import Augmentation, Schedule
 from .base import Preprocessor
+from .decoded import DecodedCache
 from .imageops import GEOMETRY_FEATURES, transform_images
 from .imagesets import image_list, parse_sets, set_channels
 from .loader import LoaderOptions
@@ -140,14 +142,21 @@ class ImagePreprocessor(Preprocessor):
     num_workers : int, optional
         ``DataLoader`` workers that read streamed image files (default: the
         machine's cores, at most 8; 0 reads in this process).
+    decode_cache : str or os.PathLike, optional
+        A folder where streamed sets keep their images decoded and resized
+        (uint8, ``C x H x W`` bytes per image), so that each epoch after the
+        first reads them instead of decoding the files: the speed of the
+        in-memory path for a folder too large for memory (see
+        :mod:`pydnn2.preprocess.decoded`). Not saved with the net.
     """
 
     serves_geometry = False
     num_workers = None
+    decode_cache = None
 
     def __init__(self, data, image_shape, resizer, rng=None, dtype='float32', *,
                  augmentation=None, fill=255, orient=False, geometry_threshold=2,
-                 chunk_size=None, progress=None, num_workers=None):
+                 chunk_size=None, progress=None, num_workers=None, decode_cache=None):
         self.image_shape = check_size(image_shape)
         self.dtype = float_dtype(dtype)
         if not isinstance(resizer, Resizer):
@@ -162,6 +171,10 @@ class ImagePreprocessor(Preprocessor):
         self.geometry_threshold = geometry_threshold
         self.chunk_size, self.progress = chunk_size, progress
         self.num_workers = checks.integer(num_workers, 'num_workers', 0, none=True)
+        if decode_cache is not None and not isinstance(decode_cache, (str, os.PathLike)):
+            raise ConfigError(f'decode_cache must be a folder path; received '
+                              f'{type(decode_cache).__name__}')
+        self.decode_cache = decode_cache
         self._schedule = Schedule(self.augmentation, rngs.seed_from(rng, default=0))
         self._sets = self._stats = self._channels = None
         self.set_data(data, refit=True)
@@ -317,8 +330,7 @@ class ImagePreprocessor(Preprocessor):
                      if augmenting else None)
             features = [self._features(self._raw_shapes[n]) for n in names]
             if self._u8 is None:
-                parts = [FileItems(self._sets[SET_NAMES.index(n)][0], y, self._preparation(n))
-                         for n, y in zip(names, labels)]
+                parts = [self._file_items(n, y) for n, y in zip(names, labels)]
                 rows = {c: torch.cat([f[c] for f in features]) for c in features[0]}
                 self._served[key] = ImageFileSource(parts, rows, f'the {name} images',
                                                     self._serve, begin, self._loader_options())
@@ -328,6 +340,13 @@ class ImagePreprocessor(Preprocessor):
                          for n, f in zip(names, features)]
                 self._served[key] = TensorSource(parts, labels, serve=self._serve, begin=begin)
         return self._served[key]
+
+    def _file_items(self, name, labels):
+        """Set ``name``'s files as items, read through the decode cache when there is one."""
+        files, preparation = self._sets[SET_NAMES.index(name)][0], self._preparation(name)
+        cache = (None if self.decode_cache is None else
+                 DecodedCache(self.decode_cache, files, preparation, files.channels))
+        return FileItems(files, labels, preparation, cache)
 
     def get_raw_x(self):
         """Return ``[{'images': raw images}]`` for train, valid and test."""

@@ -73,7 +73,8 @@ class Rotator360(ImagePreprocessor):
         :class:`~pydnn2.preprocess.resize.StochasticStretchResizer` sets it from its
         ``rand_range`` (the cached images are then plainly stretched).
     **options
-        ``fill``, ``orient``, ``chunk_size``, ``progress`` (see
+        ``fill``, ``orient``, ``chunk_size``, ``progress``, ``num_workers``,
+        ``decode_cache`` (see
         :class:`~pydnn2.preprocess.images.ImagePreprocessor`).
 
     Examples

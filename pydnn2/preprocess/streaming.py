@@ -203,17 +203,24 @@ class FileItems(Dataset):
     files : pydnn2.data.ImageFiles
     labels : array of int64
     preparation : Preparation
+    cache : pydnn2.preprocess.decoded.DecodedCache, optional
+        Rows already decoded, read instead of the files (and written on a miss).
     """
 
-    def __init__(self, files, labels, preparation):
+    def __init__(self, files, labels, preparation, cache=None):
         self.files, self.labels = files, np.asarray(labels, np.int64)
-        self.preparation = preparation
+        self.preparation, self.cache = preparation, cache
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, i):
-        return torch.from_numpy(self.preparation.read(self.files, i)), int(self.labels[i])
+        image = None if self.cache is None else self.cache.get(i)
+        if image is None:
+            image = self.preparation.read(self.files, i)
+            if self.cache is not None:
+                self.cache.put(i, image)
+        return torch.from_numpy(image), int(self.labels[i])
 
 
 class ImageFileSource(LoaderSource):

@@ -24,6 +24,7 @@ behaviour.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 import signal
@@ -150,6 +151,12 @@ def abandon(iterator):
     so their end is no error."""
     workers = getattr(iterator, '_workers', None) or ()
     if not workers or getattr(iterator, '_shutdown', True):
+        return
+    if any(getattr(p, '_parent_pid', os.getpid()) != os.getpid() for p in workers):
+        # a copy inherited by a forked process (a later loader's worker collecting the
+        # garbage it was born with): the workers are not its own to end, nor are they
+        # for torch's __del__, which would fail to ask ('can only test a child process')
+        iterator._shutdown = True
         return
     if getattr(iterator, '_worker_pids_set', False):
         torch.utils.data._utils.signal_handling._remove_worker_pids(id(iterator))
