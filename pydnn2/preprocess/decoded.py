@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zlib
 
 import numpy as np
@@ -83,6 +84,7 @@ class DecodedCache:
             raise ConfigError(f'decode_cache: cannot use the folder {os.fspath(folder)!r} '
                               f'({exc})') from None
         self._fds = None                             # (pid, data fd, tag fd), per process
+        self._unwritable = None                      # the pid that could not write
 
     def __getstate__(self):
         return {**self.__dict__, '_fds': None}      # a worker opens its own
@@ -100,22 +102,34 @@ class DecodedCache:
         return self._fds[1], self._fds[2]
 
     def get(self, i):
-        """Row ``i`` (uint8 ``(C, H, W)``) when it was written whole, else None."""
-        data, tags = self._open()
-        tag = int.from_bytes(os.pread(tags, TAG_BYTES, i * TAG_BYTES), 'little')
-        if not tag & PRESENT:
-            return None
-        row = bytearray(self.row_bytes)
-        if os.preadv(data, [row], i * self.row_bytes) != self.row_bytes \
-                or zlib.crc32(row) | PRESENT != tag:
+        """Row ``i`` (uint8 ``(C, H, W)``) when it was written whole, else None (also when
+        the cache cannot be read: the file is decoded instead)."""
+        try:
+            data, tags = self._open()
+            tag = int.from_bytes(os.pread(tags, TAG_BYTES, i * TAG_BYTES), 'little')
+            if not tag & PRESENT:
+                return None
+            row = bytearray(self.row_bytes)
+            if os.preadv(data, [row], i * self.row_bytes) != self.row_bytes \
+                    or zlib.crc32(row) | PRESENT != tag:
+                return None
+        except OSError:
             return None
         return np.frombuffer(row, np.uint8).reshape(self.shape)
 
     def put(self, i, image):
-        """Write row ``i``, then its tag."""
-        data, tags = self._open()
+        """Write row ``i``, then its tag. A cache that cannot be written (a full disk)
+        is left alone with one warning per process: it only saves work."""
+        if self._unwritable == os.getpid():
+            return
         row = np.ascontiguousarray(image, np.uint8).reshape(self.shape).tobytes()
-        os.pwrite(data, row, i * self.row_bytes)
-        os.pwrite(tags, (zlib.crc32(row) | PRESENT).to_bytes(TAG_BYTES, 'little'),
-                  i * TAG_BYTES)
+        try:
+            data, tags = self._open()
+            os.pwrite(data, row, i * self.row_bytes)
+            os.pwrite(tags, (zlib.crc32(row) | PRESENT).to_bytes(TAG_BYTES, 'little'),
+                      i * TAG_BYTES)
+        except OSError as exc:
+            self._unwritable = os.getpid()
+            warnings.warn(f'decode_cache: cannot write {self.data_path!r} ({exc}); this '
+                          f'process reads the image files instead', stacklevel=2)
 

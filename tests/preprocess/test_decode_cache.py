@@ -12,7 +12,7 @@ from pydnn2 import neuralnet as nn
 from pydnn2.data import DirectoryLabeledImageSet, write_plankton_images
 from pydnn2.errors import ConfigError
 from pydnn2.preprocess import Rotator360, StochasticStretchResizer, StretchResizer
-from pydnn2.preprocess import split_training_data, streaming
+from pydnn2.preprocess import decoded, split_training_data, streaming
 from pydnn2.preprocess.decoded import PRESENT, TAG_BYTES
 from pydnn2.preprocess.sources import EpochPlan
 
@@ -137,6 +137,23 @@ def test_a_net_trains_with_the_cache_as_without_it(folder, tmp_path):
     assert histories[0] == histories[1]
     for name, value in weights[0].items():
         torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0)
+
+
+def test_a_cache_that_cannot_be_written_warns_once_and_the_files_are_read(folder, tmp_path,
+                                                                         monkeypatch):
+    plain = rotator(folder, num_workers=0)
+    cached = rotator(folder, num_workers=0, decode_cache=tmp_path / 'cache')
+
+    def full(fd, data, offset):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(decoded.os, 'pwrite', full)
+    with pytest.warns(UserWarning, match=r"decode_cache: cannot write .*No space left") as seen:
+        served = passes(cached, epochs=1)
+    assert len([w for w in seen if 'decode_cache' in str(w.message)]) == 1
+    assert_same(served, passes(plain, epochs=1))
+    (tag_file,) = cache_files(tmp_path / 'cache', '.tags')
+    assert not np.any(tags(tmp_path / 'cache' / tag_file))          # nothing marked written
 
 
 def test_what_cannot_be_cached_is_named(folder, tmp_path):
