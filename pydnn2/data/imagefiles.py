@@ -49,6 +49,9 @@ class PathList(Sequence):
         return len(self._offsets) - 1
 
     def __getitem__(self, index):
+        if type(index) is int and 0 <= index < len(self._offsets) - 1:     # the common case
+            return os.fsdecode(self._buffer[self._offsets[index]:self._offsets[index + 1]]
+                               .tobytes())
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         i = operator.index(index)

@@ -80,7 +80,9 @@ class Preparation:
         else:
             out = self._checked(self.resizer.resize_image(files.open(i), self.image_shape,
                                                           self.training))
-        return np.require(out, np.uint8, ('C', 'W')).reshape((-1,) + self.image_shape)
+        if out.dtype != np.uint8 or not (out.flags.c_contiguous and out.flags.writeable):
+            out = np.require(out, np.uint8, ('C', 'W'))      # (a fresh array needs nothing)
+        return out.reshape((-1,) + self.image_shape)
 
     def _checked(self, out):
         out = np.asarray(out)

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from pydnn2.data import DirectoryLabeledImageSet, UnlabeledImageSet, read_image
 from pydnn2.errors import ConfigError, DataError
@@ -87,6 +87,34 @@ def test_jpeg_exif_orientation_is_applied(tmp_path):
     assert np.abs(image.astype(int) - tall_picture()).max() < 40
     Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / 'plain.jpg', quality=100)
     assert read_image(tmp_path / 'plain.jpg').shape == (4, 8)   # no tag: as stored
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/'
+       b'02/22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+       b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize('name, options', [
+    ('photo.png', {'exif': 'exif'}),         # PNG's eXIf chunk
+    ('photo.png', {'pnginfo': 'xmp'}),       # PNG's XMP text
+    ('photo.jpg', {'xmp': XMP, 'quality': 100}),     # JPEG's XMP segment
+])
+def test_an_orientation_in_png_exif_or_in_xmp_is_applied(tmp_path, name, options):
+    stored = np.ascontiguousarray(np.rot90(tall_picture()))
+    if options.get('exif') == 'exif':
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        options = {'exif': exif}
+    elif options.get('pnginfo') == 'xmp':
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt('XML:com.adobe.xmp', XMP.decode())
+        options = {'pnginfo': info}
+    Image.fromarray(stored).save(tmp_path / name, **options)
+    image = read_image(tmp_path / name)
+    assert image.shape == (8, 4)
+    assert np.abs(image.astype(int) - tall_picture()).max() < 40
+    Image.fromarray(stored).save(tmp_path / f'plain_{name}')
+    assert read_image(tmp_path / f'plain_{name}').shape == (4, 8)   # no tag: as stored
 
 
 def test_32_bit_tiffs_are_scaled_by_their_largest_value(tmp_path):
