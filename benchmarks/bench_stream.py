@@ -23,12 +23,12 @@ interleaved over ``--rounds`` rounds (paired medians), then against
 logistic 121) trained ``--epochs`` epochs by the in-memory path (the folder
 decoded and resized once, ``build`` + ``Rotator360``) and by the streamed one
 (files listed, one pass to measure them, every epoch decoded in workers), and
-streamed through a decode cache on disk (``decode_cache=``: the first epoch
-decodes and writes each image, later ones read 4 KiB rows): the seconds per
-epoch (validation included) and the one-off preparation. The in-memory path's
-epoch is the upper bound the streamed one is held to (>= 0.9) for a folder whose
-decoded set would not fit, where the in-memory path cannot run at all; the cached
-path's ratio counts the epochs after its first.
+streamed through a decode cache on disk (``decode_cache=``: filled by one
+untimed pass, after which epochs read 4 KiB rows), interleaved over the rounds:
+the seconds per epoch (validation included) and the one-off preparation. The
+in-memory path's epoch is the upper bound the streamed one is held to (>= 0.9)
+for a folder whose decoded set would not fit, where the in-memory path cannot
+run at all.
 Run: ``.venv/bin/python benchmarks/bench_stream.py [--quick]``.
 """
 
@@ -156,30 +156,43 @@ def make_net(pre, output_dir):
     return net
 
 
+WAYS = ('in_memory', 'stream', 'cached')
+
+
 def training(train_dir, args):
-    """Preparation seconds and seconds per epoch of the in-memory and streamed paths."""
-    out = {}
-    for way in ('in_memory', 'stream', 'cached'):
+    """Preparation seconds, and seconds per epoch of the in-memory, streamed and cached
+    paths, interleaved over ``--rounds`` rounds (a new net each time, the same
+    preprocessors); the ratios are the medians of each round's in-memory epoch over
+    the other path's. The decode cache is filled by one untimed pass first, timed
+    apart (``cache_fill_s``), so that its epochs are the ones after its first."""
+    pres, out = {}, {'prepare_s': {}, 'epoch_s': {w: [] for w in WAYS}}
+    for way in WAYS:
         started = time.perf_counter()
         if way == 'stream':
-            pre = streamed(train_dir, args.workers)
+            pres[way] = streamed(train_dir, args.workers)
         elif way == 'cached':
-            pre = streamed(train_dir, args.workers, decode_cache=common.scratch_dir())
+            pres[way] = streamed(train_dir, args.workers, decode_cache=common.scratch_dir())
         else:
             built = data.DirectoryLabeledImageSet(train_dir, progress=False).build()
-            pre = pp.Rotator360(pp.split_training_data(built, BATCH, *SPLIT), SHAPE,
-                                pp.StretchResizer(), np.random.RandomState(0), progress=False)
-        prepared = time.perf_counter() - started
-        net = make_net(pre, common.scratch_dir())
-        history = net.train(nn.Adam(learning_rate=0.003), epochs=args.epochs, final_epochs=0,
-                            channels_last=False)
-        out[way] = {'prepare_s': round(prepared, 2), 'epoch_s': [round(s, 2) for s in
-                                                               history['seconds']],
-                    'valid_error': round(history['valid_error'][-1], 4)}
-    per_epoch = {w: common.median(out[w]['epoch_s']) for w in out}
-    per_epoch['cached'] = common.median(out['cached']['epoch_s'][1:])   # (1st: fills it)
-    out['epoch_ratio'] = round(per_epoch['in_memory'] / per_epoch['stream'], 3)
-    out['cached_epoch_ratio'] = round(per_epoch['in_memory'] / per_epoch['cached'], 3)
+            pres[way] = pp.Rotator360(pp.split_training_data(built, BATCH, *SPLIT), SHAPE,
+                                      pp.StretchResizer(), np.random.RandomState(0),
+                                      progress=False)
+        out['prepare_s'][way] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    stream_epoch(pres['cached'], False)
+    for _ in pres['cached'].source('valid').batches(EpochPlan(BATCH, whole_batches=False)):
+        pass
+    out['cache_fill_s'] = round(time.perf_counter() - started, 2)
+    for _ in range(args.rounds):
+        for way in WAYS:
+            history = make_net(pres[way], common.scratch_dir()).train(
+                nn.Adam(learning_rate=0.003), epochs=args.epochs, final_epochs=0,
+                channels_last=False, progress=False)
+            out['epoch_s'][way].append(round(common.median(history['seconds']), 2))
+    seconds = out['epoch_s']
+    for way in ('stream', 'cached'):
+        out[f'{way}_ratio'] = round(common.median(
+            [m / t for m, t in zip(seconds['in_memory'], seconds[way])]), 3)
     return out
 
 
@@ -194,11 +207,12 @@ def report(r):
         print(f"  num_workers={workers}: plain {row['plain']:,}, stream {row['stream']:,} "
               f"images/s (ratio {row['ratio']:.2f})")
     t = r['train']
-    for way in ('in_memory', 'stream', 'cached'):
-        print(f"train {way:9s}: prepare {t[way]['prepare_s']:.1f} s, epochs {t[way]['epoch_s']} s")
-    print(f"streamed epoch throughput / in-memory: {t['epoch_ratio']:.2f}; through the decode "
-          f"cache, epochs after the first: {t['cached_epoch_ratio']:.2f}; "
-          f"peak RSS {r['peak_rss_mib']:.0f} MiB")
+    for way in WAYS:
+        print(f"train {way:9s}: prepare {t['prepare_s'][way]:.1f} s, median epoch of each "
+              f"round {t['epoch_s'][way]} s")
+    print(f"epoch throughput / in-memory (median of the rounds): streamed {t['stream_ratio']:.2f}"
+          f", through the decode cache {t['cached_ratio']:.2f} (filling it: one pass of "
+          f"{t['cache_fill_s']:.1f} s); peak RSS {r['peak_rss_mib']:.0f} MiB")
 
 
 def main(argv=None):
@@ -207,13 +221,13 @@ def main(argv=None):
     parser.add_argument('--images', type=int, default=6050, help='images in the folder')
     parser.add_argument('--workers', type=int, default=2, help='DataLoader workers')
     parser.add_argument('--rounds', type=int, default=3, help='interleaved rounds')
-    parser.add_argument('--epochs', type=int, default=3, help='training epochs per path')
+    parser.add_argument('--epochs', type=int, default=2, help='training epochs per run')
     parser.add_argument('--threads', type=int, help='torch threads')
     parser.add_argument('--folder', help='reuse (or write) the images here')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args(argv)
     if args.quick:
-        args.images, args.rounds, args.epochs = 1210, 1, 3
+        args.images, args.rounds, args.epochs = 1210, 1, 2
     if args.threads:
         torch.set_num_threads(args.threads)
     root, train_dir = folder(args)
