@@ -49,15 +49,14 @@ class PathList(Sequence):
         return len(self._offsets) - 1
 
     def __getitem__(self, index):
-        if type(index) is int and 0 <= index < len(self._offsets) - 1:     # the common case
-            return os.fsdecode(self._buffer[self._offsets[index]:self._offsets[index + 1]]
-                               .tobytes())
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = operator.index(index)
-        if not -len(self) <= i < len(self):
-            raise IndexError(f'path {i} of {len(self)}')
-        i %= len(self)
+        i = index
+        if type(i) is not int or not 0 <= i < len(self._offsets) - 1:  # (the common case)
+            if isinstance(index, slice):
+                return [self[i] for i in range(*index.indices(len(self)))]
+            i = operator.index(index)
+            if not -len(self) <= i < len(self):
+                raise IndexError(f'path {i} of {len(self)}')
+            i %= len(self)
         return os.fsdecode(self._buffer[self._offsets[i]:self._offsets[i + 1]].tobytes())
 
     @property

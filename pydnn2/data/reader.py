@@ -130,17 +130,17 @@ EXIF_ORIENTATION = 0x0112    # the EXIF tag of how a camera held the picture (1:
 
 
 #: Formats whose orientation can come only from what Pillow puts in ``info`` under
-#: these keys (EXIF, XMP; what ``Image.getexif`` reads for them, Pillow 13): without
-#: them, the image is upright as it is.
+#: :data:`_ORIENTATION_KEYS` (EXIF, XMP; what ``Image.getexif`` reads for them,
+#: Pillow 13): without them, the image is upright as it is.
+_ORIENTATION_IN_INFO = ('JPEG', 'PNG')
 _ORIENTATION_KEYS = ('exif', 'Raw profile type exif', 'XML:com.adobe.xmp', 'xmp')
-_ORIENTATION_INFO = {'JPEG': _ORIENTATION_KEYS, 'PNG': _ORIENTATION_KEYS}
 
 
 def _upright(image):
     """``image`` turned and flipped as its EXIF orientation tag says (itself when
     it has none, or says upright)."""
-    keys = _ORIENTATION_INFO.get(image.format)
-    if keys is not None and not any(key in image.info for key in keys):
+    if image.format in _ORIENTATION_IN_INFO and not any(k in image.info
+                                                        for k in _ORIENTATION_KEYS):
         return image                                # (parsing no EXIF costs ~10 us)
     if image.getexif().get(EXIF_ORIENTATION, 1) in (1, None):
         return image

@@ -199,7 +199,7 @@ class ImagePreprocessor(Preprocessor):
             self._schedule.draw(count)
         if refit:
             self._fit(total, len(sets[0][0]))
-        self._served = {}
+        self._served, self._decoded = {}, {}
 
     def _preparation(self, name):
         """How the raw images of set ``name`` ('train', 'valid', 'test', 'new') are made
@@ -344,9 +344,10 @@ class ImagePreprocessor(Preprocessor):
     def _file_items(self, name, labels):
         """Set ``name``'s files as items, read through the decode cache when there is one."""
         files, preparation = self._sets[SET_NAMES.index(name)][0], self._preparation(name)
-        cache = (None if self.decode_cache is None else
-                 DecodedCache(self.decode_cache, files, preparation, files.channels))
-        return FileItems(files, labels, preparation, cache)
+        if self.decode_cache is not None and name not in self._decoded:  # (one stat pass)
+            self._decoded[name] = DecodedCache(self.decode_cache, files, preparation,
+                                               files.channels)
+        return FileItems(files, labels, preparation, self._decoded.get(name))
 
     def get_raw_x(self):
         """Return ``[{'images': raw images}]`` for train, valid and test."""
@@ -479,7 +480,7 @@ class ImagePreprocessor(Preprocessor):
         self.dtype = float_dtype(options.get('dtype', 'float32'))
         self.geometry_threshold, self.chunk_size = options['geometry_threshold'], \
             options['chunk_size']
-        self.progress, self._sets, self._served = None, None, {}
+        self.progress, self._sets, self._served, self._decoded = None, None, {}, {}
         self._stats = {k: v if k in ('image_mean', 'image_std') else v.numpy().astype(np.float64)
                        for k, v in state['stats'].items()}
         self._schedule = Schedule(self.augmentation, 0)

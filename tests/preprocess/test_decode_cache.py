@@ -78,6 +78,9 @@ def test_a_cached_pass_serves_the_uncached_batches_and_decodes_each_file_once(
     again = passes(cached, epochs=2)
     assert decoded == []                                        # read from the cache
     assert_same(again, passes(plain, epochs=2))
+    # one cache per set (its files stat'ed once), whatever the pass
+    assert cached.source('train', augment=False).dataset.cache is \
+        cached.source('train').dataset.cache
     # valid and test: their own files, written as they are read
     assert_same(passes(cached, 'valid', 1), passes(plain, 'valid', 1))
     assert len(cache_files(cache, '.u8')) == 2
