@@ -31,34 +31,34 @@ def status_bytes(field):
             return int(line.split()[1]) * 1024
 
 
-def fill(x, rows, width):
-    """Class-dependent rows: row i holds (i % 10) plus a little noise."""
+def fill(x, rows, width, first=0):
+    """Class-dependent rows: row i (``first + i`` of a file) holds (i % 10) plus a little
+    noise."""
     noise = np.random.RandomState(0).rand(CHUNK, width).astype(np.float32)
     for start in range(0, rows, CHUNK):
         stop = min(rows, start + CHUNK)
-        x[start:stop] = noise[:stop - start] + (np.arange(start, stop) % 10)[:, None]
+        x[start:stop] = noise[:stop - start] + (np.arange(first + start, first + stop)
+                                                % 10)[:, None]
 
 
-def write(path, rows, width):
-    """The file: every row's first SIGNAL columns filled (as :func:`fill` fills them), the
-    rest left a hole (zeros). Each row is still read whole (pread copies a hole's zeros
-    as it copies data, so the reading process's memory is what it would be); the disk
-    is spared writing and reading back gigabytes, which held every other test's fsyncs
-    meanwhile. Written with pwrite: stores through a mapping allocate the whole file
-    on some file systems (ext4 here), holes and all."""
-    signal = min(width, SIGNAL)
-    noise = np.random.RandomState(0).rand(CHUNK, signal).astype(np.float32)
+def write(path, rows, width, dtype=np.float32):
+    """The file: every row's first SIGNAL columns filled (as :func:`fill` fills them, in
+    ``dtype``), the rest left a hole (zeros). Each row is still read whole (pread copies
+    a hole's zeros as it copies data, so the reading process's memory is what it would
+    be); the disk is spared writing and reading back gigabytes, which held every other
+    test's fsyncs meanwhile. Written with pwrite: stores through a mapping allocate the
+    whole file on some file systems (ext4 here), holes and all."""
+    signal, size = min(width, SIGNAL), np.dtype(dtype).itemsize
     with open(path, 'wb') as f:
-        f.truncate(rows * width * 4)
-        for start in range(0, rows, CHUNK):
-            stop = min(rows, start + CHUNK)
-            block = (noise[:stop - start]
-                     + (np.arange(start, stop) % 10)[:, None]).astype(np.float32)
+        f.truncate(rows * width * size)
+        for start in range(0, rows, CHUNK):     # (CHUNK divides start: fill's noise rows)
+            block = np.empty((min(rows, start + CHUNK) - start, signal), dtype)
+            fill(block, len(block), signal, first=start)
             if signal == width:                 # whole rows: one write
-                os.pwrite(f.fileno(), block.tobytes(), start * width * 4)
+                os.pwrite(f.fileno(), block.tobytes(), start * width * size)
             else:
                 for i, row in enumerate(block):
-                    os.pwrite(f.fileno(), row.tobytes(), (start + i) * width * 4)
+                    os.pwrite(f.fileno(), row.tobytes(), (start + i) * width * size)
 
 
 def data(kind, rows, width, path):

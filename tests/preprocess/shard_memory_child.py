@@ -3,13 +3,15 @@
 Usage: python shard_memory_child.py write KIND PATH ROWS WIDTH
        python shard_memory_child.py train KIND PATH ROWS WIDTH BATCH OUTPUT_DIR RESULT
 
-``write`` writes the file of KIND (in its own process). ``train`` makes the data of KIND (one of
+``write`` writes the file of KIND (in its own process: data_memory_child.write's
+sparse rows, float32 or uint8). ``train`` makes the data of KIND (one of
 :data:`KINDS`) from PATH, trains a 16-unit MLP one epoch, then predicts the
 validation rows with ``shard=True``, and writes RESULT.rank<r>.json: the peak
 resident memory (VmHWM), the bytes this process read (``rchar`` of
 /proc/self/io) while training and while predicting, and what it predicted.
 """
 
+import functools
 import json
 import os
 import sys
@@ -60,21 +62,12 @@ def wide(path, rows, width):
     return pre, x[cut:], y[cut:]
 
 
-def write_wide(path, rows, width):
-    """The uint8 file of :func:`wide`: each row's first page (4,096 bytes) class-dependent
-    (``(row % 10) * 20`` plus noise below 20), the rest a hole."""
-    noise = np.random.RandomState(0).randint(0, 20, (64, 4096)).astype(np.uint8)
-    with open(path, 'wb') as f:
-        f.truncate(rows * width)
-        for row in range(rows):
-            os.pwrite(f.fileno(), (noise[row % 64] + row % 10 * 20).tobytes(), row * width)
-
-
 #: The data a rank reads a share of, and how its file is written. A streamed image
 #: folder joins here (issue 17's streaming: its per-rank figures), with
 #: test_shard_memory.KINDS.
 KINDS = {'memmap': memmap, 'wide': wide}
-WRITERS = {'memmap': data_memory_child.write, 'wide': write_wide}
+WRITERS = {'memmap': data_memory_child.write,
+           'wide': functools.partial(data_memory_child.write, dtype=np.uint8)}
 
 
 def train(kind, path, rows, width, batch, output_dir, result):

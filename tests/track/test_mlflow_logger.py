@@ -22,6 +22,7 @@ from pydnn2.evaluate import Accuracy
 from pydnn2.track import MLflowLogger
 from tracking_store import history_series, mlflow, runs_of, steps
 
+import child_digits
 import tracking_child
 
 CHILD = os.path.join(os.path.dirname(__file__), 'tracking_child.py')
@@ -155,7 +156,7 @@ def test_a_run_killed_after_logging_past_its_checkpoint_resumes_in_the_same_mlfl
     out, logs = tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
-    tracking_child.save_digits(out, digits_cached)
+    child_digits.save_digits(out, digits_cached)
     args = [sys.executable, CHILD, out, tracking_uri, 'killed']
     child = start([*args, '--hold-at', 3], logs)   # epoch 3 logged; checkpoint 2 on disk
     wait_for(out / 'held', child)
@@ -186,7 +187,7 @@ def test_two_torchrun_ranks_make_one_mlflow_run(tracking_uri, tmp_path, digits_c
     out, logs = tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
-    tracking_child.save_digits(out, digits_cached)
+    child_digits.save_digits(out, digits_cached)
     finish(start([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                   '--nproc_per_node=2', CHILD, out, tracking_uri, 'ranks'], logs), logs)
     (run,) = runs_of(tracking_uri, 'ranks')

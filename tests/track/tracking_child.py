@@ -3,14 +3,13 @@ or as one rank of torchrun.
 
 Usage: python tracking_child.py OUTPUT_DIR TRACKING_URI EXPERIMENT [--hold-at N] [--resume]
 
-The digits come from OUTPUT_DIR/digits.npz (``save_digits``), so that the child
-need not import scikit-learn. Trains 5 epochs (SGD with momentum, a checkpoint every 2 epochs into
-OUTPUT_DIR) with an MLflowLogger (TRACKING_URI, EXPERIMENT), without
-artifacts. ``--hold-at N``
-writes OUTPUT_DIR/held once MLflow holds epoch N and then waits for
-ever, so that the parent can SIGKILL it there; ``--resume`` resumes from
-the newest checkpoint. When training ends, rank 0 writes the history to
-OUTPUT_DIR/history.json. The test resumes in its own process with ``main``.
+The digits come from OUTPUT_DIR (:func:`child_digits.save_digits`). Trains 5 epochs
+(SGD with momentum, a checkpoint every 2 epochs into OUTPUT_DIR) with an
+MLflowLogger (TRACKING_URI, EXPERIMENT), without artifacts. ``--hold-at N`` writes
+OUTPUT_DIR/held once MLflow holds epoch N and then waits for ever, so that the
+parent can SIGKILL it there; ``--resume`` resumes from the newest checkpoint. When
+training ends, rank 0 writes the history to OUTPUT_DIR/history.json. The test
+resumes in its own process with ``main``.
 """
 
 import json
@@ -19,7 +18,9 @@ import sys
 import threading
 
 import numpy as np
-import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+from child_digits import load_digits, one_thread
 
 from pydnn2 import distributed, preprocess
 from pydnn2 import neuralnet as nn
@@ -46,16 +47,9 @@ class Hold(nn.Callback):
             threading.Event().wait()           # until the parent's SIGKILL
 
 
-def save_digits(output_dir, digits):
-    """Write ``digits`` (``(images, classes, file_indices)``) for the child to read."""
-    np.savez(os.path.join(output_dir, 'digits.npz'), *digits)
-
-
 def main(output_dir, uri, experiment, hold_at=None, resume=False):
     """Train the logged net (see the module's docstring); the threads: one, as a child's."""
-    with np.load(os.path.join(output_dir, 'digits.npz')) as saved:
-        digits = tuple(saved[f'arr_{i}'] for i in range(3))
-    sets = preprocess.split_training_data(digits, 32, 60, 20, 20)
+    sets = preprocess.split_training_data(load_digits(output_dir), 32, 60, 20, 20)
     net = nn.NN(preprocess.ArrayPreprocessor(sets), 'images', 10, 32,
                 np.random.RandomState(0), name='tracked', output_dir=output_dir,
                 verbose=False, device='cpu')
@@ -65,14 +59,10 @@ def main(output_dir, uri, experiment, hold_at=None, resume=False):
     callbacks = [MLflowLogger(uri, experiment, artifacts=False)]
     if hold_at:
         callbacks.append(Hold(hold_at, os.path.join(output_dir, 'held'), callbacks[0]))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         history = net.train(nn.Momentum(0.5, 0.9, 0.05), epochs=EPOCHS, checkpoint_every=2,
                             resume=True if resume else None, channels_last=False,
                             callbacks=callbacks)
-    finally:
-        torch.set_num_threads(threads)
     if distributed.is_writer():
         with open(os.path.join(output_dir, 'history.json'), 'w') as f:
             json.dump(dict(history), f)

@@ -3,14 +3,13 @@
 Usage: python search_worker.py STORAGE_URL OUTPUT_DIR N_TRIALS [--ready FOLDER COUNT]
                                [--hold]
 
-The digits come from OUTPUT_DIR/digits.npz (``save_digits``), so that a worker
-need not import scikit-learn. Every worker runs this same script against the
-same Optuna storage (study 'digits', heartbeat every second, a trial lost after
-2 s without one, retried once). ``--ready`` writes FOLDER/ready.<pid> and waits
-until COUNT workers have, so that they start together. ``--hold`` makes the
-worker stop in its first trial after epoch 1: it writes
-OUTPUT_DIR/held.<trial number> and waits for ever (for the parent's SIGKILL).
-A test can also be a worker itself, with ``main``.
+The digits come from OUTPUT_DIR (:func:`child_digits.save_digits`). Every worker
+runs this same script against the same Optuna storage (study 'digits', heartbeat
+every second, a trial lost after 2 s without one, retried once). ``--ready``
+writes FOLDER/ready.<pid> and waits until COUNT workers have, so that they start
+together. ``--hold`` makes the worker stop in its first trial after epoch 1: it
+writes OUTPUT_DIR/held.<trial number> and waits for ever (for the parent's
+SIGKILL). A test can also be a worker itself, with ``main``.
 """
 
 import os
@@ -18,9 +17,8 @@ import sys
 import threading
 import time
 
-import torch
-
-import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+from child_digits import load_digits, one_thread
 
 from pydnn2 import preprocess, tune
 from pydnn2 import neuralnet as nn
@@ -74,27 +72,17 @@ def wait_until_ready(folder, count):
         time.sleep(0.01)
 
 
-def save_digits(output_dir, digits):
-    """Write ``digits`` (``(images, classes, file_indices)``) for the workers to read."""
-    np.savez(os.path.join(output_dir, 'digits.npz'), *digits)
-
-
 def main(url, output_dir, n_trials, ready=None, hold=False):
     """Run this worker's part of the search (see the module's docstring) on one thread."""
-    with np.load(os.path.join(output_dir, 'digits.npz')) as saved:
-        digits = tuple(saved[f'arr_{i}'] for i in range(3))
-    pre = preprocess.ArrayPreprocessor(preprocess.split_training_data(digits, 32, 60, 20, 20))
+    pre = preprocess.ArrayPreprocessor(preprocess.split_training_data(
+        load_digits(output_dir), 32, 60, 20, 20))
     if ready:
         wait_until_ready(*ready)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         result = tune.search(build, options(output_dir, hold), pre, 'images', 10, 32,
                              n_trials=n_trials, storage=url, study_name='digits',
                              output_dir=output_dir, net_options={'device': 'cpu'},
                              heartbeat_interval=1, grace_period=2, max_retry=1)
-    finally:
-        torch.set_num_threads(threads)
     print(result, flush=True)
 
 

@@ -15,6 +15,7 @@ from pydnn2 import files, preprocess, tune
 from pydnn2 import neuralnet as nn
 from pydnn2.errors import ConfigError, MissingDependencyError
 
+import child_digits
 import search_worker
 
 optuna = pytest.importorskip('optuna')
@@ -113,7 +114,7 @@ def test_two_workers_share_one_sqlite_study_and_the_best_net_loads(digits_sets, 
     url, out, logs = f'sqlite:///{tmp_path}/search.db', tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
-    search_worker.save_digits(out, digits_cached)
+    child_digits.save_digits(out, digits_cached)
     finish([start(logs, url, out, 4, '--ready', logs, 2) for _ in range(2)], logs)
     study = optuna.load_study(study_name='digits', storage=url)
     trials = study.trials
@@ -143,7 +144,7 @@ def test_a_killed_workers_trial_fails_after_the_heartbeat_and_runs_again(digits_
     url, out, logs = f'sqlite:///{tmp_path}/search.db', tmp_path / 'out', tmp_path / 'logs'
     out.mkdir()
     logs.mkdir()
-    search_worker.save_digits(out, digits_cached)
+    child_digits.save_digits(out, digits_cached)
     held = start(logs, url, out, 1, '--hold')
     deadline = time.monotonic() + TIMEOUT
     while not any(n.startswith('held.') for n in os.listdir(out)) and held.poll() is None \
