@@ -2,7 +2,9 @@
 pass serves, files decoded once, torn rows decoded again, a changed file a new cache,
 and training that ends where it ends without the cache."""
 
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from pydnn2.preprocess.decoded import PRESENT, TAG_BYTES
 from pydnn2.preprocess.sources import EpochPlan
 
 SHAPE = (16, 16)
+CHILD = os.path.join(os.path.dirname(__file__), 'decode_cache_child.py')
 
 
 @pytest.fixture
@@ -123,6 +126,30 @@ def test_a_changed_file_gives_a_new_cache_and_workers_share_one(folder, tmp_path
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
     passes(rotator(folder, num_workers=0, decode_cache=cache), epochs=1)
     assert len(cache_files(cache, '.u8')) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (torch.distributed.is_available()
+                         and torch.distributed.is_gloo_available()), reason='needs gloo')
+def test_two_torchrun_ranks_sharing_a_cache_write_the_rows_one_process_writes(folder,
+                                                                               tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, 'train'))
+    from test_distributed import TORCHRUN, finish, start
+    caches = {}
+    for name, launch in (('one', [sys.executable]),
+                         ('two', [*TORCHRUN, '--standalone', '--nproc_per_node=2'])):
+        cache, out = tmp_path / f'cache_{name}', tmp_path / f'out_{name}'
+        out.mkdir()
+        finish([start([*launch, CHILD, folder, cache, out])], timeout=240)
+        with open(out / 'epochs.json') as f:
+            assert json.load(f) == [1, 2]
+        caches[name] = {n: (cache / n).read_bytes() for n in os.listdir(cache)}
+    assert sorted(caches['two']) == sorted(caches['one'])      # the same keys: one cache
+    assert len(caches['one']) == 6           # train, valid and test (read at a new best)
+    for name, content in caches['one'].items():
+        assert caches['two'][name] == content, name             # row for row, tag for tag
+        if name.endswith('.tags'):
+            assert np.any(np.frombuffer(content, np.uint64) & PRESENT)
 
 
 def test_a_net_trains_with_the_cache_as_without_it(folder, tmp_path):
